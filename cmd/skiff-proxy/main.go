@@ -1,0 +1,154 @@
+// Command skiff-proxy is Skiff's sidecar proxy.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skiff-mesh/skiff/internal/logging"
+	"github.com/skiff-mesh/skiff/mesh/proxy"
+	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skiff-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func parsePorts(flagName, s string) ([]uint16, error) {
+	if s == "" {
+		return []uint16{}, nil
+	}
+	var out []uint16
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %q is not a port number", flagName, f)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("skiff-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg            proxy.Config
+		logOpts        logging.Options
+		endpointsFile  string
+		endpointsPoll  time.Duration
+		endpointFlags  multiFlag
+		tcpRoutes      multiFlag
+		opaquePorts    string
+		httpPorts      string
+		memoryLimitMiB int
+		cores          int
+		gcPercent      int
+	)
+	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", proxy.DefaultOutboundAddr, "outbound listener address (\"-\" disables)")
+	fs.StringVar(&cfg.InboundAddr, "inbound-addr", proxy.DefaultInboundAddr, "inbound listener address (\"-\" disables)")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", proxy.DefaultAdminAddr, "admin server address: /live /ready /metrics (\"-\" disables)")
+	fs.StringVar(&cfg.InboundForward, "inbound-forward", "", "the application's address for inbound traffic (empty: each connection's original destination)")
+	fs.BoolVar(&cfg.Transparent, "transparent", false, "read SO_ORIGINAL_DST of connections redirected by iptables")
+	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
+	fs.DurationVar(&endpointsPoll, "endpoints-poll", 250*time.Millisecond, "how often the endpoints file is checked for changes")
+	fs.Var(&endpointFlags, "endpoint", "AUTHORITY=ADDR[;meshed][;weight=N],ADDR... (repeatable)")
+	fs.Var(&tcpRoutes, "tcp-route", "LISTEN_ADDR=AUTHORITY: an extra outbound listener forwarding opaque TCP (repeatable)")
+	fs.StringVar(&opaquePorts, "opaque-ports", "25,587,3306,4444,5432,6379,9300,11211", "ports forwarded as TCP without protocol detection")
+	fs.StringVar(&httpPorts, "http-ports", "", "ports declared HTTP: detection skipped")
+	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", proxy.DefaultDetectTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
+	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", proxy.DefaultConnectTimeout, "upstream connect timeout")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", proxy.DefaultMaxConnections, "open client connections per listener")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", proxy.DefaultMaxInFlight, "concurrent requests per listener; beyond it 503 / RESOURCE_EXHAUSTED")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "graceful shutdown deadline")
+	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin address")
+	fs.IntVar(&memoryLimitMiB, "memory-limit-mib", 0, "soft Go memory limit in MiB (0: GOMEMLIMIT or none); keep it well above the steady state")
+	fs.IntVar(&cores, "cores", 1, "OS threads running Go code (GOMAXPROCS); one keeps the sidecar's memory and scheduling small. 0: GOMAXPROCS or all cores")
+	fs.IntVar(&gcPercent, "gc-percent", 25, "GOGC for the sidecar: a small heap target keeps RSS low at little CPU cost (0: GOGC or 100)")
+	logOpts.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	log, err := logOpts.New(stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log.With("component", "proxy")
+	// Runtime sizing: measured in docs/proxy.md. Environment variables win
+	// when set, so an operator can always override.
+	if memoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(memoryLimitMiB) << 20)
+	}
+	if cores > 0 && os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(cores)
+	}
+	if gcPercent > 0 && os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	if cfg.OpaquePorts, err = parsePorts("opaque-ports", opaquePorts); err != nil {
+		return err
+	}
+	if cfg.HTTPPorts, err = parsePorts("http-ports", httpPorts); err != nil {
+		return err
+	}
+	for _, r := range tcpRoutes {
+		addr, auth, ok := strings.Cut(r, "=")
+		if !ok {
+			return fmt.Errorf("--tcp-route %q: want LISTEN_ADDR=AUTHORITY", r)
+		}
+		cfg.TCPRoutes = append(cfg.TCPRoutes, proxy.TCPRoute{Addr: addr, Authority: auth})
+	}
+	switch {
+	case endpointsFile != "" && len(endpointFlags) > 0:
+		return fmt.Errorf("--endpoints-file and --endpoint cannot be combined")
+	case endpointsFile != "":
+		src, err := endpoint.WatchFile(ctx, endpointsFile, endpointsPoll, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		cfg.Endpoints = src
+	case len(endpointFlags) > 0:
+		var b strings.Builder
+		for _, e := range endpointFlags {
+			auth, eps, ok := strings.Cut(e, "=")
+			if !ok {
+				return fmt.Errorf("--endpoint %q: want AUTHORITY=ADDR[,ADDR...]", e)
+			}
+			b.WriteString(auth + " " + strings.ReplaceAll(eps, ",", " ") + "\n")
+		}
+		table, err := endpoint.ParseStatic("--endpoint", []byte(b.String()))
+		if err != nil {
+			return err
+		}
+		cfg.Endpoints = endpoint.NewStatic(table)
+	}
+	p, err := proxy.New(cfg)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}

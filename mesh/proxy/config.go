@@ -1,0 +1,162 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+)
+
+// Defaults, after Linkerd's where it has one.
+const (
+	DefaultOutboundAddr   = "127.0.0.1:4140"
+	DefaultInboundAddr    = "0.0.0.0:4143"
+	DefaultAdminAddr      = "127.0.0.1:4191"
+	DefaultDetectTimeout  = 10 * time.Second
+	DefaultMaxConnections = 10000
+	DefaultMaxInFlight    = 2000
+	DefaultDrainTimeout   = 10 * time.Second
+	DefaultConnectTimeout = 1 * time.Second
+	// DefaultMaxHeaderBytes bounds a request's header block.
+	DefaultMaxHeaderBytes = 64 << 10
+)
+
+// DefaultOpaquePorts are ports whose traffic is never HTTP detected
+// (SMTP, MySQL, Galera, PostgreSQL, Redis, Elasticsearch, memcached), as
+// Linkerd's defaults: server-speaks-first protocols would otherwise wait
+// for the detection timeout.
+var DefaultOpaquePorts = []uint16{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+
+// TCPRoute is an extra outbound listener whose connections are forwarded,
+// as opaque TCP, to one authority: the explicit mode's way of reaching a
+// TCP service, since raw bytes name no destination.
+type TCPRoute struct {
+	Addr      string // listen address
+	Authority string // resolved through the endpoint source
+}
+
+// Config is the proxy's configuration. Empty fields take the defaults
+// above; a zero Config runs an outbound listener only when Endpoints is set.
+type Config struct {
+	// OutboundAddr is where applications send their requests (explicit
+	// mode) or where iptables redirects them (transparent mode). "-"
+	// disables the listener.
+	OutboundAddr string
+	// InboundAddr receives traffic from peers. "-" disables it.
+	InboundAddr string
+	// AdminAddr serves /live, /ready, /metrics and (with Pprof) /debug/pprof.
+	// "-" disables it.
+	AdminAddr string
+	// InboundForward is the local application's address. Empty means the
+	// inbound listener forwards to each connection's original destination
+	// (transparent mode).
+	InboundForward string
+	// Transparent makes listeners read SO_ORIGINAL_DST. A connection that
+	// was not redirected is treated as explicit.
+	Transparent bool
+	// OpaquePorts skip protocol detection: a connection whose destination
+	// port (original destination, or the inbound forward port) is listed is
+	// forwarded as TCP at once. Nil means DefaultOpaquePorts.
+	OpaquePorts []uint16
+	// HTTPPorts are declared HTTP: detection is skipped and the connection
+	// is served as HTTP/1.1 or HTTP/2. Listener ports may be listed.
+	HTTPPorts []uint16
+	// TCPRoutes are extra opaque outbound listeners.
+	TCPRoutes []TCPRoute
+	// DetectTimeout bounds the wait for a client's first bytes.
+	DetectTimeout time.Duration
+	// ConnectTimeout bounds each upstream dial.
+	ConnectTimeout time.Duration
+	// MaxConnections bounds open client connections per listener; beyond
+	// it new connections are closed at once.
+	MaxConnections int
+	// MaxInFlight bounds concurrent requests per listener; beyond it
+	// requests get 503 (gRPC: RESOURCE_EXHAUSTED) without being forwarded.
+	MaxInFlight int
+	// DrainTimeout bounds the graceful shutdown.
+	DrainTimeout time.Duration
+	// Endpoints resolves outbound authorities. Nil means none are known:
+	// explicit requests fail with 502 and transparent traffic passes
+	// through to its original destination.
+	Endpoints endpoint.Source
+	// Balance configures the load balancer of every authority.
+	Balance balance.Options
+	// Pprof exposes /debug/pprof on the admin server. It needs a binary
+	// built with -tags pprof (PprofAvailable): the profiler's code costs
+	// about 0.5 MB of resident memory in every sidecar.
+	Pprof bool
+	// Logger receives the proxy's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+func (c *Config) normalize() error {
+	if c.OutboundAddr == "" {
+		c.OutboundAddr = DefaultOutboundAddr
+	}
+	if c.InboundAddr == "" {
+		c.InboundAddr = DefaultInboundAddr
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	if c.OpaquePorts == nil {
+		c.OpaquePorts = DefaultOpaquePorts
+	}
+	if c.DetectTimeout <= 0 {
+		c.DetectTimeout = DefaultDetectTimeout
+	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if c.Pprof && !PprofAvailable {
+		errs = append(errs, errors.New("pprof was asked for, but this binary was built without it: rebuild with -tags pprof"))
+	}
+	for _, a := range []struct{ name, v string }{{"outbound", c.OutboundAddr}, {"inbound", c.InboundAddr}, {"admin", c.AdminAddr}} {
+		if a.v == "-" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %q: %w", a.name, a.v, err))
+		}
+	}
+	if c.InboundForward != "" {
+		if _, _, err := net.SplitHostPort(c.InboundForward); err != nil {
+			errs = append(errs, fmt.Errorf("inbound forward address %q: %w", c.InboundForward, err))
+		}
+	}
+	if c.InboundAddr != "-" && c.InboundForward == "" && !c.Transparent {
+		errs = append(errs, errors.New("the inbound listener needs an application address (InboundForward) unless in transparent mode"))
+	}
+	for _, r := range c.TCPRoutes {
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil || r.Authority == "" {
+			errs = append(errs, fmt.Errorf("tcp route %q=%q: want LISTEN_ADDR=AUTHORITY", r.Addr, r.Authority))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func hasPort(ports []uint16, p uint16) bool {
+	for _, q := range ports {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}

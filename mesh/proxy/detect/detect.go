@@ -1,0 +1,239 @@
+// Package detect tells, from the first bytes a client sends on a connection,
+// whether it speaks HTTP/1, HTTP/2 (prior knowledge, h2c) or something else
+// that the proxy must forward opaquely.
+//
+// [Classify] is a pure function of the bytes; [Detect] peeks them from a
+// connection without consuming them, under a deadline, so the connection is
+// then served from the same bufio.Reader as if nothing had been read.
+package detect
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Protocol is the outcome of detection. The zero value is [Unknown].
+type Protocol uint8
+
+// Protocols.
+const (
+	// Unknown means more bytes are needed to decide.
+	Unknown Protocol = iota
+	// HTTP1 is an HTTP/1.x request.
+	HTTP1
+	// HTTP2 is HTTP/2 with prior knowledge: the client connection preface.
+	HTTP2
+	// Opaque is anything else, forwarded as a byte stream.
+	Opaque
+)
+
+// String returns "unknown", "http1", "http2" or "opaque".
+func (p Protocol) String() string {
+	switch p {
+	case Unknown:
+		return "unknown"
+	case HTTP1:
+		return "http1"
+	case HTTP2:
+		return "http2"
+	case Opaque:
+		return "opaque"
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+// h2Preface is the HTTP/2 client connection preface (RFC 9113 §3.4).
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// methods are the request-line openings recognised as HTTP/1: the methods
+// of RFC 9110 §9 plus PATCH (RFC 5789), each followed by the space that ends
+// the token. Methods are case-sensitive. "PRI" is reserved for the HTTP/2
+// preface and is not here. Extension methods (WebDAV's PROPFIND, MKCOL…)
+// are deliberately absent: such clients are classified Opaque and still
+// work, forwarded as TCP.
+var methods = [...]string{
+	"GET ", "HEAD ", "POST ", "PUT ", "DELETE ",
+	"CONNECT ", "OPTIONS ", "TRACE ", "PATCH ",
+}
+
+// MaxPeek is the largest number of bytes Classify ever needs: the length of
+// the HTTP/2 preface, longer than any "METHOD ". Classify never returns
+// Unknown for an input of MaxPeek bytes or more.
+const MaxPeek = len(h2Preface) // 24
+
+// Classify looks at the first bytes a client sent and returns [Unknown] when
+// more bytes are needed to decide: b is empty, or a strict prefix of the
+// HTTP/2 preface or of some "METHOD ". Otherwise it returns [HTTP2] when b
+// starts with the whole preface, [HTTP1] when it starts with a known method
+// and a space, and [Opaque] for anything else. Once decided for some b, the
+// answer is the same for every extension of b. Bytes past MaxPeek are
+// ignored. Classify does not allocate.
+func Classify(b []byte) Protocol {
+	if len(b) == 0 {
+		return Unknown
+	}
+	if len(b) > MaxPeek {
+		b = b[:MaxPeek]
+	}
+	// Cheap rejection of most non-HTTP traffic (TLS starts with 0x16).
+	switch b[0] {
+	case 'G', 'H', 'P', 'D', 'C', 'O', 'T':
+	default:
+		return Opaque
+	}
+	more := false
+	if b[0] == 'P' {
+		if len(b) >= len(h2Preface) {
+			if string(b[:len(h2Preface)]) == h2Preface {
+				return HTTP2
+			}
+		} else if string(b) == h2Preface[:len(b)] {
+			more = true
+		}
+	}
+	for _, m := range methods {
+		if len(b) >= len(m) {
+			if string(b[:len(m)]) == m {
+				return HTTP1
+			}
+		} else if string(b) == m[:len(b)] {
+			more = true
+		}
+	}
+	if more {
+		return Unknown
+	}
+	return Opaque
+}
+
+// Reason says why Detect returned [Opaque]; it is [ReasonNone] for HTTP.
+// The values are stable and meant for metric labels.
+type Reason string
+
+// Reasons.
+const (
+	// ReasonNone: the connection is HTTP.
+	ReasonNone Reason = ""
+	// ReasonNotHTTP: the first bytes are not an HTTP request.
+	ReasonNotHTTP Reason = "not_http"
+	// ReasonTimeout: the client sent nothing, or too little to decide,
+	// before the timeout — typical of server-speaks-first protocols
+	// (MySQL, SMTP). The connection is usable.
+	ReasonTimeout Reason = "timeout"
+	// ReasonEOF: the client closed (or half-closed) its side before
+	// enough bytes arrived to decide. What it sent is still buffered.
+	ReasonEOF Reason = "eof"
+	// ReasonError: reading or setting the deadline failed; Detect returns
+	// the error and the connection should be closed.
+	ReasonError Reason = "error"
+)
+
+// DefaultTimeout is the detection timeout used when Detect is given zero,
+// the same as Linkerd's protocol detection timeout.
+const DefaultTimeout = 10 * time.Second
+
+// Deadliner is the part of a connection Detect needs. net.Conn and
+// *tls.Conn satisfy it.
+type Deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+var _ Deadliner = (net.Conn)(nil)
+
+// errSmallBuffer reports a bufio.Reader that cannot hold MaxPeek bytes.
+var errSmallBuffer = errors.New("detect: bufio.Reader buffer is smaller than detect.MaxPeek; create it with bufio.NewReaderSize")
+
+// Detect classifies a connection from the bytes its client sends first. It
+// peeks r, which must read from the connection, and never consumes a byte:
+// the caller then serves the connection from r. It returns once [Classify]
+// decides, or the client closes ([ReasonEOF]), or timeout passes
+// ([ReasonTimeout]); a timeout of zero or less means [DefaultTimeout].
+//
+// conn is used only to bound the wait: Detect sets a read deadline on it and
+// resets it to zero (no deadline) before returning. Failing to set or reset
+// it is an error, except when the conn reports it is closed (net.ErrClosed,
+// io.ErrClosedPipe) or, for the reset, after EOF: no read can then block or
+// be cut short. Detect cannot outlast
+// the timeout as long as conn honours read deadlines, as net.Conn does. A
+// nil conn sets no deadline, so Detect may then block: use it only when r
+// cannot block (an in-memory reader).
+//
+// err is non-nil only with [Opaque] and [ReasonError]: a read failed (other
+// than by timeout or EOF), the deadline could not be set or cleared, or r
+// was created with a buffer smaller than [MaxPeek]. The caller should then
+// close the connection. Timeout and EOF are outcomes, not errors.
+func Detect(r *bufio.Reader, conn Deadliner, timeout time.Duration) (p Protocol, why Reason, err error) {
+	if r.Size() < MaxPeek {
+		return Opaque, ReasonError, errSmallBuffer
+	}
+	if conn != nil {
+		if timeout <= 0 {
+			timeout = DefaultTimeout
+		}
+		// A conn that says it is closed needs no deadline: its reads
+		// return at once. net.Pipe refuses deadlines as soon as the
+		// peer closed, even with the peer's bytes still to be read.
+		if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil && !isClosed(err) {
+			return Opaque, ReasonError, fmt.Errorf("detect: set read deadline: %w", err)
+		}
+		defer func() {
+			// A stale deadline would cut a later read short; it cannot
+			// once the client's side reached EOF or the conn is closed.
+			cerr := conn.SetReadDeadline(time.Time{})
+			if cerr != nil && err == nil && why != ReasonEOF && !isClosed(cerr) {
+				p, why, err = Opaque, ReasonError, fmt.Errorf("detect: clear read deadline: %w", cerr)
+			}
+		}()
+	}
+	return peek(r)
+}
+
+// peek runs the detection loop on r, which the caller has bounded in time.
+func peek(r *bufio.Reader) (Protocol, Reason, error) {
+	n := 1
+	for {
+		// Look at everything already buffered before waiting for more.
+		n = max(n, min(r.Buffered(), MaxPeek))
+		// Peek blocks until n bytes are buffered or the underlying read
+		// fails; on failure it returns the shorter buffered prefix.
+		b, err := r.Peek(n)
+		switch Classify(b) {
+		case HTTP1:
+			return HTTP1, ReasonNone, nil
+		case HTTP2:
+			return HTTP2, ReasonNone, nil
+		case Opaque:
+			return Opaque, ReasonNotHTTP, nil
+		}
+		if err != nil {
+			switch {
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+				return Opaque, ReasonEOF, nil
+			case isTimeout(err):
+				return Opaque, ReasonTimeout, nil
+			default:
+				return Opaque, ReasonError, fmt.Errorf("detect: read: %w", err)
+			}
+		}
+		// Unknown with len(b) == n < MaxPeek: Classify decides at MaxPeek.
+		n = len(b) + 1
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

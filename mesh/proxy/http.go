@@ -1,0 +1,384 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
+)
+
+// OrigProtoHeader carries an HTTP/1.1 request's protocol across the
+// multiplexed HTTP/2 connection between two Skiff proxies, so the inbound
+// side turns it back into HTTP/1.1 for the application.
+const OrigProtoHeader = "Skiff-Orig-Proto"
+
+// ErrorHeader names why the proxy itself answered a request.
+const ErrorHeader = "Skiff-Error"
+
+// maxConnectAttempts bounds the endpoints tried after connection failures.
+const maxConnectAttempts = 3
+
+// Errors the proxy answers with, each mapped to a status once, in
+// writeError.
+var (
+	errUnknownAuthority = errors.New("no service is known for this authority")
+	errNoEndpoints      = errors.New("the service has no ready endpoint")
+	errInFlight         = errors.New("in-flight request limit reached")
+	errNoTarget         = errors.New("no destination for this connection")
+	errDiscovery        = errors.New("timed out waiting for service discovery")
+)
+
+// connectError is a failure to connect to an endpoint: nothing was sent, so
+// another endpoint may be tried.
+type connectError struct {
+	addr string
+	err  error
+}
+
+func (e *connectError) Error() string { return "connect " + e.addr + ": " + e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+func isConnectError(err error) bool {
+	var ce *connectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	// A connection the peer reset before answering anything.
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// bufferPool lends the copy buffers of httputil.ReverseProxy: a stock proxy
+// allocates 32 KiB per request, which is what makes it grow under load.
+type bufferPool struct{ p sync.Pool }
+
+const copyBufferSize = 16 << 10
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, copyBufferSize)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.p.Put(&buf)
+}
+
+// recorder observes the status and the time of the response headers. It
+// unwraps for http.ResponseController, so flushing and hijacking (upgrades)
+// reach the real writer.
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	headers time.Time
+}
+
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
+		r.status = code
+		r.headers = time.Now()
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+		r.headers = time.Now()
+	}
+	return r.ResponseWriter.Write(p)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func isGRPC(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// ServeHTTP proxies one request: it counts it, enforces the in-flight
+// bound, forwards it through the listener's ReverseProxy and records the
+// response.
+func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	labels := telemetry.HTTPLabels{Direction: l.dir, Authority: r.Host, TLS: tlsDisabled}
+	m := l.p.metrics
+	m.Request(labels)
+	rec := recorders.Get().(*recorder)
+	rec.ResponseWriter, rec.status = w, 0
+	if l.inflight.acquire() {
+		if r.ProtoMajor == 1 && r.Body != http.NoBody {
+			// An upstream may answer while the body still streams; without
+			// full duplex the HTTP/1.1 server would discard the rest of
+			// the body as soon as the response headers go out.
+			http.NewResponseController(w).EnableFullDuplex()
+		}
+		l.rp.ServeHTTP(rec, r)
+		l.inflight.release()
+	} else {
+		l.rejected.Add(1)
+		writeError(rec, r, errInFlight)
+	}
+	resp := telemetry.Response{StatusCode: rec.status, GRPCStatus: -1}
+	if isGRPC(r) {
+		resp.GRPCStatus = grpcStatus(w.Header())
+	}
+	resp.Classification = classify(resp)
+	end := rec.headers
+	if end.IsZero() {
+		end = time.Now()
+	}
+	m.Response(labels, resp, end.Sub(start))
+	rec.ResponseWriter = nil
+	recorders.Put(rec)
+}
+
+// grpcStatus finds grpc-status among headers or (announced or not)
+// trailers; -1 when absent.
+func grpcStatus(h http.Header) int {
+	v := h.Get("Grpc-Status")
+	if v == "" {
+		v = h.Get(http.TrailerPrefix + "Grpc-Status")
+	}
+	if v == "" {
+		return -1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 2 // UNKNOWN
+	}
+	return n
+}
+
+func classify(r telemetry.Response) string {
+	if r.StatusCode >= 500 || r.StatusCode == 0 || r.GRPCStatus > 0 {
+		return "failure"
+	}
+	return "success"
+}
+
+// writeError answers a request the proxy could not forward. gRPC clients
+// get a trailers-only response with a gRPC status; others an HTTP status
+// and the reason in the Skiff-Error header and body.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := errorStatus(err)
+	if status == 0 {
+		return // the client went away: nothing to answer
+	}
+	msg := err.Error()
+	h := w.Header()
+	h.Set(ErrorHeader, msg)
+	if isGRPC(r) {
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(code))
+		h.Set("Grpc-Message", msg)
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Connection", "close")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+// errorStatus maps an error to an HTTP status and a gRPC code.
+func errorStatus(err error) (status, grpcCode int) {
+	const (
+		unavailable       = 14
+		resourceExhausted = 8
+		deadlineExceeded  = 4
+		internal          = 13
+	)
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return 0, 1
+	case errors.Is(err, errInFlight):
+		return http.StatusServiceUnavailable, resourceExhausted
+	case errors.Is(err, errNoEndpoints), errors.Is(err, errDiscovery):
+		return http.StatusServiceUnavailable, unavailable
+	case errors.Is(err, errUnknownAuthority):
+		return http.StatusBadGateway, unavailable
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, deadlineExceeded
+	case isConnectError(err):
+		return http.StatusBadGateway, unavailable
+	default:
+		return http.StatusBadGateway, internal
+	}
+}
+
+// retryBody guards a request body across connection-failure retries: the
+// transport closes a body when a dial fails, and nothing was read from it
+// yet, so the close is held back until the last attempt.
+type retryBody struct {
+	rc         io.ReadCloser
+	started    atomic.Bool
+	final      atomic.Bool
+	closeAsked atomic.Bool
+	once       sync.Once
+}
+
+func (b *retryBody) Read(p []byte) (int, error) {
+	b.started.Store(true)
+	return b.rc.Read(p)
+}
+
+func (b *retryBody) Close() error {
+	if b.final.Load() {
+		var err error
+		b.once.Do(func() { err = b.rc.Close() })
+		return err
+	}
+	b.closeAsked.Store(true)
+	return nil
+}
+
+func (b *retryBody) finish() {
+	b.final.Store(true)
+	if b.closeAsked.Load() {
+		b.once.Do(func() { b.rc.Close() })
+	}
+}
+
+// outboundTransport resolves the request's authority, balances over its
+// endpoints and retries connection failures on another endpoint.
+type outboundTransport struct{ l *listener }
+
+func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := t.l.p
+	c, _ := req.Context().Value(connKey{}).(*conn)
+	d, err := p.destinations.get(req.Context(), req.Host)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		// Unknown to discovery: a redirected connection goes where the
+		// application meant it to; an explicit one has nowhere to go.
+		if c != nil && c.redirect {
+			req.URL.Host = c.origDst.String()
+			return p.out.pick(req, false).RoundTrip(req)
+		}
+		return nil, errUnknownAuthority
+	}
+	var rb *retryBody
+	if req.Body != nil && req.Body != http.NoBody {
+		rb = &retryBody{rc: req.Body}
+		req.Body = rb
+		defer rb.finish()
+	}
+	var triedBuf [maxConnectAttempts]*balance.Node
+	tried := triedBuf[:0]
+	var lastErr error
+	for {
+		n, ok := d.bal.Pick(tried)
+		if !ok {
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, errNoEndpoints
+		}
+		ep := n.Endpoint()
+		req.URL.Host = ep.Addr
+		rt := p.out.pick(req, ep.Meshed)
+		start := n.Start()
+		resp, err := rt.RoundTrip(req)
+		failed := err != nil && isConnectError(err)
+		n.Finish(start, failed)
+		if failed && (rb == nil || !rb.started.Load()) && len(tried)+1 < maxConnectAttempts {
+			tried = append(tried, n)
+			lastErr = err
+			p.connectRetries.Add(1)
+			continue
+		}
+		return resp, err
+	}
+}
+
+// pick chooses the connection pool for a request: upgrades always travel
+// as HTTP/1.1; to a meshed endpoint everything else shares one multiplexed
+// HTTP/2 connection (HTTP/1.1 marked for the inbound side); otherwise the
+// client's own protocol is kept.
+func (ps pools) pick(req *http.Request, meshed bool) http.RoundTripper {
+	if req.Header.Get("Upgrade") != "" {
+		return ps.h1
+	}
+	if meshed {
+		if req.ProtoMajor == 1 {
+			req.Header.Set(OrigProtoHeader, "HTTP/1.1")
+		}
+		return ps.h2
+	}
+	if req.ProtoMajor == 2 {
+		return ps.h2
+	}
+	return ps.h1
+}
+
+// inboundTransport forwards to the local application, turning requests
+// that were HTTP/1.1 at the origin back into HTTP/1.1.
+type inboundTransport struct{ l *listener }
+
+func (t inboundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	p := t.l.p
+	target := p.cfg.InboundForward
+	if c, _ := req.Context().Value(connKey{}).(*conn); c != nil && c.redirect {
+		target = c.origDst.String()
+	}
+	if target == "" {
+		return nil, errNoTarget
+	}
+	req.URL.Host = target
+	rt := p.in.h1
+	if req.Header.Get(OrigProtoHeader) != "" {
+		req.Header.Del(OrigProtoHeader)
+	} else if req.ProtoMajor == 2 && req.Header.Get("Upgrade") == "" {
+		rt = p.in.h2
+	}
+	return rt.RoundTrip(req)
+}
+
+type connKey struct{}
+
+// newReverseProxy builds the forwarding engine of a listener.
+func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = pr.In.Host
+			// A peer-supplied marker is only trusted on the inbound side.
+			if l.dir == dirOutbound {
+				pr.Out.Header.Del(OrigProtoHeader)
+			}
+		},
+		Transport:  rt,
+		BufferPool: l.p.buffers,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			l.p.log.Debug("request failed", "direction", l.dir, "authority", r.Host, "err", err)
+			writeError(w, r, err)
+		},
+		ErrorLog: l.p.errLog,
+	}
+}

@@ -1,0 +1,706 @@
+// Package proxy is Skiff's data plane: the sidecar that sits next to every
+// workload. It has an outbound listener (the application's requests, sent
+// explicitly or redirected by iptables), an inbound listener (requests from
+// peers, forwarded to the application), protocol detection on both,
+// latency-aware balancing, bounded resources and an admin server.
+//
+// Inbound and outbound share one listener type: they differ only in how a
+// request finds its destination (outboundTransport, inboundTransport).
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/detect"
+	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+	"github.com/skiff-mesh/skiff/mesh/proxy/origdst"
+	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
+)
+
+const (
+	dirInbound  = "inbound"
+	dirOutbound = "outbound"
+	tlsDisabled = "disabled"
+)
+
+// headerTimeout bounds the wait for a request's headers.
+const headerTimeout = 30 * time.Second
+
+// Proxy is a running sidecar. Build it with New, serve with Run.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	errLog  *log.Logger
+	metrics *telemetry.Registry
+	buffers *bufferPool
+	dialer  net.Dialer
+
+	// Connection pools per direction, so upstream connections carry the
+	// right direction label.
+	out, in pools
+
+	destinations *destinations
+	listeners    []*listener
+	admin        net.Listener
+	ready        atomic.Bool
+
+	connectRetries *atomic.Uint64
+
+	tcpMu    sync.Mutex
+	tcpConns map[*conn]struct{}
+}
+
+// listener is one accepting socket (inbound, outbound, or a TCP route).
+type listener struct {
+	p        *Proxy
+	dir      string
+	ln       net.Listener
+	port     uint16
+	route    string // authority of a TCP route listener; empty otherwise
+	conns    limit
+	inflight limit
+	rejected *atomic.Uint64
+	// Detected connections go to the server of their protocol. One server
+	// for both would peek 24 bytes for the HTTP/2 preface and so stall on
+	// any shorter HTTP/1 request.
+	h1, h2 server
+	rp     *httputil.ReverseProxy
+}
+
+// New validates cfg and binds every listener, so that addresses chosen by
+// the OS (port 0) are known before Run.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, fmt.Errorf("proxy config: %w", err)
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		errLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+		metrics:  telemetry.New(),
+		buffers:  &bufferPool{},
+		dialer:   net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
+		tcpConns: make(map[*conn]struct{}),
+	}
+	p.connectRetries = p.metrics.Counter("outbound_connect_retries_total", "")
+	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance)
+	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
+	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
+
+	bind := func(addr, dir, route string) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", dir, err)
+		}
+		l := &listener{p: p, dir: dir, ln: ln, route: route}
+		l.port = uint16(ln.Addr().(*net.TCPAddr).Port)
+		l.conns.max = int64(cfg.MaxConnections)
+		l.inflight.max = int64(cfg.MaxInFlight)
+		l.rejected = p.metrics.Counter("request_rejected_total", `direction="`+dir+`",reason="in_flight_limit"`)
+		var rt http.RoundTripper = outboundTransport{l}
+		if dir == dirInbound {
+			rt = inboundTransport{l}
+		}
+		l.rp = l.newReverseProxy(rt)
+		l.h1 = server{p.newServer(l, false), newQueueListener(ln.Addr())}
+		l.h2 = server{p.newServer(l, true), newQueueListener(ln.Addr())}
+		p.listeners = append(p.listeners, l)
+		return nil
+	}
+	var err error
+	if cfg.OutboundAddr != "-" {
+		err = bind(cfg.OutboundAddr, dirOutbound, "")
+	}
+	if err == nil && cfg.InboundAddr != "-" {
+		err = bind(cfg.InboundAddr, dirInbound, "")
+	}
+	for _, r := range cfg.TCPRoutes {
+		if err == nil {
+			err = bind(r.Addr, dirOutbound, r.Authority)
+		}
+	}
+	if err == nil && cfg.AdminAddr != "-" {
+		p.admin, err = net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			err = fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	if err != nil {
+		p.closeListeners()
+		return nil, err
+	}
+	p.metrics.Gauge("proxy_in_flight_requests", func() float64 {
+		var n int64
+		for _, l := range p.listeners {
+			n += l.inflight.n.Load()
+		}
+		return float64(n)
+	})
+	return p, nil
+}
+
+// Addr returns the bound address of the "inbound", "outbound" or "admin"
+// listener, or nil.
+func (p *Proxy) Addr(name string) net.Addr {
+	if name == "admin" {
+		if p.admin == nil {
+			return nil
+		}
+		return p.admin.Addr()
+	}
+	for _, l := range p.listeners {
+		if l.dir == name && l.route == "" {
+			return l.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Metrics returns the proxy's registry.
+func (p *Proxy) Metrics() *telemetry.Registry { return p.metrics }
+
+func (p *Proxy) closeListeners() {
+	for _, l := range p.listeners {
+		l.ln.Close()
+	}
+	if p.admin != nil {
+		p.admin.Close()
+	}
+}
+
+// pools are the upstream connection pools of one direction.
+type pools struct{ h1, h2 *http.Transport }
+
+func (ps pools) closeIdle() {
+	ps.h1.CloseIdleConnections()
+	ps.h2.CloseIdleConnections()
+}
+
+func (p *Proxy) newTransport(dir string, h2 bool) *http.Transport {
+	t := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return p.dial(ctx, dir, network, addr)
+		},
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: DefaultMaxHeaderBytes,
+		ExpectContinueTimeout:  time.Second,
+		Protocols:              new(http.Protocols),
+	}
+	if h2 {
+		// One multiplexed connection per peer: concurrent first requests
+		// wait for it instead of each dialling their own.
+		t.MaxConnsPerHost = 1
+		t.Protocols.SetUnencryptedHTTP2(true)
+		t.HTTP2 = &http.HTTP2Config{
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+			PingTimeout:                   15 * time.Second,
+			SendPingTimeout:               30 * time.Second,
+		}
+	} else {
+		t.Protocols.SetHTTP1(true)
+	}
+	return t
+}
+
+// server is an http.Server fed with detected connections.
+type server struct {
+	srv   *http.Server
+	queue *queueListener
+}
+
+func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
+	s := &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: headerTimeout,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          p.errLog,
+		Protocols:         new(http.Protocols),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          1000,
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	if h2 {
+		s.Protocols.SetUnencryptedHTTP2(true)
+	} else {
+		s.Protocols.SetHTTP1(true)
+	}
+	return s
+}
+
+// dial opens an upstream connection, counted as peer="dst". Failures are
+// connectErrors: nothing was sent, so the caller may try elsewhere.
+func (p *Proxy) dial(ctx context.Context, dir, network, addr string) (net.Conn, error) {
+	c, err := p.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, &connectError{addr: addr, err: err}
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	m := p.metrics.TCP(telemetry.TCPLabels{Direction: dir, Peer: "dst", Authority: addr, TLS: tlsDisabled})
+	m.Open()
+	return &upstreamConn{Conn: c, metrics: m}, nil
+}
+
+// Ready reports whether the proxy is serving and not draining.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Run serves until ctx is done, then drains: readiness off, listeners
+// closed, in-flight requests finished within DrainTimeout, remaining
+// connections closed. It returns nil after a clean drain.
+func (p *Proxy) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, l := range p.listeners {
+		g.Go(func() error { return l.acceptLoop() })
+		for _, s := range []server{l.h1, l.h2} {
+			g.Go(func() error {
+				if err := s.srv.Serve(s.queue); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+					return fmt.Errorf("%s http server: %w", l.dir, err)
+				}
+				return nil
+			})
+		}
+	}
+	var adminSrv *http.Server
+	if p.admin != nil {
+		adminSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: p.errLog}
+		g.Go(func() error {
+			if err := adminSrv.Serve(p.admin); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin server: %w", err)
+			}
+			return nil
+		})
+	}
+	p.ready.Store(true)
+	p.log.Info("proxy ready", p.addrAttrs()...)
+
+	<-gctx.Done()
+	p.ready.Store(false)
+	p.log.Info("draining", "deadline", p.cfg.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	for _, l := range p.listeners {
+		l.ln.Close()
+	}
+	var wg sync.WaitGroup
+	for _, l := range p.listeners {
+		for _, s := range []server{l.h1, l.h2} {
+			wg.Go(func() {
+				if err := s.srv.Shutdown(drainCtx); err != nil {
+					p.log.Warn("drain deadline passed; closing connections", "direction", l.dir)
+					s.srv.Close()
+				}
+			})
+		}
+	}
+	wg.Go(func() { p.drainTCP(drainCtx) })
+	wg.Wait()
+	p.out.closeIdle()
+	p.in.closeIdle()
+	p.destinations.close()
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	err := g.Wait()
+	if ctx.Err() != nil && err == nil {
+		p.log.Info("drained")
+	}
+	return err
+}
+
+func (p *Proxy) addrAttrs() []any {
+	var a []any
+	for _, l := range p.listeners {
+		name := l.dir
+		if l.route != "" {
+			name = "tcp-route:" + l.route
+		}
+		a = append(a, name, l.ln.Addr().String())
+	}
+	if p.admin != nil {
+		a = append(a, "admin", p.admin.Addr().String())
+	}
+	return a
+}
+
+// drainTCP waits for opaque connections to end, then closes the rest.
+func (p *Proxy) drainTCP(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p.tcpMu.Lock()
+		n := len(p.tcpConns)
+		if n == 0 || ctx.Err() != nil {
+			for c := range p.tcpConns {
+				c.Close()
+			}
+			p.tcpMu.Unlock()
+			return
+		}
+		p.tcpMu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+}
+
+func (l *listener) acceptLoop() error {
+	var delay time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				l.h1.queue.Close()
+				l.h2.queue.Close()
+				return nil
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			l.p.log.Warn("accept failed", "direction", l.dir, "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		tc := c.(*net.TCPConn)
+		if !l.conns.acquire() {
+			l.p.metrics.Counter("tcp_rejected_total", `direction="`+l.dir+`",reason="connection_limit"`).Add(1)
+			tc.SetLinger(0)
+			tc.Close()
+			continue
+		}
+		go l.serveConn(tc)
+	}
+}
+
+// serveConn decides what a connection carries and hands it on.
+func (l *listener) serveConn(tc *net.TCPConn) {
+	p := l.p
+	tc.SetNoDelay(true)
+	c := &conn{TCPConn: tc}
+	c.metrics = p.metrics.TCP(telemetry.TCPLabels{Direction: l.dir, Peer: "src", TLS: tlsDisabled})
+	c.metrics.Open()
+	c.onClose = l.conns.release
+	if p.cfg.Transparent {
+		if ap, err := origdst.Get(tc); err == nil {
+			local, _ := netip.ParseAddrPort(tc.LocalAddr().String())
+			if ap != local {
+				c.origDst, c.redirect = ap, true
+			}
+		}
+	}
+	// The port that says what the traffic is: the one the client meant.
+	port := l.port
+	if c.redirect {
+		port = c.origDst.Port()
+	} else if l.dir == dirInbound && p.cfg.InboundForward != "" {
+		if _, ps, err := net.SplitHostPort(p.cfg.InboundForward); err == nil {
+			if n, err := strconv.Atoi(ps); err == nil {
+				port = uint16(n)
+			}
+		}
+	}
+	if l.route != "" || hasPort(p.cfg.OpaquePorts, port) {
+		l.serveTCP(c)
+		return
+	}
+	declaredHTTP := hasPort(p.cfg.HTTPPorts, port) || hasPort(p.cfg.HTTPPorts, l.port)
+	timeout := p.cfg.DetectTimeout
+	if declaredHTTP {
+		// No opaque fallback: only HTTP/1 or HTTP/2 is left to tell apart.
+		timeout = headerTimeout
+	}
+	c.br = bufio.NewReaderSize(rawReader{c}, 64)
+	proto, reason, err := detect.Detect(c.br, tc, timeout)
+	switch {
+	case proto == detect.HTTP2:
+		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+proto.String()+`"`).Add(1)
+		l.h2.queue.push(c)
+	case proto == detect.HTTP1 || declaredHTTP:
+		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+detect.HTTP1.String()+`"`).Add(1)
+		l.h1.queue.push(c)
+	default:
+		p.metrics.Counter("protocol_detect_opaque_total", `direction="`+l.dir+`",reason="`+string(reason)+`"`).Add(1)
+		// A client that left (or failed) before sending anything has
+		// nothing to forward.
+		if (reason == detect.ReasonEOF || err != nil) && c.br.Buffered() == 0 {
+			c.Close()
+			return
+		}
+		l.serveTCP(c)
+	}
+}
+
+// serveTCP forwards an opaque connection.
+func (l *listener) serveTCP(c *conn) {
+	p := l.p
+	p.tcpMu.Lock()
+	p.tcpConns[c] = struct{}{}
+	p.tcpMu.Unlock()
+	defer func() {
+		p.tcpMu.Lock()
+		delete(p.tcpConns, c)
+		p.tcpMu.Unlock()
+		c.Close()
+	}()
+	up, authority, err := l.dialOpaque(c)
+	if err != nil {
+		c.failed.Store(true)
+		p.log.Debug("opaque connection not forwarded", "direction", l.dir, "err", err)
+		p.metrics.Counter(l.dir+"_tcp_errors_total", `error="`+tcpErrorLabel(err)+`"`).Add(1)
+		return
+	}
+	m := p.metrics.TCP(telemetry.TCPLabels{Direction: l.dir, Peer: "dst", Authority: authority, TLS: tlsDisabled})
+	m.Open()
+	var upRead, upWritten int64
+	var upFailed bool
+	defer func() { m.Close(uint64(upRead), uint64(upWritten), upFailed) }()
+
+	// Bytes peeked during detection go first.
+	if br := c.br; br != nil && br.Buffered() > 0 {
+		b, _ := br.Peek(br.Buffered())
+		n, err := up.Write(b)
+		upWritten += int64(n)
+		if err != nil {
+			up.Close()
+			return
+		}
+		br.Discard(n)
+	}
+	c.br = nil
+	done := make(chan int64, 1)
+	go func() {
+		// Raw sockets on both sides: the kernel splices without a buffer.
+		n, err := io.Copy(up, c.TCPConn)
+		c.read.Add(uint64(n))
+		if err != nil {
+			c.failed.Store(true)
+		}
+		up.CloseWrite()
+		done <- n
+	}()
+	n, err := io.Copy(c.TCPConn, up)
+	c.written.Add(uint64(n))
+	upRead = n
+	if err != nil {
+		upFailed = true
+		// The upstream broke: unblock the other direction.
+		c.TCPConn.SetLinger(0)
+		c.TCPConn.Close()
+	} else {
+		c.TCPConn.CloseWrite()
+	}
+	upWritten += <-done
+	up.Close()
+}
+
+func tcpErrorLabel(err error) string {
+	switch {
+	case errors.Is(err, errNoTarget):
+		return "no_target"
+	case errors.Is(err, errUnknownAuthority):
+		return "unknown_authority"
+	case errors.Is(err, errNoEndpoints):
+		return "no_endpoints"
+	case isConnectError(err):
+		return "connect"
+	default:
+		return "other"
+	}
+}
+
+// dialOpaque finds and connects the upstream of an opaque connection.
+func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
+	p := l.p
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout*maxConnectAttempts+time.Second)
+	defer cancel()
+	dialRaw := func(addr string) (*net.TCPConn, error) {
+		up, err := p.dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, &connectError{addr: addr, err: err}
+		}
+		tc := up.(*net.TCPConn)
+		tc.SetNoDelay(true)
+		return tc, nil
+	}
+	if l.dir == dirInbound {
+		target := p.cfg.InboundForward
+		if c.redirect {
+			target = c.origDst.String()
+		}
+		if target == "" {
+			return nil, "", errNoTarget
+		}
+		up, err := dialRaw(target)
+		return up, target, err
+	}
+	authority := l.route
+	if authority == "" && c.redirect {
+		authority = c.origDst.String()
+	}
+	if authority == "" {
+		return nil, "", errNoTarget
+	}
+	d, err := p.destinations.get(ctx, authority)
+	if err != nil {
+		return nil, authority, err
+	}
+	if d == nil {
+		if c.redirect && l.route == "" {
+			up, err := dialRaw(authority)
+			return up, authority, err
+		}
+		return nil, authority, errUnknownAuthority
+	}
+	var triedBuf [maxConnectAttempts]*balance.Node
+	tried := triedBuf[:0]
+	var lastErr error = errNoEndpoints
+	for len(tried) < maxConnectAttempts {
+		n, ok := d.bal.Pick(tried)
+		if !ok {
+			break
+		}
+		start := n.Start()
+		up, err := dialRaw(n.Endpoint().Addr)
+		n.Finish(start, err != nil)
+		if err == nil {
+			return up, authority, nil
+		}
+		lastErr = err
+		tried = append(tried, n)
+		p.connectRetries.Add(1)
+	}
+	return nil, authority, lastErr
+}
+
+func (p *Proxy) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "live\n")
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		p.metrics.WriteTo(w)
+	})
+	if p.cfg.Pprof {
+		registerPprof(mux)
+	}
+	return mux
+}
+
+// destinations resolves authorities to balancers, watching each one's
+// endpoints from the first request on. The number of authorities is capped
+// so that random Host headers cannot grow memory without bound.
+type destinations struct {
+	src  endpoint.Source
+	opts balance.Options
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.RWMutex
+	m      map[string]*destination
+}
+
+// maxDestinations caps watched authorities.
+const maxDestinations = 10000
+
+// discoveryWait bounds how long a first request waits for discovery.
+const discoveryWait = 3 * time.Second
+
+type destination struct {
+	bal    *balance.Balancer
+	ready  chan struct{}
+	once   sync.Once
+	exists atomic.Bool
+}
+
+func newDestinations(src endpoint.Source, opts balance.Options) *destinations {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &destinations{src: src, opts: opts, ctx: ctx, cancel: cancel, m: make(map[string]*destination)}
+}
+
+// get returns the destination of authority, or nil when discovery does
+// not know it.
+func (ds *destinations) get(ctx context.Context, authority string) (*destination, error) {
+	if ds.src == nil {
+		return nil, nil
+	}
+	ds.mu.RLock()
+	d := ds.m[authority]
+	ds.mu.RUnlock()
+	if d == nil {
+		ds.mu.Lock()
+		if d = ds.m[authority]; d == nil {
+			if len(ds.m) >= maxDestinations {
+				ds.mu.Unlock()
+				return nil, errUnknownAuthority
+			}
+			d = &destination{bal: balance.New(ds.opts), ready: make(chan struct{})}
+			ds.m[authority] = d
+			go ds.src.Watch(ds.ctx, authority, func(s endpoint.Snapshot) {
+				d.exists.Store(s.Exists)
+				d.bal.Update(s.Endpoints)
+				d.once.Do(func() { close(d.ready) })
+			})
+		}
+		ds.mu.Unlock()
+	}
+	select {
+	case <-d.ready:
+	default:
+		t := time.NewTimer(discoveryWait)
+		select {
+		case <-d.ready:
+			t.Stop()
+		case <-t.C:
+			return nil, errDiscovery
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if !d.exists.Load() {
+		return nil, nil
+	}
+	return d, nil
+}
+
+func (ds *destinations) close() { ds.cancel() }

@@ -1,0 +1,91 @@
+package demo
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+)
+
+// serveTCP accepts opaque TCP echo connections until ln is closed.
+func (s *Server) serveTCP(ln net.Listener) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if (errors.As(err, &ne) && ne.Timeout()) || isTemporary(err) {
+				// Like net/http: back off on EMFILE and friends instead of
+				// spinning or giving up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("tcp echo accept failed; retrying", "err", err, "backoff", backoff)
+				if !sleep(s.ctx, backoff) {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("demo: tcp echo accept: %w", err)
+		}
+		backoff = 0
+		s.stats.tcpConns.Add(1)
+		if !s.trackRaw(c) {
+			_ = c.Close()
+			continue
+		}
+		go func() {
+			defer s.untrackRaw(c)
+			s.echoTCP(c)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// echoTCP serves one TCP echo connection. With the behaviour's ResetRate it
+// is reset (RST) at once instead.
+func (s *Server) echoTCP(c net.Conn) {
+	rnd := s.rng.derive()
+	if b := s.behaviour.Load(); b.ResetRate > 0 && rnd.Float64() < b.ResetRate {
+		s.stats.resets.Add(1)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
+		return
+	}
+	s.echo(c, c, rnd)
+}
+
+// echo copies what it reads from r (c's data, possibly buffered) back to c.
+// Each chunk read is held for the behaviour's latency first. When the peer
+// half-closes, the rest is echoed and then c is closed, write side first.
+func (s *Server) echo(c net.Conn, r io.Reader, rnd *rand.Rand) {
+	defer func() { _ = c.Close() }()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if d := s.behaviour.Load().latency(rnd); d > 0 && !sleep(s.ctx, d) {
+				return
+			}
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+			s.stats.echoedBytes.Add(int64(n))
+		}
+		if err != nil {
+			break
+		}
+	}
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
