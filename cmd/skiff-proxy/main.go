@@ -71,6 +71,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", proxy.DefaultAdminAddr, "admin server address: /live /ready /metrics (\"-\" disables)")
 	fs.StringVar(&cfg.InboundForward, "inbound-forward", "", "the application's address for inbound traffic (empty: each connection's original destination)")
 	fs.BoolVar(&cfg.Transparent, "transparent", false, "read SO_ORIGINAL_DST of connections redirected by iptables")
+	var mark uint
+	fs.UintVar(&mark, "socket-mark", 0, "SO_MARK for upstream sockets, so iptables can exempt the proxy's own traffic (0: none)")
 	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
 	fs.DurationVar(&endpointsPoll, "endpoints-poll", 250*time.Millisecond, "how often the endpoints file is checked for changes")
 	fs.Var(&endpointFlags, "endpoint", "AUTHORITY=ADDR[;meshed][;weight=N],ADDR... (repeatable)")
@@ -93,6 +95,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	cfg.SocketMark = uint32(mark)
 	log, err := logOpts.New(stderr)
 	if err != nil {
 		return err

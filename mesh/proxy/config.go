@@ -58,6 +58,10 @@ type Config struct {
 	// Transparent makes listeners read SO_ORIGINAL_DST. A connection that
 	// was not redirected is treated as explicit.
 	Transparent bool
+	// SocketMark, when non-zero, marks the proxy's upstream sockets
+	// (Linux SO_MARK, needs CAP_NET_ADMIN) so iptables rules can exempt
+	// the proxy's own traffic from redirection.
+	SocketMark uint32
 	// OpaquePorts skip protocol detection: a connection whose destination
 	// port (original destination, or the inbound forward port) is listed is
 	// forwarded as TCP at once. Nil means DefaultOpaquePorts.

@@ -96,7 +96,7 @@ func New(cfg Config) (*Proxy, error) {
 		errLog:   slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 		metrics:  telemetry.New(),
 		buffers:  &bufferPool{},
-		dialer:   net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second},
+		dialer:   net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second, Control: markControl(cfg.SocketMark)},
 		tcpConns: make(map[*conn]struct{}),
 	}
 	p.connectRetries = p.metrics.Counter("outbound_connect_retries_total", "")

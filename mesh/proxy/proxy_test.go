@@ -125,7 +125,8 @@ type mesh struct {
 	backend  *demo.Server
 	outbound *Proxy
 	inbound  *Proxy // nil for one hop
-	tcpAddr  string // the outbound TCP route to the backend's echo port
+	entry    string // where clients send HTTP and gRPC
+	tcpAddr  string // where clients open TCP to the backend's echo port
 }
 
 const (
@@ -155,6 +156,7 @@ func newMesh(t testing.TB, hops int) *mesh {
 	}
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {httpEP}, svcTCP: {tcpEP}})
 	m.outbound = startProxy(t, Config{Endpoints: src, TCPRoutes: []TCPRoute{{Addr: "127.0.0.1:0", Authority: svcTCP}}})
+	m.entry = m.outbound.Addr("outbound").String()
 	m.tcpAddr = routeAddr(m.outbound, svcTCP)
 	return m
 }
@@ -209,7 +211,7 @@ func TestProtocolMatrix(t *testing.T) {
 			m := newMesh(t, h.n)
 			t.Run("http1", func(t *testing.T) { testHTTP(t, m, h1Client(t), "HTTP/1.1") })
 			t.Run("h2c", func(t *testing.T) { testHTTP(t, m, h2cClient(t), "HTTP/2.0") })
-			t.Run("grpc", func(t *testing.T) { testGRPC(t, m.outbound.Addr("outbound").String()) })
+			t.Run("grpc", func(t *testing.T) { testGRPC(t, m.entry) })
 			t.Run("tcp", func(t *testing.T) { testTCP(t, m.tcpAddr) })
 			if h.n == 2 {
 				// A fresh mesh: the upgrade test above rightly opened an
@@ -221,7 +223,7 @@ func TestProtocolMatrix(t *testing.T) {
 }
 
 func testHTTP(t *testing.T, m *mesh, c *http.Client, wantProto string) {
-	base := "http://" + m.outbound.Addr("outbound").String()
+	base := "http://" + m.entry
 
 	t.Run("protocol-preserved", func(t *testing.T) {
 		resp, body := do(t, c, "GET", base+"/", svcHTTP, nil, nil)
@@ -289,7 +291,7 @@ func testHTTP(t *testing.T, m *mesh, c *http.Client, wantProto string) {
 		if wantProto != "HTTP/1.1" {
 			t.Skip("HTTP Upgrade is HTTP/1.1 only")
 		}
-		testUpgrade(t, m.outbound.Addr("outbound").String())
+		testUpgrade(t, m.entry)
 	})
 }
 
@@ -380,7 +382,7 @@ func testTCP(t *testing.T, addr string) {
 // testMultiplexed checks that HTTP/1.1 from many client connections shares
 // one HTTP/2 connection between the two proxies.
 func testMultiplexed(t *testing.T, m *mesh) {
-	base := "http://" + m.outbound.Addr("outbound").String()
+	base := "http://" + m.entry
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {

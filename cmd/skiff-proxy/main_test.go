@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestDependencyClosure keeps Kubernetes (and other control-plane weight)
+// out of the sidecar: every linked package costs resident memory, and the
+// proxy must stay under 10 MB RSS.
+func TestDependencyClosure(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	forbidden := []string{
+		"k8s.io/",                         // contract 1 of ARCHITECTURE.md
+		"sigs.k8s.io/",                    // the same
+		"github.com/prometheus/client_go", // the proxy has a lean exposition
+		"net/http/pprof",                  // only with -tags pprof
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if strings.HasPrefix(pkg, f) {
+				t.Errorf("skiff-proxy links %s", pkg)
+			}
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--endpoint", "svc"}, `--endpoint "svc": want AUTHORITY=ADDR`},
+		{[]string{"--endpoint", "svc=127.0.0.1:1;bogus"}, `unknown option "bogus"`},
+		{[]string{"--endpoint", "svc=nohostport"}, `want host:port`},
+		{[]string{"--opaque-ports", "25,x"}, `--opaque-ports: "x" is not a port number`},
+		{[]string{"--tcp-route", "nonsense"}, `want LISTEN_ADDR=AUTHORITY`},
+		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"--endpoints-file", "/nonexistent/eps"}, "endpoints file"},
+		{[]string{"--pprof", "--inbound-addr", "-", "--outbound-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, "rebuild with -tags pprof"},
+	} {
+		var stderr bytes.Buffer
+		err := run(context.Background(), tc.args, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
