@@ -1,0 +1,243 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// CodeNone is the status code of a request that got no response: a transport
+// error, a timeout before the response head, or a request dropped at the
+// in-flight cap. gRPC transport errors have their own gRPC codes instead.
+const CodeNone = "0"
+
+// userAgent is sent unless Target.Header sets one.
+const userAgent = "skiff-loadgen"
+
+// outcome is what one request produced. err is set when the request failed
+// without a status (code CodeNone) or failed after it (reading the body);
+// detail is the gRPC status message.
+type outcome struct {
+	code   string
+	detail string
+	err    error
+}
+
+// client sends one request to the target. call is safe for concurrent use.
+type client interface {
+	call(ctx context.Context) outcome
+	// close releases the connections; call must not be running.
+	close()
+}
+
+var (
+	_ client = (*httpClient)(nil)
+	_ client = (*grpcClient)(nil)
+)
+
+func newClient(o *Options) (client, error) {
+	payload := bytes.Repeat([]byte{'x'}, o.Target.PayloadBytes)
+	if o.Target.Protocol == ProtocolGRPC {
+		return newGRPCClient(o, payload)
+	}
+	return newHTTPClient(o, payload)
+}
+
+// httpClient sends HTTP/1.1 or h2c requests straight through transports
+// (no http.Client: no redirects, no cookies). HTTP/1.1 uses one transport
+// whose pool is capped at Connections; h2c uses one transport per connection,
+// because an HTTP/2 transport multiplexes everything onto one connection per
+// host.
+type httpClient struct {
+	tmpl       *http.Request // shallow-copied per request; URL and Header only read
+	payload    []byte
+	transports []*http.Transport
+	next       atomic.Uint64
+}
+
+func newHTTPClient(o *Options, payload []byte) (*httpClient, error) {
+	t := o.Target
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &http.Request{
+		Method:     t.Method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header, len(t.Header)+1),
+		Host:       u.Host,
+	}
+	for k, vs := range t.Header {
+		if http.CanonicalHeaderKey(k) == "Host" && len(vs) > 0 {
+			tmpl.Host = vs[0]
+			continue
+		}
+		tmpl.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	if tmpl.Header.Get("User-Agent") == "" {
+		tmpl.Header.Set("User-Agent", userAgent)
+	}
+
+	c := &httpClient{tmpl: tmpl, payload: payload}
+	var protocols http.Protocols
+	n := 1
+	if t.Protocol == ProtocolH2C {
+		protocols.SetUnencryptedHTTP2(true)
+		n = o.Connections
+	} else {
+		protocols.SetHTTP1(true)
+	}
+	for range n {
+		tr := &http.Transport{
+			Proxy:               nil, // measure the target, not an environment proxy
+			DialContext:         (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        o.Connections,
+			MaxIdleConnsPerHost: o.Connections,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+			Protocols:           &protocols,
+		}
+		if t.Protocol == ProtocolHTTP1 {
+			tr.MaxConnsPerHost = o.Connections
+		}
+		c.transports = append(c.transports, tr)
+	}
+	return c, nil
+}
+
+func (c *httpClient) call(ctx context.Context) outcome {
+	req := c.tmpl.WithContext(ctx)
+	if len(c.payload) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(c.payload))
+		req.GetBody = c.getBody
+		req.ContentLength = int64(len(c.payload))
+	}
+	tr := c.transports[0]
+	if len(c.transports) > 1 {
+		tr = c.transports[c.next.Add(1)%uint64(len(c.transports))]
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return outcome{code: CodeNone, err: err}
+	}
+	// Read the whole body so the latency covers the response and the
+	// connection can be reused.
+	_, err = io.Copy(io.Discard, resp.Body)
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	return outcome{code: httpCode(resp.StatusCode), err: err}
+}
+
+func (c *httpClient) getBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(c.payload)), nil
+}
+
+func (c *httpClient) close() {
+	for _, tr := range c.transports {
+		tr.CloseIdleConnections()
+	}
+}
+
+// httpCodes holds the strings of the usual status codes, so recording a
+// status does not allocate. It is filled once and only read.
+var httpCodes = func() (t [600]string) {
+	for i := 100; i < len(t); i++ {
+		t[i] = strconv.Itoa(i)
+	}
+	return t
+}()
+
+func httpCode(n int) string {
+	if n >= 0 && n < len(httpCodes) && httpCodes[n] != "" {
+		return httpCodes[n]
+	}
+	return strconv.Itoa(n)
+}
+
+// grpcClient invokes a unary BytesValue method over Connections client
+// connections, round-robin.
+type grpcClient struct {
+	method string
+	req    *wrapperspb.BytesValue // only read: marshalling is safe concurrently
+	md     metadata.MD
+	conns  []*grpc.ClientConn
+	next   atomic.Uint64
+}
+
+func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
+	c := &grpcClient{
+		method: o.Target.Method,
+		req:    wrapperspb.Bytes(payload),
+	}
+	if len(o.Target.Header) > 0 {
+		c.md = metadata.MD{}
+		for k, vs := range o.Target.Header {
+			c.md.Append(k, vs...)
+		}
+	}
+	for range o.Connections {
+		cc, err := grpc.NewClient(o.Target.URL,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithUserAgent(userAgent),
+		)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.conns = append(c.conns, cc)
+	}
+	return c, nil
+}
+
+func (c *grpcClient) call(ctx context.Context) outcome {
+	if c.md != nil {
+		ctx = metadata.NewOutgoingContext(ctx, c.md)
+	}
+	cc := c.conns[0]
+	if len(c.conns) > 1 {
+		cc = c.conns[c.next.Add(1)%uint64(len(c.conns))]
+	}
+	var resp wrapperspb.BytesValue
+	err := cc.Invoke(ctx, c.method, c.req, &resp)
+	s := status.Convert(err)
+	return outcome{code: grpcCode(s.Code()), detail: s.Message()}
+}
+
+// grpcCodeNames holds "grpc:<name>" for the defined gRPC codes; it is filled
+// once and only read.
+var grpcCodeNames = func() (t [codes.Unauthenticated + 1]string) {
+	for i := range t {
+		t[i] = "grpc:" + codes.Code(i).String()
+	}
+	return t
+}()
+
+func grpcCode(c codes.Code) string {
+	if int(c) < len(grpcCodeNames) {
+		return grpcCodeNames[c]
+	}
+	return "grpc:" + c.String()
+}
+
+func (c *grpcClient) close() {
+	for _, cc := range c.conns {
+		_ = cc.Close() // only fails when already closed
+	}
+}

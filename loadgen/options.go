@@ -1,0 +1,236 @@
+package loadgen
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// Protocols understood by Target.Protocol.
+const (
+	// ProtocolHTTP1 is HTTP/1.1 with keep-alive over Options.Connections
+	// connections (http:// or https:// URLs).
+	ProtocolHTTP1 = "http1"
+	// ProtocolH2C is HTTP/2 over cleartext with prior knowledge (no upgrade),
+	// one connection per Options.Connections, requests multiplexed on each.
+	ProtocolH2C = "h2c"
+	// ProtocolGRPC is gRPC unary calls over cleartext HTTP/2, one connection
+	// per Options.Connections.
+	ProtocolGRPC = "grpc"
+)
+
+// EchoMethod is the full gRPC method of the skiff-demo echo service. Its
+// request and response are google.protobuf.BytesValue.
+const EchoMethod = "/skiff.demo.v1.Echo/Echo"
+
+// Defaults applied by Options.Normalize to zero fields.
+const (
+	DefaultDuration      = 10 * time.Second
+	DefaultTimeout       = 10 * time.Second
+	DefaultConnections   = 10 // HTTP/1.1; h2c and gRPC default to 1
+	DefaultMaxInFlight   = 256
+	DefaultMaxErrorKinds = 50
+)
+
+// Target says where requests go and what they carry.
+type Target struct {
+	// Protocol is ProtocolHTTP1 (the default when empty), ProtocolH2C or
+	// ProtocolGRPC.
+	Protocol string `json:"protocol,omitempty"`
+	// URL is the request URL for HTTP ("http://127.0.0.1:8080/echo"). For gRPC
+	// it is the server address "host:port"; a "grpc://" or "http://" prefix
+	// is accepted and dropped.
+	URL string `json:"url"`
+	// Method is the HTTP method (default GET, or POST when PayloadBytes > 0),
+	// or for gRPC the full method name (default EchoMethod). A gRPC method must
+	// take and return google.protobuf.BytesValue.
+	Method string `json:"method,omitempty"`
+	// Header is sent with every request; for gRPC it becomes outgoing
+	// metadata (keys lower-cased). A "Host" entry sets the HTTP Host. Nil
+	// means no extra header. It is only read.
+	Header http.Header `json:"header,omitempty"`
+	// PayloadBytes is the size of the request body (the BytesValue value
+	// for gRPC). The same bytes are reused for every request. Zero sends an
+	// empty body.
+	PayloadBytes int `json:"payload_bytes,omitempty"`
+}
+
+// Options configures Run. The zero value, with Target.URL set, is a valid
+// run: HTTP/1.1 GET at DefaultRate requests per second for DefaultDuration.
+type Options struct {
+	// Target is where requests go. Target.URL is required.
+	Target Target
+	// Pacer schedules the requests. Nil means Rate.Pacer(Duration). Run
+	// reads the schedule with its own clock (see the package doc), so the
+	// pacer must be a pure function of its arguments, as vegeta's are, and
+	// must have a finite rate: a vegeta ConstantPacer or LinearPacer with a
+	// zero start rate (vegeta's "as fast as possible") is rejected.
+	Pacer vegeta.Pacer
+	// Rate is the declarative schedule used when Pacer is nil. The zero
+	// value is a constant DefaultRate requests per second.
+	Rate Rate
+	// Duration is the length of the schedule, warm-up included: requests
+	// due at or after Duration are not sent. The schedule also ends when
+	// the pacer says stop (Steps does after its last step). Zero means the
+	// total of the steps for a Steps schedule and DefaultDuration otherwise.
+	Duration time.Duration
+	// WarmUp is the first part of Duration whose requests are sent but not
+	// recorded. Zero means none. It must be shorter than Duration.
+	WarmUp time.Duration
+	// Timeout bounds each request from the moment it is sent. Zero means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// Connections is the number of connections to the target: the HTTP/1.1
+	// pool size, or the number of HTTP/2 (h2c, gRPC) connections requests
+	// are spread over round-robin. Zero means DefaultConnections for
+	// HTTP/1.1 and 1 for h2c and gRPC.
+	Connections int
+	// MaxInFlight caps the requests in flight, and so the generator's
+	// goroutines and memory when the target stalls. A request due while the
+	// cap is reached waits for a free slot, and the wait counts in its
+	// latency; once Duration has elapsed, requests still waiting are not sent
+	// and are recorded as ErrDropped. Zero means DefaultMaxInFlight.
+	MaxInFlight int
+	// Success tells whether a status code (see Result.StatusCodes) is a
+	// success. It must be safe for concurrent use. A request that failed
+	// with a transport error is never a success. Nil means DefaultSuccess.
+	Success func(code string) bool
+	// MaxErrorKinds caps the distinct messages in Result.Errors; further
+	// messages are counted under OtherErrors. Zero means
+	// DefaultMaxErrorKinds.
+	MaxErrorKinds int
+}
+
+// DefaultSuccess reports HTTP 2xx and 3xx and gRPC OK as successes.
+func DefaultSuccess(code string) bool {
+	if code == "grpc:OK" {
+		return true
+	}
+	n, err := strconv.Atoi(code)
+	return err == nil && n >= 200 && n < 400
+}
+
+// Normalize fills zero fields with their defaults and reports the first
+// invalid field. Run calls it on its own copy; calling it first is only useful
+// to validate a configuration early or to see the defaults.
+func (o *Options) Normalize() error {
+	t := &o.Target
+	switch t.Protocol {
+	case "":
+		t.Protocol = ProtocolHTTP1
+	case ProtocolHTTP1, ProtocolH2C, ProtocolGRPC:
+	default:
+		return fmt.Errorf("loadgen: unknown protocol %q: use %q, %q or %q", t.Protocol, ProtocolHTTP1, ProtocolH2C, ProtocolGRPC)
+	}
+	if t.URL == "" {
+		return errors.New("loadgen: target URL is empty: give the target's URL (host:port for gRPC)")
+	}
+	if t.PayloadBytes < 0 {
+		return fmt.Errorf("loadgen: payload is %d bytes: give a size >= 0", t.PayloadBytes)
+	}
+	if t.Protocol == ProtocolGRPC {
+		addr := strings.TrimPrefix(strings.TrimPrefix(t.URL, "grpc://"), "http://")
+		if strings.ContainsAny(addr, "/?#") || !strings.Contains(addr, ":") {
+			return fmt.Errorf("loadgen: gRPC target %q is not host:port", t.URL)
+		}
+		t.URL = addr
+		if t.Method == "" {
+			t.Method = EchoMethod
+		}
+		if !strings.HasPrefix(t.Method, "/") || strings.Count(t.Method, "/") != 2 {
+			return fmt.Errorf("loadgen: gRPC method %q is not a full method name like %q", t.Method, EchoMethod)
+		}
+	} else {
+		u, err := url.Parse(t.URL)
+		if err != nil {
+			return fmt.Errorf("loadgen: target URL: %w", err)
+		}
+		switch {
+		case u.Host == "":
+			return fmt.Errorf("loadgen: target URL %q has no host", t.URL)
+		case t.Protocol == ProtocolH2C && u.Scheme != "http":
+			return fmt.Errorf("loadgen: h2c target URL %q must use http://", t.URL)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return fmt.Errorf("loadgen: target URL %q must use http:// or https://", t.URL)
+		}
+		if t.Method == "" {
+			t.Method = http.MethodGet
+			if t.PayloadBytes > 0 {
+				t.Method = http.MethodPost
+			}
+		}
+	}
+
+	if o.Duration < 0 || o.WarmUp < 0 || o.Timeout < 0 || o.Connections < 0 || o.MaxInFlight < 0 || o.MaxErrorKinds < 0 {
+		return errors.New("loadgen: durations and counts in Options must not be negative")
+	}
+	if o.Duration == 0 {
+		o.Duration = DefaultDuration
+		if o.Pacer == nil && o.Rate.Shape == ShapeSteps {
+			o.Duration = o.Rate.Steps.Total()
+		}
+		if s, ok := o.Pacer.(Steps); ok {
+			o.Duration = s.Total()
+		}
+	}
+	if o.Pacer == nil {
+		p, err := o.Rate.Pacer(o.Duration)
+		if err != nil {
+			return err
+		}
+		o.Pacer = p
+	}
+	if err := checkPacer(o.Pacer); err != nil {
+		return err
+	}
+	if o.WarmUp >= o.Duration {
+		return fmt.Errorf("loadgen: warm-up %s is not shorter than the run's duration %s", o.WarmUp, o.Duration)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Connections == 0 {
+		o.Connections = 1
+		if t.Protocol == ProtocolHTTP1 {
+			o.Connections = DefaultConnections
+		}
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Success == nil {
+		o.Success = DefaultSuccess
+	}
+	if o.MaxErrorKinds == 0 {
+		o.MaxErrorKinds = DefaultMaxErrorKinds
+	}
+	return nil
+}
+
+// checkPacer rejects the vegeta pacers whose zero rate means "unlimited",
+// which an open model cannot schedule.
+func checkPacer(p vegeta.Pacer) error {
+	switch p := p.(type) {
+	case vegeta.ConstantPacer:
+		if p.Freq <= 0 || p.Per <= 0 {
+			return fmt.Errorf("loadgen: constant pacer %d per %s: give a positive rate (vegeta reads zero as unlimited)", p.Freq, p.Per)
+		}
+	case vegeta.LinearPacer:
+		if p.StartAt.Freq <= 0 || p.StartAt.Per <= 0 {
+			return errors.New("loadgen: linear pacer starts at a zero rate, which vegeta reads as unlimited: give a positive start rate")
+		}
+	case Steps:
+		return p.Validate()
+	}
+	if r := p.Rate(0); math.IsNaN(r) || math.IsInf(r, 0) || r < 0 {
+		return fmt.Errorf("loadgen: pacer %v has rate %v at the start: give a finite rate", p, r)
+	}
+	return nil
+}
