@@ -92,7 +92,7 @@ func transparentMatrix(t *testing.T) {
 	svcTCPVIP := serviceVIP + ":9000"
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{
 		// By name (the Host header) and by virtual IP (opaque TCP).
-		svcHTTP:  {{Addr: podIP + ":8080", Meshed: true}},
+		svcHTTP:   {{Addr: podIP + ":8080", Meshed: true}},
 		svcTCPVIP: {{Addr: podIP + ":9000", Meshed: true}},
 	})
 	m := &mesh{backend: backend}
