@@ -13,7 +13,8 @@ package telemetry
 import (
 	"bufio"
 	"io"
-	"os"
+
+	"github.com/skiff-mesh/skiff/internal/procfs"
 	"sort"
 	"strconv"
 	"sync"
@@ -392,28 +393,8 @@ func (c *countWriter) sample(name, labels string, v float64) {
 	c.err = err
 }
 
-// ResidentBytes reads this process's resident set size (VmRSS) from
-// /proc/self/statm. It returns 0 and an error off Linux.
+// ResidentBytes reads this process's resident set size (VmRSS).
 func ResidentBytes() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0, err
-	}
-	// statm: size resident shared text lib data dt (pages)
-	i := 0
-	for i < len(b) && b[i] != ' ' {
-		i++
-	}
-	j := i + 1
-	for j < len(b) && b[j] != ' ' {
-		j++
-	}
-	if i >= len(b) || j > len(b) {
-		return 0, io.ErrUnexpectedEOF
-	}
-	pages, err := strconv.ParseUint(string(b[i+1:j]), 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return pages * uint64(os.Getpagesize()), nil
+	st, err := procfs.Read("self")
+	return uint64(st.VmRSSMB * (1 << 20)), err
 }
