@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -581,5 +582,34 @@ func TestStepsPacer(t *testing.T) {
 	}
 	if s.Total() != 3*time.Second {
 		t.Errorf("Total = %s", s.Total())
+	}
+}
+
+func TestProgressReportsSeconds(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	var mu sync.Mutex
+	var got []loadgen.Second
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		Target:   loadgen.Target{URL: srv.URL},
+		Rate:     loadgen.Rate{Shape: loadgen.ShapeConstant, PerSecond: 100},
+		Duration: 3 * time.Second,
+		WarmUp:   time.Second,
+		Progress: func(s loadgen.Second) { mu.Lock(); got = append(got, s); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 || len(got) > 2 {
+		t.Fatalf("progress reported %d seconds of a 2-second measured run", len(got))
+	}
+	var reported int64
+	for _, s := range got {
+		reported += s.Requests
+	}
+	if reported == 0 || reported > res.Requests {
+		t.Fatalf("progress saw %d requests, the result %d", reported, res.Requests)
 	}
 }

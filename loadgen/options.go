@@ -106,6 +106,12 @@ type Options struct {
 	// messages are counted under OtherErrors. Zero means
 	// DefaultMaxErrorKinds.
 	MaxErrorKinds int
+	// Progress, if set, is called about once a second, from its own
+	// goroutine, with the second that just ended (by intended send time):
+	// a live view for progress displays. Requests still in flight then are
+	// missing from it, but not from the Result. Warm-up seconds are not
+	// reported.
+	Progress func(Second)
 }
 
 // DefaultSuccess reports HTTP 2xx and 3xx and gRPC OK as successes.

@@ -134,6 +134,25 @@ func (r *recorder) record(s sample) {
 	r.lastSentAt = max(r.lastSentAt, s.sent)
 }
 
+// second summarizes second n of the run (from its start, warm-up
+// included) as recorded so far; false during the warm-up or past the end.
+func (r *recorder) second(n int) (Second, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := n - r.firstSec
+	if i < 0 || i >= len(r.seconds) {
+		return Second{}, false
+	}
+	sec := &r.seconds[i]
+	s := Second{Second: i, Requests: sec.requests, Success: sec.success, Errors: sec.errors, Dropped: sec.dropped}
+	if sec.hist != nil {
+		s.P50US = sec.hist.ValueAtPercentile(50)
+		s.P99US = sec.hist.ValueAtPercentile(99)
+		s.MaxUS = sec.hist.Max()
+	}
+	return s, true
+}
+
 func (r *recorder) clamp(d time.Duration) int64 {
 	us := int64(d / time.Microsecond)
 	return min(max(us, 0), r.highest)

@@ -55,9 +55,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		jobs:   make(chan job),
 	}
 	r.start = time.Now()
+	stopProgress := r.progress()
 	schedErr := r.schedule()
 	close(r.jobs)
 	r.wg.Wait()
+	stopProgress()
 	elapsed := time.Since(r.start)
 
 	interrupted := ctx.Err() != nil
@@ -71,6 +73,34 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return res, fmt.Errorf("loadgen: run interrupted: %w", context.Cause(ctx))
 	}
 	return res, nil
+}
+
+// progress calls Options.Progress once a second until the returned stop
+// function is called.
+func (r *run) progress() (stop func()) {
+	if r.o.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for n := 0; ; {
+			select {
+			case <-done:
+				return
+			case <-r.ctx.Done():
+				return
+			case <-t.C:
+			}
+			n++
+			if s, ok := r.rec.second(n - 1); ok {
+				r.o.Progress(s)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // schedule walks the pacer's schedule and hands each hit to a worker at its

@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.InboundForward, "inbound-forward", "", "the application's address for inbound traffic (empty: each connection's original destination)")
 	fs.BoolVar(&cfg.Transparent, "transparent", false, "read SO_ORIGINAL_DST of connections redirected by iptables")
 	var mark uint
+	var balancer string
+	fs.StringVar(&balancer, "balancer", "ewma", "load balancing: ewma (P2C over peak-EWMA latency) or round-robin (for comparison)")
 	fs.UintVar(&mark, "socket-mark", 0, "SO_MARK for upstream sockets, so iptables can exempt the proxy's own traffic (0: none)")
 	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
 	fs.DurationVar(&endpointsPoll, "endpoints-poll", 250*time.Millisecond, "how often the endpoints file is checked for changes")
@@ -96,6 +98,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	cfg.SocketMark = uint32(mark)
+	switch balancer {
+	case "ewma":
+	case "round-robin":
+		cfg.Balance.RoundRobin = true
+	default:
+		return fmt.Errorf("--balancer %q: want ewma or round-robin", balancer)
+	}
 	log, err := logOpts.New(stderr)
 	if err != nil {
 		return err

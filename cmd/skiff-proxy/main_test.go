@@ -42,6 +42,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--opaque-ports", "25,x"}, `--opaque-ports: "x" is not a port number`},
 		{[]string{"--tcp-route", "nonsense"}, `want LISTEN_ADDR=AUTHORITY`},
 		{[]string{"--log-level", "loud"}, `--log-level "loud"`},
+		{[]string{"--balancer", "random"}, `--balancer "random"`},
 		{[]string{"--endpoints-file", "/nonexistent/eps"}, "endpoints file"},
 		{[]string{"--pprof", "--inbound-addr", "-", "--outbound-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, "rebuild with -tags pprof"},
 	} {

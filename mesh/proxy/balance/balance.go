@@ -51,6 +51,10 @@ type Options struct {
 	// IntN returns a uniform random int in [0, n) for n > 0. Nil means
 	// math/rand/v2.IntN. It must be safe for concurrent use.
 	IntN func(n int) int
+	// RoundRobin replaces P2C over peak-EWMA with plain rotation, blind
+	// to latency. It exists to compare against (the slow-replica scenario
+	// measures what latency awareness buys); false is the default policy.
+	RoundRobin bool
 }
 
 // config is the normalized, immutable form of Options shared by a Balancer
@@ -61,6 +65,7 @@ type config struct {
 	penalty    time.Duration
 	now        func() time.Time
 	intN       func(n int) int
+	roundRobin bool
 }
 
 func newConfig(o Options) *config {
@@ -70,6 +75,7 @@ func newConfig(o Options) *config {
 		penalty:    o.FailurePenalty,
 		now:        o.Now,
 		intN:       o.IntN,
+		roundRobin: o.RoundRobin,
 	}
 	if o.DefaultRTT <= 0 {
 		c.defaultRTT = float64(DefaultRTT)
@@ -100,6 +106,7 @@ type Balancer struct {
 	cfg  *config    // set by New or by the first Update; guarded by mu
 	opts Options    // as given to New; guarded by mu
 	set  atomic.Pointer[nodeSet]
+	next atomic.Uint64 // round-robin position
 }
 
 // nodeSet is an immutable snapshot of the nodes, published atomically.
@@ -229,6 +236,9 @@ func (b *Balancer) Pick(tried []*Node) (*Node, bool) {
 		return nil, false
 	case 1:
 		return nth(nodes, tried, 0), true
+	}
+	if s.cfg.roundRobin {
+		return nth(nodes, tried, int(b.next.Add(1)%uint64(m))), true
 	}
 	i := s.cfg.intN(m)
 	j := s.cfg.intN(m - 1)

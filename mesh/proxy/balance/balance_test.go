@@ -542,3 +542,27 @@ func BenchmarkPickStartFinish(b *testing.B) {
 		}
 	})
 }
+
+func TestRoundRobinIgnoresLatency(t *testing.T) {
+	b := New(Options{RoundRobin: true})
+	b.Update([]endpoint.Endpoint{{Addr: "a:1"}, {Addr: "b:1"}, {Addr: "c:1"}})
+	counts := map[string]int{}
+	for range 300 {
+		n, ok := b.Pick(nil)
+		if !ok {
+			t.Fatal("no pick")
+		}
+		// A slow endpoint gets its turn all the same.
+		n.Finish(n.Start().Add(-time.Second), false)
+		counts[n.Endpoint().Addr]++
+	}
+	for addr, c := range counts {
+		if c != 100 {
+			t.Errorf("%s got %d of 300, want 100 each: %v", addr, c, counts)
+		}
+	}
+	first, _ := b.Pick(nil)
+	if n, ok := b.Pick([]*Node{first}); !ok || n == first {
+		t.Error("round robin returned a tried node")
+	}
+}
