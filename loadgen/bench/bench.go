@@ -298,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			for _, p := range procs {
 				select {
 				case <-p.done:
-					return nil, fmt.Errorf("%s exited during the run: %v (log: %s)", p.name, p.waitErr, filepath.Join(cfg.WorkDir, p.name+".log"))
+					return nil, fmt.Errorf("%s exited during the run: %w (log: %s)", p.name, p.waitErr, filepath.Join(cfg.WorkDir, p.name+".log"))
 				default:
 				}
 			}
@@ -452,7 +452,7 @@ func waitReady(ctx context.Context, urls []string, procs []*process, timeout tim
 		for _, p := range procs {
 			select {
 			case <-p.done:
-				return fmt.Errorf("%s exited at start: %v", p.name, p.waitErr)
+				return fmt.Errorf("%s exited at start: %w", p.name, p.waitErr)
 			default:
 			}
 		}

@@ -41,7 +41,7 @@ func Get(c *net.TCPConn) (netip.AddrPort, error) {
 				return
 			}
 			sa := mi.Addr
-			port := uint16(sa.Port>>8) | uint16(sa.Port<<8)
+			port := sa.Port>>8 | sa.Port<<8 // network byte order
 			ap = netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), port)
 			return
 		}
