@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -620,10 +621,35 @@ func (p *Proxy) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		p.metrics.WriteTo(w)
 	})
+	mux.HandleFunc("GET /debug/balancer", p.writeBalancers)
 	if p.cfg.Pprof {
 		registerPprof(mux)
 	}
 	return mux
+}
+
+// writeBalancers lists every watched authority's endpoints with their
+// latency estimate and requests in flight: what the balancer decides on.
+func (p *Proxy) writeBalancers(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	p.destinations.mu.RLock()
+	auths := make([]string, 0, len(p.destinations.m))
+	for a := range p.destinations.m {
+		auths = append(auths, a)
+	}
+	p.destinations.mu.RUnlock()
+	sort.Strings(auths)
+	now := time.Now()
+	for _, a := range auths {
+		p.destinations.mu.RLock()
+		d := p.destinations.m[a]
+		p.destinations.mu.RUnlock()
+		fmt.Fprintf(w, "%s exists=%v\n", a, d.exists.Load())
+		for _, n := range d.bal.Nodes() {
+			ep := n.Endpoint()
+			fmt.Fprintf(w, "  %s meshed=%v in_flight=%d load_ms=%.3f\n", ep.Addr, ep.Meshed, n.InFlight(), n.Load(now)/1e6)
+		}
+	}
 }
 
 // destinations resolves authorities to balancers, watching each one's

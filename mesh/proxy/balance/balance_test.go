@@ -566,3 +566,37 @@ func TestRoundRobinIgnoresLatency(t *testing.T) {
 		t.Error("round robin returned a tried node")
 	}
 }
+
+// Equal replicas share the traffic: a fresh balancer must not rank them by
+// microscopic differences of its prior (it once gave 64/32/4 %).
+func TestEqualReplicasShareFairly(t *testing.T) {
+	clock := time.Unix(0, 0)
+	rng := rand.New(rand.NewPCG(7, 7))
+	b := New(Options{Now: func() time.Time { return clock }, IntN: rng.IntN})
+	// Replicas join one by one, as pods become ready.
+	var eps []endpoint.Endpoint
+	for _, a := range []string{"a:1", "b:1", "c:1"} {
+		eps = append(eps, endpoint.Endpoint{Addr: a})
+		b.Update(eps)
+		clock = clock.Add(30 * time.Millisecond)
+	}
+	counts := map[string]int{}
+	const n = 6000
+	for range n {
+		node, _ := b.Pick(nil)
+		s := node.Start()
+		// 2 ms ± 0.5 ms, one request every 2.5 ms (400/s, sequential).
+		clock = clock.Add(1500*time.Microsecond + time.Duration(rng.IntN(1000))*time.Microsecond)
+		node.Finish(s, false)
+		clock = clock.Add(500 * time.Microsecond)
+		counts[node.Endpoint().Addr]++
+	}
+	for addr, c := range counts {
+		if share := float64(c) / n; share < 0.2 || share > 0.47 {
+			t.Errorf("%s got %.0f%% of the traffic: %v", addr, 100*share, counts)
+		}
+	}
+	if len(counts) != 3 {
+		t.Errorf("not every replica was used: %v", counts)
+	}
+}
