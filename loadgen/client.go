@@ -186,17 +186,23 @@ func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
 		method: o.Target.Method,
 		req:    wrapperspb.Bytes(payload),
 	}
-	if len(o.Target.Header) > 0 {
-		c.md = metadata.MD{}
-		for k, vs := range o.Target.Header {
-			c.md.Append(k, vs...)
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUserAgent(userAgent),
+	}
+	for k, vs := range o.Target.Header {
+		// Host names the :authority, as for HTTP: a proxy routes by it.
+		if http.CanonicalHeaderKey(k) == "Host" && len(vs) > 0 {
+			opts = append(opts, grpc.WithAuthority(vs[0]))
+			continue
 		}
+		if c.md == nil {
+			c.md = metadata.MD{}
+		}
+		c.md.Append(k, vs...)
 	}
 	for range o.Connections {
-		cc, err := grpc.NewClient(o.Target.URL,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithUserAgent(userAgent),
-		)
+		cc, err := grpc.NewClient(o.Target.URL, opts...)
 		if err != nil {
 			c.close()
 			return nil, err

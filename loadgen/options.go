@@ -55,6 +55,8 @@ type Target struct {
 	// Header is sent with every request; for gRPC it becomes outgoing
 	// metadata (keys lower-cased). A "Host" entry sets the HTTP Host. Nil
 	// means no extra header. It is only read.
+	// For gRPC, a Host header sets the :authority; the others are sent
+	// as metadata.
 	Header http.Header `json:"header,omitempty"`
 	// PayloadBytes is the size of the request body (the BytesValue value
 	// for gRPC). The same bytes are reused for every request. Zero sends an

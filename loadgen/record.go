@@ -144,7 +144,7 @@ func (r *recorder) second(n int) (Second, bool) {
 		return Second{}, false
 	}
 	sec := &r.seconds[i]
-	s := Second{Second: i, Requests: sec.requests, Success: sec.success, Errors: sec.errors, Dropped: sec.dropped}
+	s := Second{Second: n, Requests: sec.requests, Success: sec.success, Errors: sec.errors, Dropped: sec.dropped}
 	if sec.hist != nil {
 		s.P50US = sec.hist.ValueAtPercentile(50)
 		s.P99US = sec.hist.ValueAtPercentile(99)
