@@ -1,0 +1,181 @@
+package results
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/skiff-mesh/skiff/internal/procfs"
+)
+
+func needProc(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("needs Linux /proc")
+	}
+}
+
+// startSleep starts a child that sleeps until killed.
+func startSleep(t *testing.T) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+// burnCPU spins until this process has used another 20 ms of CPU.
+func burnCPU(t *testing.T) {
+	t.Helper()
+	st, err := procfs.ReadPID(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for {
+		for i := range 1_000_000 {
+			x += i
+		}
+		now, err := procfs.ReadPID(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.CPUSeconds >= st.CPUSeconds+0.02 {
+			break
+		}
+	}
+	runtime.KeepAlive(x)
+}
+
+func TestSampler(t *testing.T) {
+	needProc(t)
+	first, second := startSleep(t), startSleep(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &Sampler{Interval: 100 * time.Millisecond}
+		if err := s.Watch("harness", "loadgen", os.Getpid()); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Watch("echo-2", "app", first.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- s.Run(ctx) }()
+
+		time.Sleep(350 * time.Millisecond) // samples at 0.1, 0.2, 0.3 s
+		burnCPU(t)
+		// Kill echo-2; the sampler notices at 0.4 s. It comes back at
+		// 0.55 s as another process.
+		if err := first.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = first.Wait()
+		time.Sleep(200 * time.Millisecond)
+		if err := s.Watch("echo-2", "app", second.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // 0.6, 0.7 s
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		// Run sampled once more on the way out, at 0.75 s.
+
+		ps := s.Processes()
+		if len(ps) != 2 {
+			t.Fatalf("%d processes, want 2", len(ps))
+		}
+		self, echo := ps[0], ps[1]
+		offsets := func(p Process) []float64 {
+			var o []float64
+			for _, pt := range p.RSS {
+				o = append(o, pt.OffsetS)
+			}
+			return o
+		}
+		if got, want := offsets(self), []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75}; !approxEqual(got, want) {
+			t.Errorf("self sampled at %v, want %v", got, want)
+		}
+		if got, want := offsets(echo), []float64{0, 0.1, 0.2, 0.3, 0.55, 0.6, 0.7, 0.75}; !approxEqual(got, want) {
+			t.Errorf("echo-2 sampled at %v, want %v", got, want)
+		}
+		if self.Name != "harness" || self.Role != "loadgen" || self.VmRSSMaxMB <= 0 || self.VmHWMMB < self.VmRSSMaxMB || self.CPUSeconds < 0.0199 { // two readings in 10 ms ticks; allow for float rounding
+			t.Errorf("self: %+v: want VmRSS > 0, VmHWM >= VmRSS, CPU >= the 20 ms burnt", self)
+		}
+		if len(echo.PIDs) != 2 || echo.PIDs[0] != first.Process.Pid || echo.PIDs[1] != second.Process.Pid {
+			t.Errorf("echo-2 pids %v", echo.PIDs)
+		}
+		if want := "gone at 0.4 s"; !strings.Contains(echo.Note, want) {
+			t.Errorf("echo-2 note %q, want it to contain %q", echo.Note, want)
+		}
+
+		// Processes returns copies.
+		ps[0].RSS[0].MB = -1
+		if s.Processes()[0].RSS[0].MB == -1 {
+			t.Error("Processes shares its slices with the sampler")
+		}
+	})
+}
+
+func approxEqual(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if d := a[i] - b[i]; d > 1e-9 || d < -1e-9 {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSampleExited(t *testing.T) {
+	needProc(t)
+	cmd := startSleep(t)
+	pid := cmd.Process.Pid
+	if _, err := sample(pid); err != nil {
+		t.Fatalf("a live process: %v", err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Killed but not reaped: a zombie, whose status has no VmRSS.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i+1:]), " Z") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed child never became a zombie")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := sample(pid); !errors.Is(err, errNoMemory) {
+		t.Errorf("a zombie: %v, want errNoMemory", err)
+	}
+	_ = cmd.Wait()
+	if _, err := sample(pid); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a reaped process: %v, want fs.ErrNotExist", err)
+	}
+	var s Sampler
+	if err := s.Watch("gone", "app", pid); err == nil || !strings.Contains(err.Error(), "watching gone") {
+		t.Errorf("Watch of a gone process: %v", err)
+	}
+}
