@@ -1,0 +1,451 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/perf/benchmath"
+
+	"github.com/skiff-mesh/skiff/loadgen"
+	"github.com/skiff-mesh/skiff/results"
+	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/scenarios/spec"
+	"github.com/skiff-mesh/skiff/simulator/local"
+)
+
+// podCounter polls the demo workloads' request counters, so the runner
+// knows which replica served traffic when: the basis of share(POD) and
+// recovery_s. Counts are per pod name; a restarted pod's counter starts
+// again from zero, so only increases count.
+type podCounter struct {
+	env     *local.Env
+	service string
+	t0      time.Time
+
+	mu      sync.Mutex
+	last    map[string]int64 // last raw counter per pod
+	samples []podSample
+	stopc   chan struct{}
+	wg      sync.WaitGroup
+}
+
+// podSample is the served-request total per pod at an offset from t0.
+type podSample struct {
+	at     time.Duration
+	served map[string]int64
+}
+
+const podPoll = 200 * time.Millisecond
+
+func newPodCounter(env *local.Env, service string) *podCounter {
+	return &podCounter{env: env, service: service, last: map[string]int64{}, stopc: make(chan struct{})}
+}
+
+func (c *podCounter) start(t0 time.Time) {
+	c.t0 = t0
+	totals := map[string]int64{}
+	c.wg.Go(func() {
+		t := time.NewTicker(podPoll)
+		defer t.Stop()
+		for {
+			c.poll(totals)
+			select {
+			case <-c.stopc:
+				return
+			case <-t.C:
+			}
+		}
+	})
+}
+
+func (c *podCounter) poll(totals map[string]int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), podPoll)
+	defer cancel()
+	for _, svc := range c.env.Services() {
+		for _, p := range c.env.Pods(svc.Name) {
+			st, err := p.Stats(ctx)
+			if err != nil {
+				continue // killed or paused: it serves nothing
+			}
+			c.mu.Lock()
+			prev := c.last[p.Name()]
+			if st.Requests >= prev {
+				totals[p.Name()] += st.Requests - prev
+			} else { // restarted: its counter began again
+				totals[p.Name()] += st.Requests
+			}
+			c.last[p.Name()] = st.Requests
+			c.mu.Unlock()
+		}
+	}
+	snap := make(map[string]int64, len(totals))
+	for k, v := range totals {
+		snap[k] = v
+	}
+	c.mu.Lock()
+	c.samples = append(c.samples, podSample{at: time.Since(c.t0), served: snap})
+	c.mu.Unlock()
+}
+
+func (c *podCounter) stop() {
+	select {
+	case <-c.stopc:
+	default:
+		close(c.stopc)
+	}
+	c.wg.Wait()
+}
+
+// writeCSV writes the samples as offset_s,pod,served (requests served
+// since time 0 of the run).
+func (c *podCounter) writeCSV(path string) error {
+	var b strings.Builder
+	b.WriteString("offset_s,pod,served\n")
+	for _, s := range c.samples {
+		pods := make([]string, 0, len(s.served))
+		for p := range s.served {
+			pods = append(pods, p)
+		}
+		sort.Strings(pods)
+		for _, p := range pods {
+			fmt.Fprintf(&b, "%.3f,%s,%d\n", s.at.Seconds(), p, s.served[p])
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// at returns the totals at the last sample taken at or before offset d.
+func (c *podCounter) at(d time.Duration) map[string]int64 {
+	var out map[string]int64
+	for _, s := range c.samples {
+		if s.at > d {
+			break
+		}
+		out = s.served
+	}
+	return out
+}
+
+// shares returns each pod's share of the requests served in [from, to).
+func (c *podCounter) shares(from, to time.Duration) map[string]float64 {
+	a, b := c.at(from), c.at(to)
+	var total int64
+	d := map[string]int64{}
+	for pod, v := range b {
+		d[pod] = v - a[pod]
+		total += d[pod]
+	}
+	out := map[string]float64{}
+	for pod, v := range d {
+		if total > 0 {
+			out[pod] = float64(v) / float64(total)
+		}
+	}
+	return out
+}
+
+// firstServed is the offset at which pod first served a request after
+// offset since, or false if it never did.
+func (c *podCounter) firstServed(pod string, since time.Duration) (time.Duration, bool) {
+	base := c.at(since)[pod]
+	for _, s := range c.samples {
+		if s.at >= since && s.served[pod] > base {
+			return s.at, true
+		}
+	}
+	return 0, false
+}
+
+// collect turns the load, samples and events into the result's phases,
+// series, processes and events.
+func (r *run) collect(res *results.Result, load *loadResult) {
+	sc := r.sc
+	r.mu.Lock()
+	res.Events = append(res.Events, r.events...)
+	r.mu.Unlock()
+	res.Processes = r.sampler.Processes()
+	var requests int64
+	if load.meshed != nil {
+		requests = load.meshed.Requests
+		// Load seconds count from the start of the warm-up; time 0 of the
+		// scenario is its end.
+		warm := sc.Load.Warmup
+		for _, s := range load.meshed.Series {
+			at := float64(s.Second) - warm.Seconds()
+			res.Series = append(res.Series, results.Second{Path: results.PathMeshed, OffsetS: int(math.Floor(at)), Requests: s.Requests,
+				Errors: s.Errors, P50Ms: ms(s.P50US), P99Ms: ms(s.P99US), ActiveFaults: r.faultsAt(at, at+1)})
+		}
+		for _, ph := range r.phases() {
+			from, to := ph.from, ph.to
+			h, reqs, ok := mergeSeconds(load.meshed.Series, warm+from, warm+to)
+			res.Phases = append(res.Phases, results.Phase{Name: ph.name, StartS: from.Seconds(), EndS: to.Seconds(),
+				Paths: []results.PathStats{pathStats(results.PathMeshed, h, reqs, ok, load.meshed, ph.name == spec.PhaseWhole)}})
+		}
+	}
+	for _, tr := range load.trials {
+		requests += tr.meshed.Requests
+		for _, p := range []struct {
+			path string
+			lr   *loadgen.Result
+		}{{results.PathMeshed, tr.meshed}, {results.PathDirect, tr.direct}} {
+			res.Trials = append(res.Trials, results.Trial{Trial: tr.n, Phase: spec.PhaseWhole, Path: p.path,
+				DurationS: sc.Load.Duration.Seconds(), Count: p.lr.Requests, SuccessRate: p.lr.SuccessRate, Latency: latencyOf(p.lr.Latency)})
+		}
+	}
+	if len(load.trials) > 0 {
+		whole := results.Phase{Name: spec.PhaseWhole, EndS: sc.Load.Duration.Seconds() * float64(len(load.trials))}
+		for _, path := range []string{results.PathMeshed, results.PathDirect} {
+			var h *hdrhistogram.Histogram
+			var reqs, ok int64
+			for _, tr := range load.trials {
+				lr := tr.meshed
+				if path == results.PathDirect {
+					lr = tr.direct
+				}
+				reqs += lr.Requests
+				ok += lr.Success
+				if th, err := lr.Latency.Histogram(); err == nil && th != nil {
+					if h == nil {
+						h = hdrhistogram.New(1, th.HighestTrackableValue(), 3)
+					}
+					h.Merge(th)
+				}
+			}
+			whole.Paths = append(whole.Paths, pathStats(path, h, reqs, ok, nil, false))
+		}
+		res.Phases = append(res.Phases, whole)
+	}
+	for i := range res.Processes {
+		if res.Processes[i].Role == local.RoleProxy {
+			res.Processes[i].SetRequests(requests)
+		}
+	}
+}
+
+func latencyOf(l loadgen.Latency) results.Latency {
+	return results.Latency{P50: ms(l.P50), P90: ms(l.P90), P99: ms(l.P99), P999: ms(l.P999), Max: ms(l.Max), Mean: l.Mean / 1000}
+}
+
+func pathStats(path string, h *hdrhistogram.Histogram, reqs, ok int64, lr *loadgen.Result, whole bool) results.PathStats {
+	ps := results.PathStats{Path: path, Count: reqs, Success: ok, Histogram: h, Latency: results.Summarize(h)}
+	if reqs > 0 {
+		ps.SuccessRate = float64(ok) / float64(reqs)
+	}
+	if whole && lr != nil {
+		ps.StatusCodes, ps.Errors = lr.StatusCodes, lr.Errors
+	}
+	return ps
+}
+
+type phaseWindow struct {
+	name     string
+	from, to time.Duration
+}
+
+// phases are "whole" and the scenario's named windows.
+func (r *run) phases() []phaseWindow {
+	out := []phaseWindow{{spec.PhaseWhole, 0, r.sc.Load.Duration}}
+	for _, p := range r.sc.Phases {
+		out = append(out, phaseWindow{p.Name, p.From.Resolve(r.sc.Load.Duration), p.To.Resolve(r.sc.Load.Duration)})
+	}
+	return out
+}
+
+// faultsAt lists the faults active during [from, to) seconds, from the
+// events as they happened.
+func (r *run) faultsAt(from, to float64) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	active := map[string]bool{}
+	for _, ev := range r.events {
+		if ev.OffsetS >= to {
+			break
+		}
+		label := ev.Type + " " + ev.Target
+		switch {
+		case strings.HasPrefix(ev.Type, "undo "):
+			delete(active, strings.TrimPrefix(ev.Type, "undo ")+" "+ev.Target)
+		case ev.Type == spec.FaultRestart || ev.Type == spec.FaultResume || ev.Type == spec.FaultResetBehaviour:
+			for l := range active {
+				if strings.HasSuffix(l, " "+ev.Target) {
+					delete(active, l)
+				}
+			}
+			if ev.OffsetS >= from {
+				active[label] = true // shown in the second it happened
+			}
+		default:
+			active[label] = true
+		}
+	}
+	out := make([]string, 0, len(active))
+	for l := range active {
+		out = append(out, l)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// metrics are the named values assertions may use, for one phase.
+func (r *run) metrics(res *results.Result, phase string) map[string]float64 {
+	m := map[string]float64{}
+	ph := res.Phase(phase)
+	if ph != nil {
+		if ps := ph.Path(results.PathMeshed); ps != nil {
+			m["success_rate"] = ps.SuccessRate
+			m["error_rate"] = 1 - ps.SuccessRate
+			m["p50_ms"], m["p90_ms"], m["p99_ms"] = ps.Latency.P50, ps.Latency.P90, ps.Latency.P99
+			m["p999_ms"], m["max_ms"], m["mean_ms"] = ps.Latency.P999, ps.Latency.Max, ps.Latency.Mean
+			if d := ph.EndS - ph.StartS; d > 0 {
+				m["rps"] = float64(ps.Count) / d
+			}
+		}
+	}
+	if len(res.Trials) > 0 && phase == spec.PhaseWhole {
+		added := func(pick func(results.Latency) float64) float64 {
+			byTrial := map[int][2]float64{}
+			for _, t := range res.Trials {
+				v := byTrial[t.Trial]
+				if t.Path == results.PathMeshed {
+					v[0] = pick(t.Latency)
+				} else {
+					v[1] = pick(t.Latency)
+				}
+				byTrial[t.Trial] = v
+			}
+			var diffs []float64
+			for _, v := range byTrial {
+				diffs = append(diffs, v[0]-v[1])
+			}
+			return benchmath.AssumeNothing.Summary(benchmath.NewSample(diffs, &benchmath.DefaultThresholds), 0.95).Center
+		}
+		m["p50_added_ms"] = added(func(l results.Latency) float64 { return l.P50 })
+		m["p99_added_ms"] = added(func(l results.Latency) float64 { return l.P99 })
+	}
+	var rss, hwm, cpu float64
+	var reqs int64
+	for _, p := range res.Processes {
+		if p.Role != local.RoleProxy {
+			continue
+		}
+		rss, hwm = math.Max(rss, p.VmRSSMaxMB), math.Max(hwm, p.VmHWMMB)
+		cpu += p.CPUSeconds
+		reqs = p.Requests
+	}
+	m["proxy_vmrss_mb"], m["proxy_vmhwm_mb"] = rss, hwm
+	if reqs > 0 {
+		m["proxy_cpu_us_per_req"] = cpu * 1e6 / float64(reqs)
+	}
+	if ph != nil && r.pods != nil {
+		for pod, share := range r.pods.shares(time.Duration(ph.StartS*float64(time.Second)), time.Duration(ph.EndS*float64(time.Second))) {
+			m["share("+pod+")"] = share
+		}
+		for _, svc := range r.env.Services() {
+			for _, p := range r.env.Pods(svc.Name) {
+				if _, ok := m["share("+p.Name()+")"]; !ok {
+					m["share("+p.Name()+")"] = 0
+				}
+			}
+		}
+	}
+	if rec, ok := r.recovery(res); ok {
+		m["recovery_s"] = rec
+	}
+	if r.rr != nil {
+		if rr := r.rr.Phase(phase); rr != nil && ph != nil {
+			a, b := ph.Path(results.PathMeshed), rr.Path(results.PathMeshed)
+			if a != nil && b != nil && b.Latency.P99 > 0 {
+				m["p99_vs_round_robin"] = a.Latency.P99 / b.Latency.P99
+				m["p50_vs_round_robin"] = a.Latency.P50 / b.Latency.P50
+				m["round_robin_p99_ms"] = b.Latency.P99
+			}
+		}
+	}
+	return m
+}
+
+// recovery is the longest time, over restore events (restart, resume, or
+// the undo of a kill or pause), from the event until the restored pods
+// served traffic again. Never serving again counts as +Inf.
+func (r *run) recovery(res *results.Result) (float64, bool) {
+	if r.pods == nil {
+		return 0, false
+	}
+	worst, any := 0.0, false
+	for _, ev := range res.Events {
+		restore := ev.Type == spec.FaultRestart || ev.Type == spec.FaultResume || ev.Type == "undo "+spec.FaultKill || ev.Type == "undo "+spec.FaultPause
+		if !restore || !ev.OK {
+			continue
+		}
+		pods, err := r.targetPods(ev.Target)
+		if err != nil {
+			continue
+		}
+		since := time.Duration(ev.OffsetS * float64(time.Second))
+		for _, p := range pods {
+			any = true
+			at, ok := r.pods.firstServed(p.Name(), since)
+			if !ok {
+				worst = math.Inf(1)
+				continue
+			}
+			worst = math.Max(worst, (at - since).Seconds())
+		}
+	}
+	return worst, any
+}
+
+// evaluate computes every assertion.
+func (r *run) evaluate(res *results.Result, load *loadResult) {
+	cache := map[string]map[string]float64{}
+	for _, a := range r.sc.Assertions {
+		phase := a.Phase
+		if phase == "" {
+			phase = spec.PhaseWhole
+		}
+		m, ok := cache[phase]
+		if !ok {
+			m = r.metrics(res, phase)
+			cache[phase] = m
+		}
+		res.Assertions = append(res.Assertions, assert.Check(a.Expr, phase, m))
+	}
+}
+
+// needsRoundRobin says whether an assertion compares with round robin.
+func needsRoundRobin(sc *spec.Scenario) bool {
+	for _, a := range sc.Assertions {
+		if strings.Contains(a.Expr, "_vs_round_robin") || strings.Contains(a.Expr, "round_robin_") {
+			return true
+		}
+	}
+	return false
+}
+
+// roundRobinComparison runs the same scenario, same seed, with the
+// latency-blind balancer, for the *_vs_round_robin metrics.
+func (r *run) roundRobinComparison(ctx context.Context, res *results.Result) error {
+	sc := r.sc.Clone()
+	sc.Mesh.Balancer = spec.BalancerRoundRobin
+	sc.Assertions = nil
+	r.progressf("comparison: the same scenario with round-robin balancing (seed %d)", r.seed)
+	o := r.o
+	o.Scenario, o.Quick, o.Seed = sc, false, r.seed
+	o.OutDir = strings.TrimRight(r.o.OutDir, "/") + "/round-robin"
+	rr, err := Run(ctx, o)
+	if err != nil {
+		return fmt.Errorf("round-robin comparison: %w", err)
+	}
+	r.rr = rr
+	return nil
+}
+
+var _ = slices.Sort[[]string]

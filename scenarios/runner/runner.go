@@ -1,0 +1,550 @@
+// Package runner runs a scenario: it brings the topology up on an
+// environment, drives open-model load, applies the fault timeline at its
+// offsets, tears everything down, evaluates the assertions and writes the
+// results folder.
+//
+// Time 0 of a scenario is the end of the warm-up: timeline offsets and
+// phase bounds count from there, and the warm-up is never measured.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/skiff-mesh/skiff/faultinject"
+	"github.com/skiff-mesh/skiff/loadgen"
+	"github.com/skiff-mesh/skiff/results"
+	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/scenarios/spec"
+	"github.com/skiff-mesh/skiff/simulator/demo"
+	"github.com/skiff-mesh/skiff/simulator/local"
+)
+
+// Environments a scenario may name. Only local runs here; the others say
+// in one line what they need.
+const (
+	EnvLocal = "local"
+	EnvNetns = "netns"
+	EnvKind  = "kind"
+	EnvKube  = "kube"
+)
+
+// Options is one run. Zero fields take the defaults stated.
+type Options struct {
+	Scenario *spec.Scenario // required
+	Env      string         // default EnvLocal
+	Quick    bool           // apply the scenario's quick overrides (CI)
+	Seed     uint64         // 0: the scenario's seed, else one from the clock
+	OutDir   string         // results folder; required
+	Bin      local.Binaries // skiff-proxy and skiff-demo; required
+	Revision string         // git revision recorded in the result
+	// Progress receives the live status; nil is silent. TTY redraws one
+	// line with a progress bar; otherwise a plain line per second.
+	Progress io.Writer
+	TTY      bool
+	Logger   *slog.Logger
+}
+
+// Run executes a scenario and returns its result, also written to
+// OutDir. The error is for a run that could not happen; a run whose
+// assertions failed returns a Result with Verdict Fail and no error.
+func Run(ctx context.Context, o Options) (*results.Result, error) {
+	if o.Scenario == nil || o.OutDir == "" {
+		return nil, errors.New("runner: a scenario and an output folder are required")
+	}
+	if o.Env == "" {
+		o.Env = EnvLocal
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch o.Env {
+	case EnvLocal:
+	case EnvNetns:
+		return nil, errors.New("environment netns: not built yet; it needs Linux, root, iproute2 and iptables (use --env local)")
+	case EnvKind:
+		return nil, errors.New("environment kind: needs a Docker engine and the Kubernetes support of a later release (use --env local)")
+	case EnvKube:
+		return nil, errors.New("environment kube: needs a cluster (KUBECONFIG) and the Kubernetes support of a later release (use --env local)")
+	default:
+		return nil, fmt.Errorf("environment %q: want local, netns, kind or kube", o.Env)
+	}
+	sc := o.Scenario.Clone()
+	sc.Normalize()
+	if o.Quick {
+		sc.ApplyQuick()
+	}
+	seed := o.Seed
+	if seed == 0 {
+		seed = sc.Seed
+	}
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &run{o: o, sc: sc, seed: seed, log: o.Logger.With("scenario", sc.Name), registry: faultinject.Default()}
+	r.sampler.Interval = 250 * time.Millisecond
+	res := &results.Result{
+		Schema: results.SchemaV1, Scenario: sc.Name, Description: sc.Description, Environment: o.Env,
+		GitRevision: o.Revision, Machine: results.CurrentMachine(), Seed: int64(seed), Quick: o.Quick, Start: time.Now().UTC(),
+	}
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	err := r.execute(ctx, res)
+	res.End = time.Now().UTC()
+	if err != nil {
+		res.Err = err.Error()
+	}
+	res.Judge()
+	if werr := res.Write(o.OutDir); werr != nil {
+		return res, fmt.Errorf("writing results to %s: %w", o.OutDir, werr)
+	}
+	if err != nil && ctx.Err() != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+type run struct {
+	o        Options
+	sc       *spec.Scenario
+	seed     uint64
+	log      *slog.Logger
+	registry *faultinject.Registry
+	env      *local.Env
+	sampler  results.Sampler
+	pods     *podCounter
+
+	mu     sync.Mutex
+	events []results.Event
+	active map[string]int  // active fault labels
+	rr     *results.Result // the round-robin comparison run, if any
+}
+
+// validate checks what the spec package cannot: fault types and params
+// against the registry, and assertion syntax.
+func (r *run) validate() error {
+	var errs []error
+	for _, ev := range r.sc.Timeline {
+		f, err := r.registry.Get(ev.Fault)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("timeline at %s: %w", ev.At, err))
+			continue
+		}
+		if err := f.Validate(ev.Params); err != nil {
+			errs = append(errs, fmt.Errorf("timeline at %s (%s %s): %w", ev.At, ev.Fault, ev.Target, err))
+		}
+	}
+	for _, a := range r.sc.Assertions {
+		if _, err := assert.Parse(a.Expr); err != nil {
+			errs = append(errs, fmt.Errorf("assertion %q: %w", a.Expr, err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("scenario %s: %w", r.sc.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+func (r *run) execute(ctx context.Context, res *results.Result) error {
+	sc := r.sc
+	specs, err := serviceSpecs(sc)
+	if err != nil {
+		return err
+	}
+	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
+	env, err := local.New(local.Config{
+		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log.With("component", "simulator"),
+		ProxyArgs: proxyArgs(sc.Mesh.Balancer),
+	})
+	if err != nil {
+		return err
+	}
+	r.env = env
+	defer func() {
+		if env != nil {
+			env.Close()
+		}
+	}()
+	if err := env.Up(ctx, specs); err != nil {
+		return fmt.Errorf("bringing the topology up: %w", err)
+	}
+	for _, p := range env.Processes() {
+		if err := r.sampler.Watch(p.Name, p.Role, p.PID); err != nil {
+			r.log.Warn("cannot sample a process", "process", p.Name, "err", err)
+		}
+	}
+	r.pods = newPodCounter(env, sc.Load.Target)
+	sctx, stopSampler := context.WithCancel(ctx)
+	var sampling sync.WaitGroup
+	sampling.Go(func() { r.sampler.Run(sctx) })
+
+	var load *loadResult
+	if sc.Load.CompareDirect {
+		load, err = r.trials(ctx, res)
+	} else {
+		load, err = r.timedLoad(ctx)
+	}
+	// Tear down before judging: the environment's processes stop and the
+	// last samples are in.
+	r.pods.stop()
+	if err := r.pods.writeCSV(filepath.Join(r.o.OutDir, "pods.csv")); err != nil {
+		r.log.Warn("cannot write pods.csv", "err", err)
+	}
+	stopSampler()
+	sampling.Wait()
+	env.Close()
+	env = nil
+	if err != nil {
+		return err
+	}
+	r.collect(res, load)
+	if needsRoundRobin(sc) && sc.Mesh.Balancer != spec.BalancerRoundRobin {
+		if err := r.roundRobinComparison(ctx, res); err != nil {
+			return err
+		}
+	}
+	r.evaluate(res, load)
+	return nil
+}
+
+// proxyArgs are extra skiff-proxy flags for the scenario's mesh settings.
+func proxyArgs(balancer string) []string {
+	if balancer == spec.BalancerRoundRobin {
+		return []string{"--balancer", "round-robin"}
+	}
+	return nil
+}
+
+func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
+	var out []local.ServiceSpec
+	for i := range sc.Topology.Services {
+		s := &sc.Topology.Services[i]
+		ls := local.ServiceSpec{Name: s.Name, Port: s.Port, Replicas: s.Replicas, Meshed: s.IsMeshed(), Protocol: s.Protocol, Failover: s.Failover}
+		for j := range s.Replicas {
+			b, err := demoBehaviour(s.BehaviourOf(j))
+			if err != nil {
+				return nil, fmt.Errorf("service %s replica %d: %w", s.Name, j, err)
+			}
+			ls.Behaviour = append(ls.Behaviour, b)
+		}
+		out = append(out, ls)
+	}
+	return out, nil
+}
+
+// demoBehaviour converts the spec's behaviour into the demo's.
+func demoBehaviour(b spec.Behaviour) (demo.Behaviour, error) {
+	d, err := demo.ParseDelays(b.Latency.String())
+	if err != nil {
+		return demo.Behaviour{}, err
+	}
+	db := demo.Behaviour{Latency: d, LatencyJitter: b.LatencyJitter, ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate}
+	return db, db.Validate()
+}
+
+func topologySummary(sc *spec.Scenario) string {
+	var parts []string
+	for _, s := range sc.Topology.Services {
+		m := "meshed"
+		if !s.IsMeshed() {
+			m = "unmeshed"
+		}
+		parts = append(parts, fmt.Sprintf("%s ×%d (%s, %s)", s.Name, s.Replicas, s.Protocol, m))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// loadResult is what the load produced.
+type loadResult struct {
+	meshed  *loadgen.Result
+	trials  []trial        // compare_direct runs
+	t0      time.Time      // time 0: the end of the warm-up
+	offsets map[int]string // unused placeholder for future paths
+}
+
+type trial struct {
+	n              int
+	meshed, direct *loadgen.Result
+}
+
+// target builds the load generator's target for a path.
+func (r *run) target(direct bool) loadgen.Target {
+	sc := r.sc
+	t := loadgen.Target{Protocol: sc.Load.Protocol, Method: sc.Load.Method, PayloadBytes: sc.Load.PayloadBytes}
+	addr := r.env.Client().OutboundAddr()
+	if direct {
+		addr = r.env.DirectAddr(sc.Load.Target, 0)
+	} else {
+		t.Header = http.Header{"Host": {r.env.Authority(sc.Load.Target)}}
+	}
+	if t.Protocol == loadgen.ProtocolGRPC {
+		t.URL = addr
+		t.Method = ""
+	} else {
+		t.URL = "http://" + addr + sc.Load.Path
+	}
+	return t
+}
+
+func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Duration, progress func(loadgen.Second)) (loadgen.Options, error) {
+	sc := r.sc
+	lr := loadgen.Rate{Shape: sc.Load.Rate.Shape, PerSecond: sc.Load.Rate.RPS, From: sc.Load.Rate.From, To: sc.Load.Rate.To}
+	for _, st := range sc.Load.Rate.Steps {
+		lr.Steps = append(lr.Steps, loadgen.Step{Rate: float64(st.RPS), For: st.For})
+	}
+	return loadgen.Options{
+		Target: r.target(direct), Rate: lr, Duration: duration + warmup, WarmUp: warmup,
+		Connections: sc.Load.Connections, Timeout: 10 * time.Second, Progress: progress,
+	}, nil
+}
+
+// timedLoad drives the meshed path for the whole run with the timeline.
+func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
+	sc := r.sc
+	start := time.Now()
+	t0 := start.Add(sc.Load.Warmup)
+	lo, err := r.loadOptions(false, sc.Load.Duration, sc.Load.Warmup, r.progressSecond(sc.Load.Warmup, sc.Load.Duration))
+	if err != nil {
+		return nil, err
+	}
+	tctx, stopTimeline := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.timeline(tctx, t0) })
+	r.pods.start(t0)
+	res, err := loadgen.Run(ctx, lo)
+	stopTimeline()
+	wg.Wait()
+	r.progressDone()
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	return &loadResult{meshed: res, t0: t0}, nil
+}
+
+// trials measures the meshed and the direct path alternately (A B A B …)
+// for added-latency gates; a timeline is not applied.
+func (r *run) trials(ctx context.Context, res *results.Result) (*loadResult, error) {
+	sc := r.sc
+	out := &loadResult{t0: time.Now()}
+	r.pods.start(out.t0)
+	for n := 1; n <= sc.Load.Trials; n++ {
+		tr := trial{n: n}
+		for _, direct := range []bool{false, true} {
+			lo, err := r.loadOptions(direct, sc.Load.Duration, sc.Load.Warmup, nil)
+			if err != nil {
+				return nil, err
+			}
+			lr, err := loadgen.Run(ctx, lo)
+			if err != nil {
+				return nil, fmt.Errorf("trial %d: %w", n, err)
+			}
+			if direct {
+				tr.direct = lr
+			} else {
+				tr.meshed = lr
+			}
+		}
+		out.trials = append(out.trials, tr)
+		r.progressf("trial %d/%d: meshed p50 %.3f p99 %.3f ms | direct p50 %.3f p99 %.3f ms | added p99 %+.3f ms",
+			n, sc.Load.Trials, ms(tr.meshed.Latency.P50), ms(tr.meshed.Latency.P99), ms(tr.direct.Latency.P50), ms(tr.direct.Latency.P99),
+			ms(tr.meshed.Latency.P99)-ms(tr.direct.Latency.P99))
+	}
+	return out, nil
+}
+
+func ms(us int64) float64 { return float64(us) / 1000 }
+
+// timeline applies the scenario's faults at their offsets from t0.
+func (r *run) timeline(ctx context.Context, t0 time.Time) {
+	type action struct {
+		at   time.Duration
+		ev   spec.Event
+		undo faultinject.Undo
+	}
+	var queue []action
+	for _, ev := range r.sc.SortedTimeline() {
+		queue = append(queue, action{at: ev.At, ev: ev})
+	}
+	var undoMu sync.Mutex
+	for len(queue) > 0 {
+		slices.SortStableFunc(queue, func(a, b action) int { return int(a.at - b.at) })
+		a := queue[0]
+		queue = queue[1:]
+		wait := time.Until(t0.Add(a.at))
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		label := a.ev.Fault + " " + a.ev.Target
+		if a.undo != nil {
+			err := a.undo(ctx)
+			r.record(t0, "undo "+a.ev.Fault, a.ev.Target, "", err)
+			r.setActive(label, false)
+			r.rewatch()
+			continue
+		}
+		undo, err := r.apply(ctx, a.ev)
+		r.record(t0, a.ev.Fault, a.ev.Target, paramsString(a.ev.Params), err)
+		r.rewatch()
+		switch a.ev.Fault {
+		case spec.FaultRestart, spec.FaultResume, spec.FaultResetBehaviour:
+			r.clearActive(a.ev.Target)
+		default:
+			r.setActive(label, true)
+		}
+		if a.ev.For > 0 && undo != nil {
+			undoMu.Lock()
+			queue = append(queue, action{at: a.at + a.ev.For, ev: a.ev, undo: undo})
+			undoMu.Unlock()
+		}
+	}
+}
+
+func (r *run) apply(ctx context.Context, ev spec.Event) (faultinject.Undo, error) {
+	f, err := r.registry.Get(ev.Fault)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := r.targetPods(ev.Target)
+	if err != nil {
+		return nil, err
+	}
+	return f.Apply(ctx, pods, ev.Params)
+}
+
+// targetPods resolves a pod name or a service name.
+func (r *run) targetPods(target string) ([]faultinject.Pod, error) {
+	if p, err := r.env.Pod(target); err == nil {
+		return []faultinject.Pod{p}, nil
+	}
+	ps := r.env.Pods(target)
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("no pod or service named %q", target)
+	}
+	out := make([]faultinject.Pod, len(ps))
+	for i, p := range ps {
+		out[i] = p
+	}
+	return out, nil
+}
+
+// rewatch adds the processes of restarted pods to the sampler.
+func (r *run) rewatch() {
+	for _, p := range r.env.Processes() {
+		r.sampler.Watch(p.Name, p.Role, p.PID) // same name: a new PID of the same process
+	}
+}
+
+func (r *run) record(t0 time.Time, typ, target, detail string, err error) {
+	ev := results.Event{OffsetS: time.Since(t0).Seconds(), Type: typ, Target: target, Detail: detail, OK: err == nil}
+	if err != nil {
+		ev.Err = err.Error()
+		r.log.Warn("fault failed", "fault", typ, "target", target, "err", err)
+	}
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+	r.progressf("t=%5.1fs  %s %s %s", ev.OffsetS, typ, target, okWord(err))
+}
+
+func okWord(err error) string {
+	if err != nil {
+		return "FAILED: " + err.Error()
+	}
+	return ""
+}
+
+func paramsString(p map[string]any) string {
+	if len(p) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(p))
+	for k := range p {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%v", k, p[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (r *run) setActive(label string, on bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active == nil {
+		r.active = map[string]int{}
+	}
+	if on {
+		r.active[label]++
+	} else if r.active[label]--; r.active[label] <= 0 {
+		delete(r.active, label)
+	}
+}
+
+// clearActive ends the faults on target that a restart or resume undoes.
+func (r *run) clearActive(target string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for label := range r.active {
+		if strings.HasSuffix(label, " "+target) {
+			delete(r.active, label)
+		}
+	}
+}
+
+func (r *run) activeFaults() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.active))
+	for l := range r.active {
+		out = append(out, l)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// mergeSeconds merges the per-second histograms of the seconds that
+// overlap [from, to), offsets from the start of the load.
+func mergeSeconds(series []loadgen.Second, from, to time.Duration) (*hdrhistogram.Histogram, int64, int64) {
+	var h *hdrhistogram.Histogram
+	var reqs, ok int64
+	lo, hi := int(math.Floor(from.Seconds()+1e-9)), int(math.Ceil(to.Seconds()-1e-9))
+	for _, s := range series {
+		if s.Second < lo || s.Second >= hi {
+			continue
+		}
+		reqs += s.Requests
+		ok += s.Success
+		sh, err := s.Histogram()
+		if err != nil || sh == nil {
+			continue
+		}
+		if h == nil {
+			h = hdrhistogram.New(1, sh.HighestTrackableValue(), 3)
+		}
+		h.Merge(sh)
+	}
+	return h, reqs, ok
+}

@@ -1,0 +1,632 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Option adjusts Parse, Load and Validate. Options are independent of each
+// other and of their order.
+type Option func(*options)
+
+type options struct {
+	faults   []string // known fault types
+	wantName string   // Load: the name the file must declare
+}
+
+// WithFaults sets the fault types the timeline may use, typically the
+// names of the fault registry. An empty list means DefaultFaults.
+func WithFaults(types []string) Option {
+	return func(o *options) { o.faults = slices.Clone(types) }
+}
+
+func newOptions(opts []Option) *options {
+	o := &options{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	if len(o.faults) == 0 {
+		o.faults = DefaultFaults()
+	}
+	return o
+}
+
+// Validate reports every problem of s, one *Error each, as an Errors; nil
+// when there is none. It checks a normalized copy of s (s is not changed),
+// then, when s has a quick section, the --quick form too. The errors carry
+// paths but no file positions; Parse adds those.
+func (s *Scenario) Validate(opts ...Option) error {
+	errs := &errorList{}
+	validate(s, newOptions(opts), errs, nil)
+	return errs.err()
+}
+
+// validate checks a copy of s normalized, then its quick form when the
+// rest is valid. d, when not nil, is the decoder that produced s: it gives
+// positions and explicit zeros.
+func validate(s *Scenario, o *options, errs *errorList, d *decoder) {
+	n := s.Clone()
+	n.Normalize()
+	before := len(errs.errs)
+	v := &validator{s: n, o: o, errs: errs, d: d, badReplicas: map[string]bool{}}
+	v.run()
+	if len(errs.errs) > before || n.Quick == nil {
+		return
+	}
+	q := n.Clone()
+	q.ApplyQuick()
+	qv := &validator{s: q, o: o, errs: errs, d: d, quick: true, badReplicas: map[string]bool{}}
+	qv.run()
+}
+
+// validator checks one normalized scenario.
+type validator struct {
+	// durOK and badReplicas keep one mistake from being reported again
+	// through the checks that depend on it: times are only compared with a
+	// valid duration, pod indexes only with a valid replica count.
+	durOK       bool
+	badReplicas map[string]bool
+
+	s     *Scenario
+	o     *options
+	errs  *errorList
+	d     *decoder // nil for a scenario built in Go
+	quick bool     // checking the --quick form
+}
+
+// failedAt reports whether decoding failed at path or inside it.
+func (v *validator) failedAt(path string) bool {
+	if v.d == nil {
+		return false
+	}
+	for _, f := range v.d.failed {
+		if path == f || strings.HasPrefix(path, f+".") || strings.HasPrefix(path, f+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// errf reports a problem with path, unless decoding already failed there.
+func (v *validator) errf(path, format string, args ...any) {
+	if v.failedAt(path) {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if path != "" {
+		msg = path + ": " + msg
+	}
+	if v.quick {
+		msg = "with --quick, " + msg
+	}
+	v.errs.add(v.at(path), path, msg)
+}
+
+// at returns the position of path, or of its nearest ancestor that has one.
+func (v *validator) at(path string) pos {
+	if v.d == nil {
+		return pos{}
+	}
+	for {
+		if p, ok := v.d.pos[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			return v.d.pos[""]
+		}
+		path = path[:i]
+	}
+}
+
+// zero reports whether path was written explicitly as a zero value.
+func (v *validator) zero(path string) bool { return v.d != nil && v.d.zeros[path] }
+
+// line returns the line of path for "first at line N" notes.
+func (v *validator) line(path string) string {
+	if p := v.at(path); p.line > 0 {
+		return fmt.Sprintf(" (first at line %d)", p.line)
+	}
+	return ""
+}
+
+// oneOf checks that val is one of allowed.
+func (v *validator) oneOf(path, what, val string, allowed []string) bool {
+	if slices.Contains(allowed, val) {
+		return true
+	}
+	if val == "" {
+		v.errf(path, "%s is required; want %s", what, quoteList(allowed))
+		return false
+	}
+	v.errf(path, "unknown %s %q; want %s%s", what, val, quoteList(allowed), didYouMean(val, allowed))
+	return false
+}
+
+var (
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	phaseName   = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	httpMethod  = regexp.MustCompile(`^[A-Z]+$`)
+	grpcMethod  = regexp.MustCompile(`^/[A-Za-z0-9_.]+/[A-Za-z0-9_]+$`)
+	addedMetric = regexp.MustCompile(`\b[a-z0-9_]+_added_[a-z0-9_]+\b`)
+	shareCall   = regexp.MustCompile(`\bshare\(\s*([^)]*?)\s*\)`)
+)
+
+func (v *validator) run() {
+	s := v.s
+	switch {
+	case s.Name == "":
+		v.errf("name", "required: the scenario's name on the command line, e.g. %q", "failover")
+	case !dnsLabel.MatchString(s.Name):
+		v.errf("name", "%q is not a DNS label: lower-case letters, digits and '-', at most 63 characters, starting and ending with a letter or digit", s.Name)
+	case v.o.wantName != "" && s.Name != v.o.wantName:
+		v.errf("name", "%q does not match the file name; call the scenario %q or rename the file", s.Name, v.o.wantName)
+	}
+	if strings.ContainsAny(s.Description, "\r\n") {
+		v.errf("description", "must be one line; put details in comments")
+	}
+	v.topology()
+	v.oneOf("mesh.balancer", "balancer", s.Mesh.Balancer, []string{BalancerEWMA, BalancerRoundRobin})
+	v.load()
+	v.timeline()
+	v.phases()
+	v.assertions()
+	v.quickSection()
+}
+
+var protocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolTCP}
+
+func (v *validator) topology() {
+	svcs := v.s.Topology.Services
+	if len(svcs) == 0 {
+		v.errf("topology.services", "at least one service is required")
+		return
+	}
+	if len(svcs) > MaxServices {
+		v.errf("topology.services", "%d services; at most %d run on one machine", len(svcs), MaxServices)
+		return
+	}
+	first := map[string]int{}
+	for i := range svcs {
+		svc := &svcs[i]
+		p := fmt.Sprintf("topology.services[%d]", i)
+		switch {
+		case svc.Name == "":
+			v.errf(p+".name", "required: a DNS label such as %q", "echo")
+		case !dnsLabel.MatchString(svc.Name):
+			v.errf(p+".name", "%q is not a DNS label: lower-case letters, digits and '-', at most 63 characters, starting and ending with a letter or digit", svc.Name)
+		default:
+			if j, dup := first[svc.Name]; dup {
+				v.errf(p+".name", "duplicate service name %q%s", svc.Name, v.line(fmt.Sprintf("topology.services[%d].name", j)))
+			} else {
+				first[svc.Name] = i
+			}
+		}
+		if v.zero(p+".port") || svc.Port < 1 || svc.Port > 65535 {
+			v.errf(p+".port", "must be a port between 1 and 65535, got %d", raw(v, p+".port", svc.Port))
+		}
+		switch {
+		case v.zero(p+".replicas") || svc.Replicas < 1:
+			v.errf(p+".replicas", "must be at least 1, got %d", raw(v, p+".replicas", svc.Replicas))
+			v.badReplicas[svc.Name] = true
+		case svc.Replicas > MaxReplicas:
+			v.errf(p+".replicas", "must be at most %d, got %d", MaxReplicas, svc.Replicas)
+			v.badReplicas[svc.Name] = true
+		case v.failedAt(p + ".replicas"):
+			v.badReplicas[svc.Name] = true
+		}
+		v.oneOf(p+".protocol", "protocol", svc.Protocol, protocols)
+		v.behaviour(p+".behaviour", svc.Behaviour)
+		for _, r := range slices.Sorted(maps.Keys(svc.ReplicaBehaviour)) {
+			rp := fmt.Sprintf("%s.replica_behaviour[%d]", p, r)
+			if r < 0 || r >= svc.Replicas {
+				if !v.badReplicas[svc.Name] {
+					v.errf(rp, "replica %d does not exist: service %q has %s", r, svc.Name, replicas(svc))
+				}
+				continue
+			}
+			// Only the fields the patch sets can be wrong here: the rest are
+			// valid defaults, so a bad service behaviour is not reported twice.
+			v.behaviour(rp, Behaviour{ErrorStatus: DefaultErrorStatus}.With(svc.ReplicaBehaviour[r]))
+		}
+	}
+	for i := range svcs {
+		svc := &svcs[i]
+		p := fmt.Sprintf("topology.services[%d]", i)
+		if other, r, ok := v.s.pod(svc.Name); ok && r >= 0 {
+			v.errf(p+".name", "%q is also the name of replica %d of service %q; rename one so that fault targets are unambiguous", svc.Name, r, other.Name)
+		}
+		seen := map[string]bool{}
+		for k, f := range svc.Failover {
+			fp := fmt.Sprintf("%s.failover[%d]", p, k)
+			t := v.s.Service(f)
+			switch {
+			case t == nil:
+				v.errf(fp, "unknown service %q%s", f, v.serviceHint(f))
+			case f == svc.Name:
+				v.errf(fp, "service %q cannot fail over to itself", f)
+			case seen[f]:
+				v.errf(fp, "service %q is listed twice", f)
+			case t.Protocol != svc.Protocol:
+				v.errf(fp, "service %q speaks %s but %q speaks %s; failover needs the same protocol", f, t.Protocol, svc.Name, svc.Protocol)
+			}
+			seen[f] = true
+		}
+	}
+}
+
+// serviceHint suggests a close service name or lists them.
+func (v *validator) serviceHint(name string) string {
+	names := v.s.serviceNames()
+	if s := didYouMean(name, names); s != "" {
+		return s
+	}
+	return "; services: " + strings.Join(names, ", ")
+}
+
+// serviceNames lists the distinct service names in topology order.
+func (s *Scenario) serviceNames() []string {
+	var out []string
+	for _, svc := range s.Topology.Services {
+		if !slices.Contains(out, svc.Name) {
+			out = append(out, svc.Name)
+		}
+	}
+	return out
+}
+
+func (v *validator) behaviour(p string, b Behaviour) {
+	if err := b.Latency.validate(); err != nil {
+		v.errf(p+".latency", "%v", err)
+	}
+	if b.LatencyJitter < 0 || b.LatencyJitter > MaxLatency {
+		v.errf(p+".latency_jitter", "%s is outside [0s, %s]", b.LatencyJitter, MaxLatency)
+	}
+	for _, r := range []struct {
+		name string
+		val  float64
+	}{{"error_rate", b.ErrorRate}, {"reset_rate", b.ResetRate}} {
+		if math.IsNaN(r.val) || r.val < 0 || r.val > 1 {
+			v.errf(p+"."+r.name, "%v is outside [0, 1]; it is a fraction, e.g. 0.3 for 30 %%", r.val)
+		}
+	}
+	if v.zero(p+".error_status") || b.ErrorStatus < 200 || b.ErrorStatus > 599 {
+		v.errf(p+".error_status", "%d is not an HTTP status between 200 and 599", raw(v, p+".error_status", b.ErrorStatus))
+	}
+}
+
+var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC}
+
+func (v *validator) load() {
+	s, l := v.s, &v.s.Load
+	var target *Service
+	switch {
+	case l.Target == "":
+		if len(s.Topology.Services) > 1 {
+			v.errf("load.target", "required when the topology has more than one service; one of %s", strings.Join(s.serviceNames(), ", "))
+		}
+	default:
+		if target = s.Service(l.Target); target == nil && len(s.Topology.Services) > 0 {
+			v.errf("load.target", "unknown service %q%s", l.Target, v.serviceHint(l.Target))
+		}
+	}
+	switch {
+	case l.Protocol == "" && target == nil:
+		// Nothing to take the protocol from: load.target is reported.
+	case target != nil && !slices.Contains(protocols, target.Protocol) && l.Protocol == target.Protocol:
+		// Taken from a service whose protocol is reported.
+	case target != nil && target.Protocol == ProtocolTCP && l.Protocol == ProtocolTCP:
+		v.errf("load.target", "service %q speaks tcp; the load generator sends %s", target.Name, quoteList(loadProtocols))
+	case !v.oneOf("load.protocol", "protocol", l.Protocol, loadProtocols):
+	case target != nil && target.Protocol != l.Protocol:
+		v.errf("load.protocol", "%s does not match service %q, which speaks %s", l.Protocol, target.Name, target.Protocol)
+	}
+	switch l.Protocol {
+	case ProtocolHTTP1, ProtocolH2C:
+		if !strings.HasPrefix(l.Path, "/") {
+			v.errf("load.path", "%q must start with /", l.Path)
+		}
+		if !httpMethod.MatchString(l.Method) {
+			v.errf("load.method", "%q is not an HTTP method like GET or POST", l.Method)
+		}
+	case ProtocolGRPC:
+		if l.Path != "" {
+			v.errf("load.path", "only for HTTP; a gRPC load calls load.method")
+		}
+		if !grpcMethod.MatchString(l.Method) {
+			v.errf("load.method", "%q is not a full gRPC method like %s", l.Method, DefaultGRPCMethod)
+		}
+	}
+	if l.PayloadBytes < 0 || l.PayloadBytes > MaxPayloadBytes {
+		v.errf("load.payload_bytes", "must be between 0 and %d (16 MiB), got %d", MaxPayloadBytes, l.PayloadBytes)
+	}
+	switch {
+	case v.zero("load.connections") || l.Connections < 1:
+		v.errf("load.connections", "must be at least 1, got %d", raw(v, "load.connections", l.Connections))
+	case l.Connections > MaxConnections:
+		v.errf("load.connections", "must be at most %d, got %d", MaxConnections, l.Connections)
+	}
+	v.durOK = v.positive("load.duration", l.Duration)
+	if l.Warmup < 0 || l.Warmup > MaxDuration {
+		v.errf("load.warmup", "%s is outside [0s, %s]", l.Warmup, MaxDuration)
+	}
+	switch {
+	case v.zero("load.trials") || l.Trials < 1:
+		v.errf("load.trials", "must be at least 1, got %d", raw(v, "load.trials", l.Trials))
+	case l.Trials > MaxTrials:
+		v.errf("load.trials", "must be at most %d, got %d", MaxTrials, l.Trials)
+	}
+	if v.rate("load.rate", &l.Rate) && l.Rate.Shape == ShapeSteps && v.durOK {
+		if total, need := l.Rate.StepsTotal(), l.Warmup+l.Duration; total < need {
+			v.errf("load.rate.steps", "the steps last %s but a trial lasts %s (warmup %s + duration %s); the load would stop early", total, need, l.Warmup, l.Duration)
+		}
+	}
+}
+
+// positive checks a duration that must be in (0, MaxDuration].
+func (v *validator) positive(path string, d time.Duration) bool {
+	if v.zero(path) || d <= 0 || d > MaxDuration {
+		v.errf(path, "%s is outside (0s, %s]", raw(v, path, d), MaxDuration)
+		return false
+	}
+	return !v.failedAt(path)
+}
+
+// rate checks one schedule and reports whether it is valid.
+func (v *validator) rate(p string, r *Rate) bool {
+	before := len(v.errs.errs)
+	if !v.oneOf(p+".shape", "shape", r.Shape, []string{ShapeConstant, ShapeRamp, ShapeSteps}) {
+		return false
+	}
+	rps := func(path string, n int, zeroOK bool) {
+		if (!zeroOK && (n < 1 || v.zero(path))) || n < 0 || n > MaxRPS {
+			lo := 1
+			if zeroOK {
+				lo = 0
+			}
+			v.errf(path, "must be between %d and %d requests per second, got %d", lo, MaxRPS, raw(v, path, n))
+		}
+	}
+	only := func(field, shape string, set bool) {
+		if set {
+			v.errf(p+"."+field, "only for shape %s; this rate's shape is %s", shape, r.Shape)
+		}
+	}
+	switch r.Shape {
+	case ShapeConstant:
+		rps(p+".rps", r.RPS, false)
+		only("from", ShapeRamp, r.From != 0)
+		only("to", ShapeRamp, r.To != 0)
+		only("steps", ShapeSteps, len(r.Steps) > 0)
+	case ShapeRamp:
+		rps(p+".from", r.From, false)
+		rps(p+".to", r.To, false)
+		only("rps", ShapeConstant, r.RPS != 0)
+		only("steps", ShapeSteps, len(r.Steps) > 0)
+	case ShapeSteps:
+		only("rps", ShapeConstant, r.RPS != 0)
+		only("from", ShapeRamp, r.From != 0)
+		only("to", ShapeRamp, r.To != 0)
+		if len(r.Steps) == 0 {
+			v.errf(p+".steps", "shape steps needs at least one step {rps, for}")
+		}
+		sending := false
+		for i, st := range r.Steps {
+			sp := fmt.Sprintf("%s.steps[%d]", p, i)
+			rps(sp+".rps", st.RPS, true)
+			v.positive(sp+".for", st.For)
+			sending = sending || st.RPS > 0
+		}
+		if len(r.Steps) > 0 && !sending {
+			v.errf(p+".steps", "every step has rps 0; nothing would be sent")
+		}
+	}
+	return len(v.errs.errs) == before
+}
+
+func (v *validator) timeline() {
+	dur := v.s.Load.Duration
+	for i, e := range v.s.Timeline {
+		p := fmt.Sprintf("timeline[%d]", i)
+		switch {
+		case e.At < 0:
+			v.errf(p+".at", "%s is negative; times count from the end of the warm-up", e.At)
+		case e.At >= dur && v.durOK:
+			v.errf(p+".at", "%s is not before the end of the run (load.duration %s)", e.At, dur)
+		}
+		v.oneOf(p+".fault", "fault type", e.Fault, v.o.faults)
+		v.target(p+".target", e.Target)
+		switch {
+		case e.For < 0 || v.zero(p+".for"):
+			v.errf(p+".for", "must be positive, got %s; leave it out to keep the fault until an event undoes it", e.For)
+		case e.For > 0 && v.durOK && e.At >= 0 && e.At < dur && e.At+e.For > dur:
+			v.errf(p+".for", "the fault would be undone at %s, after the end of the run (load.duration %s)", e.At+e.For, dur)
+		}
+	}
+}
+
+// target checks a fault or share() target: a pod or a service.
+func (v *validator) target(p, name string) {
+	if name == "" {
+		v.errf(p, "required: a pod %q or a service", "<service>-<index>")
+		return
+	}
+	if v.s.Service(name) != nil {
+		return
+	}
+	if svc, r, ok := v.s.pod(name); ok {
+		if r >= svc.Replicas && !v.badReplicas[svc.Name] {
+			v.errf(p, "pod %q does not exist: service %q has %s", name, svc.Name, replicas(svc))
+		}
+		return
+	}
+	hint := didYouMean(name, v.s.targetNames())
+	if hint == "" {
+		hint = "; services: " + strings.Join(v.s.serviceNames(), ", ")
+	}
+	v.errf(p, "unknown target %q: want a pod %q or a service%s", name, "<service>-<index>", hint)
+}
+
+// replicas describes the pods of svc: "3 replicas (echo-0..echo-2)".
+func replicas(svc *Service) string {
+	if svc.Replicas == 1 {
+		return fmt.Sprintf("1 replica (%s)", svc.Pod(0))
+	}
+	return fmt.Sprintf("%d replicas (%s..%s)", svc.Replicas, svc.Pod(0), svc.Pod(svc.Replicas-1))
+}
+
+// targetNames lists services and pods, for suggestions (bounded).
+func (s *Scenario) targetNames() []string {
+	var out []string
+	for _, svc := range s.Topology.Services {
+		out = append(out, svc.Name)
+		for i := range min(svc.Replicas, MaxReplicas) {
+			out = append(out, svc.Pod(i))
+		}
+	}
+	return out
+}
+
+// pod splits "<service>-<index>" for an existing service. The index may be
+// out of range; it is -1 when name is not of that form.
+func (s *Scenario) pod(name string) (*Service, int, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i < 0 {
+		return nil, -1, false
+	}
+	idx := name[i+1:]
+	if idx == "" || len(idx) > 9 || (len(idx) > 1 && idx[0] == '0') || strings.Trim(idx, "0123456789") != "" {
+		return nil, -1, false
+	}
+	svc := s.Service(name[:i])
+	if svc == nil {
+		return nil, -1, false
+	}
+	r, _ := strconv.Atoi(idx)
+	return svc, r, true
+}
+
+// ResolveTarget returns what a fault target names: the service and the
+// replica index of a pod "<service>-<index>", or the service and -1 for a
+// service name (all its pods). ok is false when nothing matches.
+func (s *Scenario) ResolveTarget(target string) (svc *Service, replica int, ok bool) {
+	if svc := s.Service(target); svc != nil {
+		return svc, -1, true
+	}
+	svc, r, ok := s.pod(target)
+	if !ok || r >= max(svc.Replicas, DefaultReplicas) {
+		return nil, 0, false
+	}
+	return svc, r, true
+}
+
+func (v *validator) phases() {
+	dur := v.s.Load.Duration
+	seen := map[string]bool{}
+	for _, ph := range v.s.Phases {
+		p := join("phases", ph.Name)
+		switch {
+		case ph.Name == PhaseWhole || ph.Name == PhaseWarmup:
+			v.errf(p, "%q is implicit (%s) and cannot be redefined; pick another name", ph.Name, map[string]string{PhaseWhole: "the whole measured run", PhaseWarmup: "the warm-up"}[ph.Name])
+		case !phaseName.MatchString(ph.Name):
+			v.errf(p, "phase name %q: use lower-case letters, digits and underscores, starting with a letter", ph.Name)
+		case seen[ph.Name]:
+			v.errf(p, "duplicate phase %q", ph.Name)
+		}
+		seen[ph.Name] = true
+		from, to := ph.From.Resolve(dur), ph.To.Resolve(dur)
+		fromOK := false
+		switch {
+		case ph.From.End:
+			v.errf(p+".from", "end would start the phase when the run ends; give an offset like 10s")
+		case from < 0:
+			v.errf(p+".from", "%s is negative; times count from the end of the warm-up (use phase warmup for the warm-up)", from)
+		case from >= dur && v.durOK:
+			v.errf(p+".from", "%s is not before the end of the run (load.duration %s)", from, dur)
+		default:
+			fromOK = true
+		}
+		switch {
+		case v.zero(p + ".to"):
+			v.errf(p+".to", "0s is not after from; leave to out or write end to mean the end of the run")
+		case !ph.To.End && to > dur && v.durOK:
+			v.errf(p+".to", "%s is after the end of the run (load.duration %s); write end to mean the end", to, dur)
+		case fromOK && to <= from && (v.durOK || !ph.To.End):
+			v.errf(p+".to", "%s is not after from (%s)", ph.To, ph.From)
+		}
+	}
+}
+
+func (v *validator) assertions() {
+	for i, a := range v.s.Assertions {
+		p := fmt.Sprintf("assertions[%d]", i)
+		expr := strings.TrimSpace(a.Expr)
+		switch {
+		case expr == "":
+			v.errf(p+".expr", "required: a condition like %q", "success_rate >= 0.999")
+		case strings.ContainsAny(expr, "\r\n"):
+			v.errf(p+".expr", "must be one line")
+		}
+		if _, _, ok := v.s.Phase(a.Phase); !ok {
+			names := []string{PhaseWhole, PhaseWarmup}
+			for _, ph := range v.s.Phases {
+				names = append(names, ph.Name)
+			}
+			hint := didYouMean(a.Phase, names)
+			if hint == "" {
+				hint = "; phases: " + strings.Join(names, ", ")
+			}
+			v.errf(p+".phase", "unknown phase %q%s", a.Phase, hint)
+		}
+		if m := addedMetric.FindString(expr); m != "" && !v.s.Load.CompareDirect {
+			v.errf(p+".expr", "%s needs load.compare_direct: true (it is the meshed minus the direct latency)", m)
+		}
+		for _, m := range shareCall.FindAllStringSubmatch(expr, -1) {
+			arg := strings.Trim(m[1], `"'`)
+			if svc := v.s.Service(arg); svc != nil {
+				v.errf(p+".expr", "share() takes a pod such as %q, not the service %q", svc.Pod(0), arg)
+				continue
+			}
+			v.target(p+".expr", arg)
+		}
+	}
+}
+
+// quickSection checks the fields of the quick section itself; the effect
+// of applying it is checked by running the validator on the quick form.
+func (v *validator) quickSection() {
+	q := v.s.Quick
+	if q == nil {
+		return
+	}
+	if v.zero("quick.duration") || q.Duration < 0 || q.Duration > MaxDuration {
+		v.errf("quick.duration", "%s is outside (0s, %s]; leave it out to scale load.duration by timeline_scale", q.Duration, MaxDuration)
+	}
+	if q.Warmup != nil && (*q.Warmup < 0 || *q.Warmup > MaxDuration) {
+		v.errf("quick.warmup", "%s is outside [0s, %s]", *q.Warmup, MaxDuration)
+	}
+	if v.zero("quick.trials") || q.Trials < 0 || q.Trials > MaxTrials {
+		v.errf("quick.trials", "must be between 1 and %d, got %d", MaxTrials, q.Trials)
+	}
+	if v.zero("quick.timeline_scale") || !(q.TimelineScale > 0 && q.TimelineScale <= 1) {
+		v.errf("quick.timeline_scale", "must be in (0, 1], got %v", q.TimelineScale)
+	}
+	if q.Rate != nil {
+		v.rate("quick.rate", q.Rate)
+	}
+}
+
+// raw returns the value as written: zero when the file said zero and
+// Normalize replaced it with a default.
+func raw[T int | time.Duration](v *validator, path string, x T) T {
+	if v.zero(path) {
+		return 0
+	}
+	return x
+}
