@@ -56,7 +56,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	o.log.AddFlags(root.PersistentFlags())
-	root.AddCommand(newBenchCmd(o), newVersionCmd(o))
+	root.AddCommand(newBenchCmd(o), newScenarioCmd(o), newVersionCmd(o))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-mesh/skiff/results"
+	"github.com/skiff-mesh/skiff/scenarios/catalog"
+	"github.com/skiff-mesh/skiff/scenarios/runner"
+	"github.com/skiff-mesh/skiff/scenarios/spec"
+	"github.com/skiff-mesh/skiff/simulator/local"
+)
+
+func newScenarioCmd(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "scenario",
+		Short: "Run, list, report and compare scenarios: the mesh's claims as runs that can fail",
+	}
+	cmd.AddCommand(newScenarioRunCmd(o), newScenarioListCmd(o), newScenarioReportCmd(o), newScenarioCompareCmd(o))
+	return cmd
+}
+
+func newScenarioRunCmd(o *options) *cobra.Command {
+	var (
+		env      string
+		quick    bool
+		seed     uint64
+		out      string
+		proxyBin string
+		demoBin  string
+	)
+	cmd := &cobra.Command{
+		Use:   "run NAME|FILE.yaml",
+		Short: "Run a scenario from the catalogue (or a YAML file) and judge its assertions",
+		Long: `run brings the scenario's topology up on an environment, drives its load,
+applies its fault timeline, tears everything down, evaluates its
+assertions and writes a results folder (result.json, summary.md,
+report.html, timeseries.csv, raw histograms, process logs).
+
+Exit status: 0 when every assertion passed, 99 when one failed (the
+message names the assertion, the threshold and the measured value), 1
+when the run itself could not happen.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := o.logger()
+			if err != nil {
+				return err
+			}
+			sc, err := loadScenario(args[0])
+			if err != nil {
+				return err
+			}
+			var bin local.Binaries
+			if bin.Proxy, err = findBinary(proxyBin, "skiff-proxy"); err == nil {
+				bin.Demo, err = findBinary(demoBin, "skiff-demo")
+			}
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join("results", "runs", sc.Name+"-"+time.Now().Format("20060102-150405"))
+			}
+			res, err := runner.Run(cmd.Context(), runner.Options{
+				Scenario: sc, Env: env, Quick: quick, Seed: seed, OutDir: out, Bin: bin,
+				Revision: gitRevision(), Progress: o.stdout, TTY: isTerminal(o.stdout), Logger: log,
+			})
+			if err != nil && res == nil {
+				return err
+			}
+			fmt.Fprintln(o.stdout)
+			if werr := res.WriteSummary(o.stdout); werr != nil {
+				return werr
+			}
+			fmt.Fprintf(o.stdout, "\nresults: %s (report: %s)\n", out, filepath.Join(out, results.ReportFile))
+			if err != nil {
+				return err
+			}
+			switch res.Verdict {
+			case results.Pass:
+				fmt.Fprintf(o.stdout, "PASS %s: %d assertions held\n", sc.Name, len(res.Assertions))
+				return nil
+			case results.Fail:
+				return &ExitError{Code: ExitAssertionFailed, Msg: fmt.Sprintf("FAIL %s:\n%v", sc.Name, res.Failures())}
+			default:
+				return &ExitError{Code: ExitFailure, Msg: fmt.Sprintf("ERROR %s:\n%v", sc.Name, res.Failures())}
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&env, "env", runner.EnvLocal, "environment: local, netns, kind or kube")
+	f.BoolVar(&quick, "quick", false, "apply the scenario's quick overrides (CI)")
+	f.Uint64Var(&seed, "seed", 0, "seed of every random choice (0: the scenario's, else from the clock)")
+	f.StringVar(&out, "out", "", "results folder (default results/runs/NAME-TIMESTAMP)")
+	f.StringVar(&proxyBin, "proxy-bin", "", "skiff-proxy binary (default: next to skiff)")
+	f.StringVar(&demoBin, "demo-bin", "", "skiff-demo binary (default: next to skiff)")
+	return cmd
+}
+
+// loadScenario reads a catalogue scenario, or a YAML file when the
+// argument names one.
+func loadScenario(arg string) (*spec.Scenario, error) {
+	if strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") || strings.ContainsRune(arg, os.PathSeparator) {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, err
+		}
+		return spec.Parse(arg, data)
+	}
+	return catalog.Load(arg)
+}
+
+func newScenarioListCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the scenarios in the catalogue, one line each",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range catalog.List() {
+				sc, err := catalog.Load(name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(o.stdout, "%-18s %s\n", name, sc.Description)
+			}
+			return nil
+		},
+	}
+}
+
+func newScenarioReportCmd(o *options) *cobra.Command {
+	var html bool
+	cmd := &cobra.Command{
+		Use:   "report DIR",
+		Short: "Print a results folder's summary (or rewrite its report.html)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := results.Read(args[0])
+			if err != nil {
+				return err
+			}
+			if html {
+				f, err := os.Create(filepath.Join(args[0], results.ReportFile))
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				return res.WriteReport(f)
+			}
+			return res.WriteSummary(o.stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&html, "html", false, "rewrite report.html from result.json")
+	return cmd
+}
+
+func newScenarioCompareCmd(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare OLD_DIR NEW_DIR",
+		Short: "Tell what changed between two runs, with statistics (medians, confidence intervals, Mann-Whitney U)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := results.Read(args[0])
+			if err != nil {
+				return err
+			}
+			b, err := results.Read(args[1])
+			if err != nil {
+				return err
+			}
+			return results.Compare(a, b).WriteText(o.stdout)
+		},
+	}
+}
+
+// gitRevision is the checkout's revision, or "" outside one.
+func gitRevision() string {
+	out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	if err := exec.Command("git", "diff", "--quiet", "HEAD").Run(); err != nil {
+		rev += "+dirty"
+	}
+	return rev
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
