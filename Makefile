@@ -50,6 +50,8 @@ fuzz: ## Run every fuzzer for 20s each
 	$(GO) test -run='^$$' -fuzz=FuzzClassify -fuzztime=20s ./mesh/proxy/detect/
 	$(GO) test -run='^$$' -fuzz=FuzzDetect -fuzztime=20s ./mesh/proxy/detect/
 	$(GO) test -run='^$$' -fuzz=FuzzParseFaults -fuzztime=20s ./simulator/demo/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./scenarios/spec/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./results/assert/
 
 .PHONY: bench
 bench: build ## Measure the proxy: direct vs one vs two proxies at 500 req/s (text table + bench.json)
@@ -67,5 +69,16 @@ gobench: ## Go benchmarks of the hot path (balancer pick, detection, metrics, fo
 clean: ## Remove build outputs
 	rm -rf $(BIN) bench.json
 
+.PHONY: scenario
+scenario: build ## Run a scenario: make scenario NAME=failover [ENV=local] [SCENARIO_FLAGS="--quick --seed 7"]
+	$(BIN)/skiff scenario run $(NAME) --env $(ENV) $(SCENARIO_FLAGS)
+
+.PHONY: scenarios
+scenarios: build ## List the scenarios in the catalogue
+	@$(BIN)/skiff scenario list
+
 .PHONY: ci-gate
-ci-gate: bench-gate ## CI performance gate (called by .ci/run after make test)
+ci-gate: build ## CI gates: the proxy bench gate, then baseline and failover in --quick form
+	$(BIN)/skiff bench --gate --rate 500 --trials 6 --duration 5s
+	$(BIN)/skiff scenario run baseline --quick --out results/runs/ci-baseline
+	$(BIN)/skiff scenario run failover --quick --out results/runs/ci-failover

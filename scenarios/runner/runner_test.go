@@ -1,0 +1,143 @@
+package runner
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/skiff-mesh/skiff/results"
+	"github.com/skiff-mesh/skiff/scenarios/catalog"
+	"github.com/skiff-mesh/skiff/scenarios/spec"
+	"github.com/skiff-mesh/skiff/simulator/local"
+)
+
+var bins local.Binaries
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "skiff-runner-test-")
+	if err == nil {
+		bins, err = local.BuildBinaries(context.Background(), dir)
+	}
+	if err != nil {
+		bins = local.Binaries{}
+		os.Stderr.WriteString("runner tests will skip: cannot build the binaries: " + err.Error() + "\n")
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needBins(t *testing.T) {
+	if bins.Proxy == "" {
+		t.Skip("skipping: skiff-proxy and skiff-demo could not be built (see TestMain's message)")
+	}
+}
+
+// TestSmoke runs the smallest catalogue scenario end to end and checks the
+// results folder.
+func TestSmoke(t *testing.T) {
+	needBins(t)
+	sc, err := catalog.Load("smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	res, err := Run(context.Background(), Options{Scenario: sc, OutDir: out, Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != results.Pass {
+		t.Fatalf("smoke: verdict %s: %v", res.Verdict, res.Failures())
+	}
+	for _, f := range []string{results.ResultFile, results.SummaryFile, results.ReportFile, results.TimeSeriesFile, "pods.csv", "logs/client-proxy.log", "logs/echo-0-app.log"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("results folder lacks %s", f)
+		}
+	}
+	back, err := results.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Scenario != "smoke" || back.Phase(spec.PhaseWhole).Path(results.PathMeshed).Count == 0 {
+		t.Errorf("result.json does not read back: %+v", back)
+	}
+}
+
+// TestBrokenExpectation: an assertion that cannot hold fails the run with
+// a message naming the phase, threshold and measured value.
+func TestBrokenExpectation(t *testing.T) {
+	needBins(t)
+	sc, err := catalog.Load("smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.Assertions = []spec.Assertion{{Phase: spec.PhaseWhole, Expr: "p50_ms < 0.000001"}}
+	res, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != results.Fail || results.ExitCode(res.Verdict) != results.ExitAssertionFailed {
+		t.Fatalf("verdict %s, want fail (exit 99)", res.Verdict)
+	}
+	msg := res.Failures().Error()
+	if !strings.Contains(msg, "FAIL [whole] p50_ms < 0.000001: measured") {
+		t.Fatalf("message %q does not name the assertion and the measured value", msg)
+	}
+}
+
+// TestTimeline kills and restarts a replica mid-run: the events happen at
+// their offsets, traffic survives, and the restored pod serves again.
+func TestTimeline(t *testing.T) {
+	needBins(t)
+	sc, err := spec.Parse("timeline.yaml", []byte(`
+name: timeline
+description: kill and restart one of two replicas
+seed: 5
+topology:
+  services:
+    - {name: echo, replicas: 2}
+load:
+  target: echo
+  rate: {rps: 200}
+  duration: 4s
+  warmup: 1s
+timeline:
+  - {at: 1s, fault: kill, target: echo-1}
+  - {at: 2s, fault: restart, target: echo-1}
+phases:
+  after: {from: 3s, to: end}
+assertions:
+  - {expr: "success_rate >= 0.99"}
+  - {expr: "recovery_s < 1.5"}
+  - {phase: after, expr: "share(echo-1) > 0"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 2 || !res.Events[0].OK || !res.Events[1].OK {
+		t.Fatalf("events: %+v", res.Events)
+	}
+	if res.Events[0].OffsetS < 0.9 || res.Events[1].OffsetS < res.Events[0].OffsetS {
+		t.Errorf("events out of order or early: %+v", res.Events)
+	}
+	if res.Verdict != results.Pass {
+		t.Fatalf("verdict %s: %v", res.Verdict, res.Failures())
+	}
+}
+
+// TestUnsupportedEnvironment: environments that cannot run here say so.
+func TestUnsupportedEnvironment(t *testing.T) {
+	sc, _ := catalog.Load("smoke")
+	for env, want := range map[string]string{EnvKind: "Docker", EnvKube: "KUBECONFIG", "mars": "want local"} {
+		_, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Env: env})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("env %s: %v, want an error mentioning %q", env, err, want)
+		}
+	}
+}
