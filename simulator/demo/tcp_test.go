@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func dialTCP(t *testing.T, addr string) *net.TCPConn {
@@ -138,8 +139,14 @@ func TestUpgradeEcho(t *testing.T) {
 			t.Fatalf("%s: after half-close read %q, %v", proto, rest, err)
 		}
 	}
-	if st := s.Stats(); st.HTTP[101] != 2 {
-		t.Errorf("stats %+v, want two 101s", st)
+	// The server counts an upgraded exchange when its handler returns,
+	// which may be just after the client has read everything: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for st := s.Stats(); st.HTTP[101] != 2; st = s.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %+v, want two 101s", st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
