@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		endpointsPoll  time.Duration
 		endpointFlags  multiFlag
 		tcpRoutes      multiFlag
+		failovers      multiFlag
 		opaquePorts    string
 		httpPorts      string
 		memoryLimitMiB int
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
 	fs.DurationVar(&endpointsPoll, "endpoints-poll", 250*time.Millisecond, "how often the endpoints file is checked for changes")
 	fs.Var(&endpointFlags, "endpoint", "AUTHORITY=ADDR[;meshed][;weight=N],ADDR... (repeatable)")
+	fs.Var(&failovers, "failover", "PRIMARY=FALLBACK[,FALLBACK...]: authorities to use when PRIMARY has no endpoint that accepts a connection (repeatable)")
 	fs.Var(&tcpRoutes, "tcp-route", "LISTEN_ADDR=AUTHORITY: an extra outbound listener forwarding opaque TCP (repeatable)")
 	fs.StringVar(&opaquePorts, "opaque-ports", "25,587,3306,4444,5432,6379,9300,11211", "ports forwarded as TCP without protocol detection")
 	fs.StringVar(&httpPorts, "http-ports", "", "ports declared HTTP: detection skipped")
@@ -126,6 +128,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.HTTPPorts, err = parsePorts("http-ports", httpPorts); err != nil {
 		return err
+	}
+	for _, f := range failovers {
+		primary, fbs, ok := strings.Cut(f, "=")
+		if !ok || primary == "" || fbs == "" {
+			return fmt.Errorf("--failover %q: want PRIMARY=FALLBACK[,FALLBACK...]", f)
+		}
+		if cfg.Failover == nil {
+			cfg.Failover = map[string][]string{}
+		}
+		cfg.Failover[strings.ToLower(primary)] = append(cfg.Failover[strings.ToLower(primary)], strings.Split(strings.ToLower(fbs), ",")...)
 	}
 	for _, r := range tcpRoutes {
 		addr, auth, ok := strings.Cut(r, "=")

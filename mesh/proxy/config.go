@@ -83,6 +83,11 @@ type Config struct {
 	MaxInFlight int
 	// DrainTimeout bounds the graceful shutdown.
 	DrainTimeout time.Duration
+	// Failover lists, per authority, the authorities to use when it has no
+	// ready endpoint or none of its endpoints accepts a connection: the
+	// same request then goes to the first fallback that can take it.
+	// Nothing is sent twice: only requests no endpoint received move on.
+	Failover map[string][]string
 	// Endpoints resolves outbound authorities. Nil means none are known:
 	// explicit requests fail with 502 and transparent traffic passes
 	// through to its original destination.

@@ -289,6 +289,26 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		req.Body = rb
 		defer rb.finish()
 	}
+	resp, next, err := t.try(req, d, rb)
+	for _, fb := range p.cfg.Failover[req.Host] {
+		if !next {
+			break
+		}
+		fd, ferr := p.destinations.get(req.Context(), fb)
+		if ferr != nil || fd == nil {
+			continue
+		}
+		p.failovers.Add(1)
+		resp, next, err = t.try(req, fd, rb)
+	}
+	return resp, err
+}
+
+// try sends req to an endpoint of d, moving to another endpoint when a
+// connection fails. next reports that no endpoint received the request
+// (none was ready, or all refused), so a fallback may take it.
+func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody) (resp *http.Response, next bool, err error) {
+	p := t.l.p
 	var triedBuf [maxConnectAttempts]*balance.Node
 	tried := triedBuf[:0]
 	var lastErr error
@@ -296,9 +316,9 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		n, ok := d.bal.Pick(tried)
 		if !ok {
 			if lastErr != nil {
-				return nil, lastErr
+				return nil, true, lastErr
 			}
-			return nil, errNoEndpoints
+			return nil, true, errNoEndpoints
 		}
 		ep := n.Endpoint()
 		req.URL.Host = ep.Addr
@@ -307,13 +327,14 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		resp, err := rt.RoundTrip(req)
 		failed := err != nil && isConnectError(err)
 		n.Finish(start, failed)
-		if failed && (rb == nil || !rb.started.Load()) && len(tried)+1 < maxConnectAttempts {
+		unsent := failed && (rb == nil || !rb.started.Load())
+		if unsent && len(tried)+1 < maxConnectAttempts {
 			tried = append(tried, n)
 			lastErr = err
 			p.connectRetries.Add(1)
 			continue
 		}
-		return resp, err
+		return resp, unsent, err
 	}
 }
 

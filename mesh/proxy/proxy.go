@@ -63,6 +63,7 @@ type Proxy struct {
 	ready        atomic.Bool
 
 	connectRetries *atomic.Uint64
+	failovers      *atomic.Uint64
 
 	tcpMu    sync.Mutex
 	tcpConns map[*conn]struct{}
@@ -101,6 +102,7 @@ func New(cfg Config) (*Proxy, error) {
 		tcpConns: make(map[*conn]struct{}),
 	}
 	p.connectRetries = p.metrics.Counter("outbound_connect_retries_total", "")
+	p.failovers = p.metrics.Counter("outbound_failover_total", "")
 	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance)
 	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
 	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
@@ -584,25 +586,38 @@ func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
 		}
 		return nil, authority, errUnknownAuthority
 	}
-	var triedBuf [maxConnectAttempts]*balance.Node
-	tried := triedBuf[:0]
-	var lastErr error = errNoEndpoints
-	for len(tried) < maxConnectAttempts {
-		n, ok := d.bal.Pick(tried)
-		if !ok {
+	dialAny := func(d *destination) (*net.TCPConn, error) {
+		var triedBuf [maxConnectAttempts]*balance.Node
+		tried := triedBuf[:0]
+		var lastErr error = errNoEndpoints
+		for len(tried) < maxConnectAttempts {
+			n, ok := d.bal.Pick(tried)
+			if !ok {
+				break
+			}
+			start := n.Start()
+			up, err := dialRaw(n.Endpoint().Addr)
+			n.Finish(start, err != nil)
+			if err == nil {
+				return up, nil
+			}
+			lastErr = err
+			tried = append(tried, n)
+			p.connectRetries.Add(1)
+		}
+		return nil, lastErr
+	}
+	up, err := dialAny(d)
+	for _, fb := range p.cfg.Failover[authority] {
+		if err == nil {
 			break
 		}
-		start := n.Start()
-		up, err := dialRaw(n.Endpoint().Addr)
-		n.Finish(start, err != nil)
-		if err == nil {
-			return up, authority, nil
+		if fd, ferr := p.destinations.get(ctx, fb); ferr == nil && fd != nil {
+			p.failovers.Add(1)
+			up, err = dialAny(fd)
 		}
-		lastErr = err
-		tried = append(tried, n)
-		p.connectRetries.Add(1)
 	}
-	return nil, authority, lastErr
+	return up, authority, err
 }
 
 func (p *Proxy) adminHandler() http.Handler {

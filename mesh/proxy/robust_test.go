@@ -317,3 +317,47 @@ func TestConfigErrors(t *testing.T) {
 }
 
 var _ = metadata.Pairs
+
+// TestFailover: when the primary service has no ready endpoint, or its
+// endpoints refuse connections, requests go to the fallback service, with
+// no error and nothing sent twice.
+func TestFailover(t *testing.T) {
+	checkLeaks(t)
+	backup := startDemo(t, "backup-0")
+	dead, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	const primary, fallback = "primary.test.svc:80", "backup.test.svc:80"
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{primary: {{Addr: deadAddr}}, fallback: {{Addr: backup.Addr()}}})
+	p := startProxy(t, Config{Endpoints: src, Failover: map[string][]string{primary: {fallback}}})
+	c := h1Client(t)
+	check := func() {
+		t.Helper()
+		resp, body := do(t, c, "POST", "http://"+p.Addr("outbound").String()+"/echo", primary, strings.NewReader("payload"), nil)
+		if resp.StatusCode != 200 || string(body) != "payload" || resp.Header.Get(demo.ReplicaHeader) != "backup-0" {
+			t.Fatalf("got %d %q from %q, want the backup's echo", resp.StatusCode, body, resp.Header.Get(demo.ReplicaHeader))
+		}
+	}
+	for range 5 {
+		check() // the primary's endpoint refuses
+	}
+	src.Set(map[string][]endpoint.Endpoint{primary: {}, fallback: {{Addr: backup.Addr()}}})
+	for i := 0; ; i++ { // wait for the watch to deliver the change
+		p.destinations.mu.RLock()
+		n := p.destinations.m[primary].bal.Len()
+		p.destinations.mu.RUnlock()
+		if n == 0 {
+			break
+		}
+		if i > 500 {
+			t.Fatal("the primary's endpoints never went away")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	for range 5 {
+		check() // the primary has no endpoint at all
+	}
+	if !strings.Contains(scrape(t, p), "outbound_failover_total 10") {
+		t.Errorf("failovers not counted:\n%s", grepLines(scrape(t, p), "failover"))
+	}
+}

@@ -41,10 +41,10 @@
 // Kill takes the pod out at once; a process that exits on its own is
 // noticed at once too.
 //
-// Failover (ServiceSpec.Failover) is computed by the simulator, as a
-// simple stand-in for the routing rule the proxy will get: while a
-// service has no ready pod, its authority lists the ready pods of the
-// first of its failover services that has any.
+// Failover (ServiceSpec.Failover) is a routing rule of the proxy: every
+// sidecar gets --failover PRIMARY=FALLBACK,..., and moves a request to a
+// fallback service when no endpoint of the primary accepts it. The
+// registry lists each service's own ready pods.
 //
 // # Lifecycle
 //

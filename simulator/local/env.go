@@ -74,11 +74,10 @@ type ServiceSpec struct {
 	// after ResetBehaviour); it may be shorter than Replicas, the rest are
 	// healthy.
 	Behaviour []demo.Behaviour
-	// Failover names other services whose ready endpoints the registry
-	// lists for this service while it has none: the first one in the list
-	// that has any. This is the simulator's stand-in for the failover
-	// routing rule the proxy will get; it is computed here, not in the
-	// proxy, and does not chain (a failover's own Failover is not used).
+	// Failover names other services to use, in order, when this one has
+	// no endpoint that accepts a connection: every sidecar gets the rule
+	// (skiff-proxy --failover), and the proxy moves such requests over
+	// without an error. The registry lists each service's own pods only.
 	Failover []string
 }
 
@@ -543,8 +542,7 @@ func (e *Env) Processes() []Process {
 }
 
 // Endpoints returns what the registry lists now for service: its ready
-// pods, or those of its failover (see ServiceSpec.Failover). Sidecars see
-// a change within about Config.EndpointsPoll.
+// pods. Sidecars see a change within about Config.EndpointsPoll.
 func (e *Env) Endpoints(service string) []endpoint.Endpoint {
 	s := e.service(service)
 	if s == nil {
@@ -596,20 +594,31 @@ func (e *Env) publish() {
 	}
 }
 
-// resolve applies the failover rule of ServiceSpec.Failover.
-func (e *Env) resolve(s *service) []endpoint.Endpoint {
-	eps := s.readyEndpoints()
-	if len(eps) > 0 {
-		return eps
-	}
-	for _, name := range s.spec.Failover {
-		if f := e.service(name); f != nil {
-			if feps := f.readyEndpoints(); len(feps) > 0 {
-				return feps
+// resolve lists a service's ready endpoints. Failover is the proxy's job
+// (failoverFlags), not the registry's.
+func (e *Env) resolve(s *service) []endpoint.Endpoint { return s.readyEndpoints() }
+
+// failoverFlags renders every service's failover rule as skiff-proxy
+// flags.
+func (e *Env) failoverFlags() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var args []string
+	for _, s := range e.services {
+		if len(s.spec.Failover) == 0 {
+			continue
+		}
+		var fbs []string
+		for _, name := range s.spec.Failover {
+			for _, f := range e.services {
+				if f.spec.Name == name {
+					fbs = append(fbs, f.authority)
+				}
 			}
 		}
+		args = append(args, "--failover", s.authority+"="+strings.Join(fbs, ","))
 	}
-	return eps
+	return args
 }
 
 func (s *service) readyEndpoints() []endpoint.Endpoint {

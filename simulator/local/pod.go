@@ -216,6 +216,7 @@ func (p *Pod) procSpecs() []procSpec {
 			}
 			e.mu.Unlock()
 		}
+		args = append(args, e.failoverFlags()...)
 		out = append(out, procSpec{RoleProxy, e.cfg.Bin.Proxy, append(args, e.cfg.ProxyArgs...)})
 	}
 	return out
