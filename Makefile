@@ -45,6 +45,10 @@ lint: ## go vet, gofmt and golangci-lint (config in .golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(LINT) run ./...
 
+.PHONY: generate
+generate: ## Regenerate mesh/api's Go code from its .proto files (pinned buf, protoc-gen-go, protoc-gen-go-grpc)
+	$(GO) generate ./mesh/api
+
 .PHONY: fuzz
 fuzz: ## Run every fuzzer for 20s each
 	$(GO) test -run='^$$' -fuzz=FuzzClassify -fuzztime=20s ./mesh/proxy/detect/
