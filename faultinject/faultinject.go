@@ -107,6 +107,8 @@ func Default() *Registry {
 		podAction{"resume", func(_ context.Context, p Pod) error { return p.Resume() }},
 		podAction{"reset_behaviour", func(ctx context.Context, p Pod) error { return p.ResetBehaviour(ctx) }},
 		behaviourFault{},
+		&chaosFault{},
+		clearChaos{},
 	} {
 		if err := r.Register(f); err != nil {
 			panic(err) // a built-in registered twice is a programming error

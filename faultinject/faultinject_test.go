@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-mesh/skiff/faultinject/chaos"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 )
 
@@ -36,7 +37,7 @@ func TestRegistryStrict(t *testing.T) {
 	if err := r.Register(podAction{typ: "kill"}); err == nil || !strings.Contains(err.Error(), "registered twice") {
 		t.Fatalf("duplicate registration: %v", err)
 	}
-	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: behaviour, kill, pause") {
+	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: behaviour, chaos, clear_chaos, kill, pause") {
 		t.Fatalf("unknown type: %v", err)
 	}
 }
@@ -99,6 +100,58 @@ func TestValidateParams(t *testing.T) {
 		f, _ := r.Get(tc.typ)
 		if err := f.Validate(tc.params); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s %v: %v, want an error containing %q", tc.typ, tc.params, err, tc.want)
+		}
+	}
+}
+
+type chaosPod struct {
+	fakePod
+	link *chaos.Link
+}
+
+func (p *chaosPod) Chaos() *chaos.Link { return p.link }
+
+func TestChaosFault(t *testing.T) {
+	l, err := chaos.New(chaos.Config{Upstream: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := &chaosPod{fakePod: fakePod{name: "echo-0"}, link: l}
+	r := Default()
+	f, _ := r.Get("chaos")
+	params := map[string]any{"toxic": "latency", "latency": "100ms", "jitter": "10ms", "toxicity": 0.5}
+	if err := f.Validate(params); err != nil {
+		t.Fatal(err)
+	}
+	undo, err := f.Apply(context.Background(), []Pod{p}, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts := l.Toxics(); len(ts) != 1 || ts[0].Kind.Type() != "latency" || *ts[0].Toxicity != 0.5 {
+		t.Fatalf("toxics: %+v", ts)
+	}
+	if err := undo(context.Background()); err != nil || len(l.Toxics()) != 0 {
+		t.Fatalf("undo left %v (%v)", l.Toxics(), err)
+	}
+	// A pod without a link says so.
+	if _, err := f.Apply(context.Background(), []Pod{&fakePod{name: "plain"}}, params); err == nil || !strings.Contains(err.Error(), "no chaos link") {
+		t.Fatalf("pod without a link: %v", err)
+	}
+	clear, _ := r.Get("clear_chaos")
+	f.Apply(context.Background(), []Pod{p}, map[string]any{"toxic": "bandwidth", "rate": 100})
+	if _, err := clear.Apply(context.Background(), []Pod{p}, nil); err != nil || len(l.Toxics()) != 0 {
+		t.Fatalf("clear_chaos left %v (%v)", l.Toxics(), err)
+	}
+	for _, bad := range []map[string]any{
+		{"toxic": "gremlin"},
+		{"toxic": "latency", "latency": 100},
+		{"toxic": "latency", "latncy": "1s"},
+		{"toxic": "bandwidth", "rate": "fast"},
+		{},
+	} {
+		if err := f.Validate(bad); err == nil {
+			t.Errorf("params %v validated", bad)
 		}
 	}
 }

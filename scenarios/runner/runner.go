@@ -233,10 +233,19 @@ func proxyArgs(balancer string) []string {
 }
 
 func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
+	// Services a timeline targets with chaos get a chaos link per pod.
+	chaotic := map[string]bool{}
+	for _, ev := range sc.Timeline {
+		if ev.Fault == spec.FaultChaos || ev.Fault == spec.FaultClearChaos {
+			if svc, _, ok := sc.ResolveTarget(ev.Target); ok {
+				chaotic[svc.Name] = true
+			}
+		}
+	}
 	var out []local.ServiceSpec
 	for i := range sc.Topology.Services {
 		s := &sc.Topology.Services[i]
-		ls := local.ServiceSpec{Name: s.Name, Port: s.Port, Replicas: s.Replicas, Meshed: s.IsMeshed(), Protocol: s.Protocol, Failover: s.Failover}
+		ls := local.ServiceSpec{Name: s.Name, Port: s.Port, Replicas: s.Replicas, Meshed: s.IsMeshed(), Protocol: s.Protocol, Failover: s.Failover, Chaos: chaotic[s.Name]}
 		for j := range s.Replicas {
 			b, err := demoBehaviour(s.BehaviourOf(j))
 			if err != nil {

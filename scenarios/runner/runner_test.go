@@ -141,3 +141,43 @@ func TestUnsupportedEnvironment(t *testing.T) {
 		}
 	}
 }
+
+// TestChaosTimeline adds latency on the network in front of a pod for one
+// second (the TCP chaos layer), and checks requests in that window carry
+// it: a lower bound, which a slow machine cannot break.
+func TestChaosTimeline(t *testing.T) {
+	needBins(t)
+	sc, err := spec.Parse("chaos.yaml", []byte(`
+name: chaos
+description: 60 ms of network latency in front of the only replica for a second
+seed: 9
+topology:
+  services:
+    - {name: echo, replicas: 1}
+load:
+  target: echo
+  rate: {rps: 100}
+  duration: 3s
+  warmup: 1s
+timeline:
+  - {at: 1s, fault: chaos, target: echo-0, for: 1s, params: {toxic: latency, latency: 60ms}}
+phases:
+  slowed: {from: 1.3s, to: 1.8s}
+assertions:
+  - {expr: "success_rate >= 0.99"}
+  - {phase: slowed, expr: "p50_ms >= 60"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 2 || res.Events[1].Type != "undo chaos" {
+		t.Fatalf("events: %+v", res.Events)
+	}
+	if res.Verdict != results.Pass {
+		t.Fatalf("verdict %s: %v", res.Verdict, res.Failures())
+	}
+}

@@ -76,6 +76,7 @@ type Ports struct {
 	Inbound  int // sidecar inbound; default 4143
 	Outbound int // sidecar outbound; default 4140
 	Admin    int // sidecar admin (/ready, /metrics); default 4191
+	Chaos    int // the TCP chaos link in front of a pod; default 4150
 	// TCPRouteBase is the first port of the client sidecar's TCP route
 	// listeners, one per tcp service in spec order; default 15000.
 	TCPRouteBase int
@@ -85,7 +86,7 @@ func (p *Ports) normalize() error {
 	for _, f := range []struct {
 		v   *int
 		def int
-	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.TCPRouteBase, 15000}} {
+	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.Chaos, 4150}, {&p.TCPRouteBase, 15000}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -94,7 +95,7 @@ func (p *Ports) normalize() error {
 		}
 	}
 	seen := map[int]bool{}
-	for _, v := range []int{p.App, p.AppTCP, p.Inbound, p.Outbound, p.Admin} {
+	for _, v := range []int{p.App, p.AppTCP, p.Inbound, p.Outbound, p.Admin, p.Chaos} {
 		if seen[v] {
 			return fmt.Errorf("ports %+v: port %d is used twice", *p, v)
 		}

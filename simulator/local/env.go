@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skiff-mesh/skiff/faultinject/chaos"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -79,6 +80,11 @@ type ServiceSpec struct {
 	// (skiff-proxy --failover), and the proxy moves such requests over
 	// without an error. The registry lists each service's own pods only.
 	Failover []string
+	// Chaos puts a TCP chaos link (faultinject/chaos) in front of every
+	// pod of the service, at the pod's IP and Ports.Chaos; the registry
+	// lists the link, so every peer's traffic crosses it. A link without
+	// toxics forwards untouched; Pod.Chaos gives it to chaos faults.
+	Chaos bool
 }
 
 // Process is one running process of a pod.
@@ -321,7 +327,38 @@ func (e *Env) build(specs []ServiceSpec) error {
 	}
 	e.client = e.newPod(ClientPod, netip.AddrFrom4([4]byte{base[0], base[1], 0, 1}))
 	e.pods[ClientPod] = e.client
+	for _, s := range e.services {
+		if !s.spec.Chaos {
+			continue
+		}
+		for _, p := range s.pods {
+			upstream := p.endpointAddr()
+			l, err := chaos.New(chaos.Config{
+				Listen: net.JoinHostPort(p.ip.String(), strconv.Itoa(e.cfg.Ports.Chaos)), Upstream: upstream,
+				Seed: podSeed(e.seed, p.name+"/chaos"), Logger: p.log.With("component", "chaos"),
+			})
+			if err == nil {
+				err = l.Start()
+			}
+			if err != nil {
+				e.closeLinks()
+				return fmt.Errorf("chaos link for %s: %w", p.name, err)
+			}
+			p.link = l
+		}
+	}
 	return nil
+}
+
+// closeLinks stops every chaos link.
+func (e *Env) closeLinks() {
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			if p.link != nil {
+				p.link.Close()
+			}
+		}
+	}
 }
 
 // Up starts the topology: every pod of every service (workload, and
@@ -431,6 +468,7 @@ func (e *Env) Close() error {
 		close(e.spawn)
 		<-e.spawnDone
 		e.httpc.CloseIdleConnections()
+		e.closeLinks()
 		e.pubMu.Lock() // waits for a registry write in flight
 		e.pubDone = true
 		e.pubMu.Unlock()

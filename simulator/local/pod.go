@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/skiff-mesh/skiff/faultinject/chaos"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +36,7 @@ type Pod struct {
 	svc     *service // nil for the client pod
 	replica int
 	log     *slog.Logger
+	link    *chaos.Link // in front of the pod when its service has Chaos
 
 	opMu sync.Mutex // serialises lifecycle operations
 
@@ -120,16 +122,28 @@ func (p *Pod) endpoint() endpoint.Endpoint {
 		Protocol: protocolHint(p.svc.spec.Protocol),
 		Labels:   map[string]string{"pod": p.name, "service": p.svc.spec.Name},
 	}
-	switch {
-	case ep.Meshed:
-		ep.Addr = p.InboundAddr()
-	case p.svc.spec.Protocol == ProtocolTCP:
-		ep.Addr = p.AppTCPAddr()
-	default:
-		ep.Addr = p.AppAddr()
+	ep.Addr = p.endpointAddr()
+	if p.link != nil {
+		ep.Addr = p.link.Addr()
 	}
 	return ep
 }
+
+// endpointAddr is where peers reach the pod, chaos link aside.
+func (p *Pod) endpointAddr() string {
+	switch {
+	case p.svc.spec.Meshed:
+		return p.InboundAddr()
+	case p.svc.spec.Protocol == ProtocolTCP:
+		return p.AppTCPAddr()
+	default:
+		return p.AppAddr()
+	}
+}
+
+// Chaos returns the TCP chaos link in front of the pod, or nil when its
+// service was not set up with ServiceSpec.Chaos.
+func (p *Pod) Chaos() *chaos.Link { return p.link }
 
 // Ready reports whether the pod is in the registry: started, not killed,
 // every process running and answering its health check.
