@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"math"
 	"net/http"
@@ -44,7 +45,7 @@ func seriesCounts(res *loadgen.Result) []int64 {
 }
 
 func TestConstantRateSendsExpectedCount(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var served atomic.Int64
 	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		served.Add(1)
@@ -80,7 +81,7 @@ func TestConstantRateSendsExpectedCount(t *testing.T) {
 }
 
 func TestRampChangesRate(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	srv := newHTTPServer(t, false, okHandler)
 	res := run(t, loadgen.Options{
 		Target:   loadgen.Target{URL: srv.URL},
@@ -98,7 +99,7 @@ func TestRampChangesRate(t *testing.T) {
 }
 
 func TestStepsChangeRate(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	srv := newHTTPServer(t, false, okHandler)
 	res := run(t, loadgen.Options{
 		Target: loadgen.Target{URL: srv.URL},
@@ -128,7 +129,7 @@ func TestProtocols(t *testing.T) {
 		{loadgen.ProtocolH2C, 2, 2},
 	} {
 		t.Run(tc.protocol, func(t *testing.T) {
-			checkNoLeaks(t)
+			leakcheck.Check(t)
 			var (
 				mu     sync.Mutex
 				majors = map[int]int{}
@@ -172,7 +173,7 @@ func TestProtocols(t *testing.T) {
 }
 
 func TestGRPCStatuses(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var n, noMD atomic.Int64
 	addr := newGRPCServer(t, func(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
 		if md, _ := metadata.FromIncomingContext(ctx); len(md.Get("x-skiff")) != 1 || len(in.GetValue()) != 64 {
@@ -217,7 +218,7 @@ func TestGRPCStatuses(t *testing.T) {
 }
 
 func TestSuccessPredicateOverride(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
@@ -262,7 +263,7 @@ func slowCount(t *testing.T, l loadgen.Latency, min int64) int64 {
 // stalled request is slow. The two runs go side by side so that a busy
 // machine slows both alike.
 func TestCoordinatedOmissionCorrected(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	measure := func(maxInFlight int) func() (*loadgen.Result, error) {
 		var first atomic.Bool
 		srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
@@ -312,7 +313,7 @@ func TestCoordinatedOmissionCorrected(t *testing.T) {
 }
 
 func TestInFlightCapDropsAtEnd(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	release := make(chan struct{})
 	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -348,7 +349,7 @@ func TestInFlightCapDropsAtEnd(t *testing.T) {
 }
 
 func TestCancelStopsPromptly(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done() // stall until the client gives up
 	})
@@ -374,7 +375,7 @@ func TestCancelStopsPromptly(t *testing.T) {
 }
 
 func TestErrorsBoundedCardinality(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var n atomic.Int64
 	addr := newGRPCServer(t, func(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
 		return nil, status.Errorf(codes.Internal, "boom %d", n.Add(1))
@@ -395,7 +396,7 @@ func TestErrorsBoundedCardinality(t *testing.T) {
 }
 
 func TestTransportErrorsWithoutAddresses(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	for _, tc := range []struct{ protocol, url string }{
 		{loadgen.ProtocolHTTP1, "http://" + closedAddr(t) + "/"},
 		{loadgen.ProtocolGRPC, closedAddr(t)},
@@ -417,7 +418,7 @@ func TestTransportErrorsWithoutAddresses(t *testing.T) {
 }
 
 func TestWarmUpNotRecorded(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var served atomic.Int64
 	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) { served.Add(1) })
 	res := run(t, loadgen.Options{
@@ -439,7 +440,7 @@ func TestWarmUpNotRecorded(t *testing.T) {
 }
 
 func TestResultJSONRoundTrip(t *testing.T) {
-	checkNoLeaks(t)
+	leakcheck.Check(t)
 	var n atomic.Int64
 	addr := newGRPCServer(t, func(ctx context.Context, in *wrapperspb.BytesValue) (*wrapperspb.BytesValue, error) {
 		if n.Add(1)%3 == 0 {

@@ -7,12 +7,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -27,28 +27,6 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 )
-
-// checkLeaks fails the test if goroutines started during it outlive its
-// cleanups. Register it first: cleanups run last-in first-out.
-func checkLeaks(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before, %d after\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
 
 func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
@@ -207,7 +185,7 @@ var hops = []struct {
 func TestProtocolMatrix(t *testing.T) {
 	for _, h := range hops {
 		t.Run(h.name, func(t *testing.T) {
-			checkLeaks(t)
+			leakcheck.Check(t)
 			m := newMesh(t, h.n)
 			t.Run("http1", func(t *testing.T) { testHTTP(t, m, h1Client(t), "HTTP/1.1") })
 			t.Run("h2c", func(t *testing.T) { testHTTP(t, m, h2cClient(t), "HTTP/2.0") })

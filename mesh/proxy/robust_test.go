@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"net"
 	"net/http"
@@ -41,7 +42,7 @@ func rawExchange(t *testing.T, addr string, raw string) string {
 // TestBadInput sends malformed requests and checks that each gets a clean
 // error on its own connection while a well-behaved client keeps working.
 func TestBadInput(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	m := newMesh(t, 2)
 	addr := m.outbound.Addr("outbound").String()
 	good := h1Client(t)
@@ -83,7 +84,7 @@ func trim(s string) string {
 // TestInFlightLimit fills the in-flight bound and checks that requests
 // beyond it are refused at once (503, gRPC RESOURCE_EXHAUSTED), not queued.
 func TestInFlightLimit(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backend := startDemo(t, "slow")
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
 	p := startProxy(t, Config{Endpoints: src, MaxInFlight: 2})
@@ -132,7 +133,7 @@ func TestInFlightLimit(t *testing.T) {
 
 // TestConnectionLimit: connections beyond the bound are closed at once.
 func TestConnectionLimit(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backend := startDemo(t, "b")
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
 	p := startProxy(t, Config{Endpoints: src, MaxConnections: 1})
@@ -167,7 +168,7 @@ func TestConnectionLimit(t *testing.T) {
 // TestConnectFailureRetried: an endpoint that refuses connections costs
 // nothing visible; requests go to the live one.
 func TestConnectFailureRetried(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backend := startDemo(t, "alive")
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadAddr := dead.Addr().String()
@@ -190,7 +191,7 @@ func TestConnectFailureRetried(t *testing.T) {
 
 // TestNoEndpoints: a known service without ready endpoints answers 503.
 func TestNoEndpoints(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {}})
 	p := startProxy(t, Config{Endpoints: src})
 	resp, _ := do(t, h1Client(t), "GET", "http://"+p.Addr("outbound").String()+"/", svcHTTP, nil, nil)
@@ -204,7 +205,7 @@ func TestNoEndpoints(t *testing.T) {
 // fallback is counted with its reason; a declared-opaque port skips the
 // wait.
 func TestDetectionFallback(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	greeter, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer greeter.Close()
 	go func() {
@@ -249,7 +250,7 @@ func TestDetectionFallback(t *testing.T) {
 // TestDrain: on shutdown the proxy turns not-ready, stops accepting, lets
 // the in-flight request finish, and Run returns nil.
 func TestDrain(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backend := startDemo(t, "b")
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
 	p, err := New(Config{OutboundAddr: "127.0.0.1:0", InboundAddr: "-", AdminAddr: "127.0.0.1:0", Endpoints: src, DrainTimeout: 5 * time.Second})
@@ -322,7 +323,7 @@ var _ = metadata.Pairs
 // endpoints refuse connections, requests go to the fallback service, with
 // no error and nothing sent twice.
 func TestFailover(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backup := startDemo(t, "backup-0")
 	dead, _ := net.Listen("tcp", "127.0.0.1:0")
 	deadAddr := dead.Addr().String()

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"os"
 	"os/exec"
 	"runtime"
@@ -78,7 +79,7 @@ func TestTransparent(t *testing.T) {
 }
 
 func transparentMatrix(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	backend, err := demo.New(demo.Config{Name: "echo-1", Addr: podIP + ":8080", TCPAddr: podIP + ":9000", Seed: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -3,45 +3,21 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
 
-// checkGoroutines fails the test if, once every later cleanup has run, more
-// goroutines are alive than when it was called. Call it before starting
-// servers and clients so that its cleanup runs last.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutine leak: %d before the test, %d after:\n%s", before, n, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // polling for exit, not timing anything
-		}
-	})
-}
-
 // startServer starts a Server on loopback with a fixed seed, closed (and
 // checked for leaks) at cleanup.
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	if cfg.Seed == 0 {
 		cfg.Seed = 42
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"net/http"
 	"strings"
@@ -409,7 +410,7 @@ func TestConcurrentBehaviourChanges(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	for _, p := range protos {
 		t.Run(p.name, func(t *testing.T) {
-			checkGoroutines(t)
+			leakcheck.Check(t)
 			s, err := New(Config{})
 			if err != nil {
 				t.Fatal(err)
@@ -462,7 +463,7 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 func TestShutdownDeadline(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	s, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)

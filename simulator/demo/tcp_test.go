@@ -3,6 +3,7 @@ package demo
 import (
 	"bufio"
 	"bytes"
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"net"
 	"net/http"
@@ -78,7 +79,7 @@ func TestTCPReset(t *testing.T) {
 // TestTCPCloseWithOpenConn checks that shutdown ends an idle echo
 // connection once its deadline passes.
 func TestTCPCloseWithOpenConn(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	s, err := New(Config{TCPAddr: "127.0.0.1:0", ShutdownTimeout: 1})
 	if err != nil {
 		t.Fatal(err)
