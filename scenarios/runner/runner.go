@@ -260,11 +260,7 @@ func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
 
 // demoBehaviour converts the spec's behaviour into the demo's.
 func demoBehaviour(b spec.Behaviour) (demo.Behaviour, error) {
-	d, err := demo.ParseDelays(b.Latency.String())
-	if err != nil {
-		return demo.Behaviour{}, err
-	}
-	db := demo.Behaviour{Latency: d, LatencyJitter: b.LatencyJitter, ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate}
+	db := demo.Behaviour{Latency: b.Latency, LatencyJitter: b.LatencyJitter, ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate}
 	return db, db.Validate()
 }
 

@@ -3,7 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
-	"math"
+	"github.com/skiff-mesh/skiff/simulator/demo"
 	"strconv"
 	"strings"
 	"time"
@@ -84,113 +84,25 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// DelayShare delays Percent % of requests by Delay.
-type DelayShare struct {
-	Delay   time.Duration
-	Percent float64
-}
-
-// maxShares bounds the entries of a Distribution, as skiff-demo does.
-const maxShares = 64
+// DelayShare delays Percent % of requests by Delay: skiff-demo's type,
+// since the scenario's behaviour is the demo's.
+type DelayShare = demo.DelayShare
 
 // Distribution is a latency distribution in skiff-demo's syntax:
 // "1ms:50,10ms:1" delays half of the requests by 1 ms, 1 % by 10 ms and the
 // rest not at all; a bare "2ms" delays every request. Percentages add up to
-// at most 100. Nil never delays; its text form is "0s".
-type Distribution []DelayShare
+// at most 100. Nil never delays; its text form is "0s". It is
+// skiff-demo's Delays, so both read and write the same text.
+type Distribution = demo.Delays
 
 // ParseDistribution parses the text form of a Distribution; "", "0s" and
 // lists of zero delays give nil.
 func ParseDistribution(s string) (Distribution, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return nil, nil
+	var d Distribution
+	if err := d.UnmarshalText([]byte(s)); err != nil {
+		return nil, err
 	}
-	entries := strings.Split(s, ",")
-	if len(entries) > maxShares {
-		return nil, fmt.Errorf("%q has more than %d entries", s, maxShares)
-	}
-	var out Distribution
-	sum, allZero := 0.0, true
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		ds, ps, hasPct := strings.Cut(e, ":")
-		d, err := parseDuration(strings.TrimSpace(ds))
-		if err != nil {
-			return nil, fmt.Errorf("%w; a latency is DURATION[:PERCENT],… like 10ms or 1ms:50,10ms:1", err)
-		}
-		if d < 0 || d > MaxLatency {
-			return nil, fmt.Errorf("%q: delay %s is outside [0s, %s]", s, d, MaxLatency)
-		}
-		p := 100.0
-		if hasPct {
-			p, err = strconv.ParseFloat(strings.TrimSpace(ps), 64)
-			if err != nil || math.IsNaN(p) || p < 0 || p > 100 {
-				return nil, fmt.Errorf("%q: percentage %q is not a number between 0 and 100", s, ps)
-			}
-		}
-		sum += p
-		allZero = allZero && d == 0
-		out = append(out, DelayShare{Delay: d, Percent: p})
-	}
-	if sum > 100+1e-9 {
-		return nil, fmt.Errorf("%q: percentages add up to %g, more than 100", s, sum)
-	}
-	if allZero {
-		return nil, nil
-	}
-	return out, nil
-}
-
-// String returns the text form, "0s" for nil.
-func (d Distribution) String() string {
-	if len(d) == 0 {
-		return "0s"
-	}
-	var b strings.Builder
-	for i, s := range d {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(s.Delay.String())
-		if s.Percent != 100 {
-			b.WriteByte(':')
-			b.WriteString(strconv.FormatFloat(s.Percent, 'g', -1, 64))
-		}
-	}
-	return b.String()
-}
-
-// MarshalText implements encoding.TextMarshaler with the String form.
-func (d Distribution) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler with
-// ParseDistribution.
-func (d *Distribution) UnmarshalText(text []byte) error {
-	v, err := ParseDistribution(string(text))
-	if err != nil {
-		return err
-	}
-	*d = v
-	return nil
-}
-
-// validate checks a Distribution built in Go.
-func (d Distribution) validate() error {
-	if len(d) > maxShares {
-		return fmt.Errorf("more than %d entries", maxShares)
-	}
-	sum := 0.0
-	for _, s := range d {
-		if s.Delay < 0 || s.Delay > MaxLatency || math.IsNaN(s.Percent) || s.Percent < 0 || s.Percent > 100 {
-			return fmt.Errorf("%s has an entry outside [0s, %s] or [0, 100] %%", d, MaxLatency)
-		}
-		sum += s.Percent
-	}
-	if sum > 100+1e-9 {
-		return fmt.Errorf("%s: percentages add up to %g, more than 100", d, sum)
-	}
-	return nil
+	return d, nil
 }
 
 // MarshalYAML writes the phases as a mapping from name to {from, to}, in

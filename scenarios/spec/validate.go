@@ -2,6 +2,7 @@ package spec
 
 import (
 	"fmt"
+	"github.com/skiff-mesh/skiff/simulator/demo"
 	"maps"
 	"math"
 	"regexp"
@@ -282,7 +283,7 @@ func (s *Scenario) serviceNames() []string {
 }
 
 func (v *validator) behaviour(p string, b Behaviour) {
-	if err := b.Latency.validate(); err != nil {
+	if err := (demo.Behaviour{Latency: b.Latency}).Validate(); err != nil {
 		v.errf(p+".latency", "%v", err)
 	}
 	if b.LatencyJitter < 0 || b.LatencyJitter > MaxLatency {

@@ -130,7 +130,7 @@ topology:
   services:
     - name: echo
       behaviour: {latency: "1ms:60,2ms:50"}
-`, `t.yaml:5:28: topology.services[0].behaviour.latency: "1ms:60,2ms:50": percentages add up to 110, more than 100`},
+`, `t.yaml:5:28: topology.services[0].behaviour.latency: bad latency="1ms:60,2ms:50": percentages add up to 110, more than 100`},
 		{"replica index", `
 topology:
   services:
