@@ -12,12 +12,12 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
@@ -191,23 +191,8 @@ func dial(t testing.TB, client *certs.Manager, expected spiffe.ID, server *certs
 	return handshake(t, cc, sc, client.ClientTLSConfig(expected), server.ServerTLSConfig())
 }
 
-func checkLeaks(t testing.TB) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
 func TestMTLS(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	server, client := e.manager(t, web), e.manager(t, app)
 	c, s := dial(t, client, web, server)
@@ -233,7 +218,7 @@ func TestMTLS(t *testing.T) {
 }
 
 func TestWrongExpectedIdentity(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	server, client := e.manager(t, web), e.manager(t, app)
 	c, s := dial(t, client, db, server)
@@ -255,7 +240,7 @@ func TestWrongExpectedIdentity(t *testing.T) {
 }
 
 func TestOtherRootRejected(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	a, b := newEnv(t, nil), newEnv(t, nil)
 	server := a.manager(t, web)
 
@@ -293,7 +278,7 @@ func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Dura
 func (c *offsetClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 func TestExpiredRejected(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	var serverClock offsetClock
 	cfg := e.config(web)
@@ -301,8 +286,12 @@ func TestExpiredRejected(t *testing.T) {
 	server := newManager(t, cfg, true)
 	client := e.manager(t, app)
 
-	// 25 hours later by the server's clock: the client's certificate (and,
-	// by the same clock, the server's own) has expired.
+	// Accepted now (and remembered as verified)...
+	if c, s := dial(t, client, web, server); c.err != nil || s.err != nil {
+		t.Fatalf("fresh certificates: %v / %v", c.err, s.err)
+	}
+	// ...but 25 hours later by the server's clock the client's certificate
+	// (and, by the same clock, the server's own) has expired.
 	serverClock.Advance(25 * time.Hour)
 	c, s := dial(t, client, web, server)
 	if !errors.Is(s.err, spiffe.ErrExpired) {
@@ -327,7 +316,7 @@ func TestExpiredRejected(t *testing.T) {
 }
 
 func TestPlaintextPeersRejected(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	server, client := e.manager(t, web), e.manager(t, app)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -379,7 +368,7 @@ func TestPlaintextPeersRejected(t *testing.T) {
 }
 
 func TestNotReady(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	server := newManager(t, e.config(web), false)
 	client := e.manager(t, app)
@@ -480,7 +469,7 @@ func TestRejectsBadCertificates(t *testing.T) {
 // and a leaf from the old anchor is rejected once that anchor leaves the
 // bundle.
 func TestAnchorRotation(t *testing.T) {
-	checkLeaks(t)
+	leakcheck.Check(t)
 	e := newEnv(t, nil)
 	a2, err := ca.NewAnchor(td, ca.Options{})
 	if err != nil {

@@ -118,8 +118,8 @@ type Manager struct {
 	float64    func() float64
 	log        *slog.Logger
 
-	cur    atomic.Pointer[current]
-	bundle atomic.Pointer[spiffe.Bundle]
+	cur      atomic.Pointer[current]
+	verified atomic.Pointer[verifyCache] // holds the trust bundle
 
 	refreshMu sync.Mutex // one Refresh at a time
 	ready     chan struct{}
@@ -203,7 +203,7 @@ func New(cfg Config) (*Manager, error) {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	m.log = m.log.With("component", "identity", "id", cfg.ID.String())
-	m.bundle.Store(cfg.Bundle)
+	m.verified.Store(newVerifyCache(cfg.Bundle))
 	return m, nil
 }
 
@@ -259,7 +259,7 @@ func (m *Manager) Refreshes() uint64 { return m.refreshes.Load() }
 func (m *Manager) Failures() uint64 { return m.failures.Load() }
 
 // Bundle returns the trust bundle peers are verified against.
-func (m *Manager) Bundle() *spiffe.Bundle { return m.bundle.Load() }
+func (m *Manager) Bundle() *spiffe.Bundle { return m.verified.Load().bundle }
 
 // SetBundle replaces the trust bundle (anchor rotation). Handshakes that
 // start afterwards verify against it; established connections are not
@@ -273,7 +273,7 @@ func (m *Manager) SetBundle(b *spiffe.Bundle) error {
 	if b.TrustDomain() != m.id.TrustDomain {
 		return fmt.Errorf("set bundle: bundle is for trust domain %q, this proxy is in %q", b.TrustDomain(), m.id.TrustDomain)
 	}
-	m.bundle.Store(b)
+	m.verified.Store(newVerifyCache(b)) // forgets chains verified under the old bundle
 	if c := m.cur.Load(); c != nil {
 		if _, err := verifyChain(b, c.cert, m.now()); err != nil {
 			m.log.Warn("current certificate is not trusted by the new bundle; renewing now", "err", err)
@@ -400,7 +400,7 @@ func (m *Manager) accept(chainDER [][]byte, key crypto.Signer, now time.Time) (*
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(key.Public()) {
 		return nil, errors.New("the leaf does not hold the key of our CSR")
 	}
-	id, err := verifyChain(m.bundle.Load(), cert, now)
+	id, err := verifyChain(m.Bundle(), cert, now)
 	if err != nil {
 		return nil, err
 	}

@@ -111,10 +111,17 @@ func (m *Manager) present() (*tls.Certificate, error) {
 }
 
 func (m *Manager) verifyPeer(cs tls.ConnectionState, usage x509.ExtKeyUsage) (spiffe.ID, error) {
-	id, err := m.bundle.Load().Verify(cs.PeerCertificates, m.now(), usage)
+	now := m.now()
+	vc := m.verified.Load()
+	key := chainKey(cs.PeerCertificates, usage)
+	if id, ok := vc.get(key, now); ok {
+		return id, nil
+	}
+	id, err := vc.bundle.Verify(cs.PeerCertificates, now, usage)
 	if err != nil {
 		return spiffe.ID{}, fmt.Errorf("mTLS peer rejected: %w", err)
 	}
+	vc.put(key, id, cs.PeerCertificates)
 	return id, nil
 }
 

@@ -1,0 +1,33 @@
+package certs_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestStandardLibraryOnly keeps the identity packages free of gRPC,
+// Kubernetes and every other module: they sit in the sidecar (certs,
+// spiffe) and under the control plane's service wiring (ca).
+func TestStandardLibraryOnly(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go tool on PATH to list dependencies")
+	}
+	const mod = "github.com/skiff-mesh/skiff/"
+	own := map[string]bool{
+		mod + "mesh/proxy/identity/certs":  true,
+		mod + "mesh/proxy/identity/spiffe": true,
+		mod + "mesh/control/identity/ca":   true,
+	}
+	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}",
+		mod+"mesh/proxy/identity/certs", mod+"mesh/control/identity/ca").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !own[p] {
+			t.Errorf("identity packages depend on %s; they must use only the standard library", p)
+		}
+	}
+}
