@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,20 @@ import (
 
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
+
+// Identity is the proxy's workload identity for mutual TLS: certs.Manager
+// implements it, keeping a short-lived certificate current.
+type Identity interface {
+	// ID is the proxy's own SPIFFE ID.
+	ID() spiffe.ID
+	// ServerTLSConfig accepts TLS 1.3 from peers with a certificate that
+	// chains to the trust bundle, and exposes their SPIFFE ID.
+	ServerTLSConfig() *tls.Config
+	// ClientTLSConfig connects to a peer that must prove expected.
+	ClientTLSConfig(expected spiffe.ID) *tls.Config
+}
 
 // Defaults, after Linkerd's where it has one.
 const (
@@ -88,6 +102,17 @@ type Config struct {
 	// same request then goes to the first fallback that can take it.
 	// Nothing is sent twice: only requests no endpoint received move on.
 	Failover map[string][]string
+	// Identity enables mutual TLS: connections to meshed endpoints whose
+	// identity discovery gives are TLS 1.3, with both sides verified and
+	// the server's SPIFFE ID checked; inbound TLS is terminated and the
+	// client's ID known. Nil disables it (tls="disabled" on metrics).
+	Identity Identity
+	// RequireMTLS refuses inbound connections that are not mutual TLS
+	// (strict mode). It needs Identity.
+	RequireMTLS bool
+	// ForwardClientID adds the verified client's SPIFFE ID to inbound
+	// requests as ClientIDHeader (an incoming one is always removed).
+	ForwardClientID bool
 	// Endpoints resolves outbound authorities. Nil means none are known:
 	// explicit requests fail with 502 and transparent traffic passes
 	// through to its original destination.
@@ -134,6 +159,9 @@ func (c *Config) normalize() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	var errs []error
+	if c.RequireMTLS && c.Identity == nil {
+		errs = append(errs, errors.New("strict mTLS (RequireMTLS) needs an identity"))
+	}
 	if c.Pprof && !PprofAvailable {
 		errs = append(errs, errors.New("pprof was asked for, but this binary was built without it: rebuild with -tags pprof"))
 	}

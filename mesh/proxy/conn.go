@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"sync"
@@ -24,6 +25,37 @@ type conn struct {
 	onClose  func()
 	closed   atomic.Bool
 	failed   atomic.Bool
+	// Set once mutual TLS is terminated on this connection.
+	tls    bool
+	peerID string
+}
+
+// tlsConn is a terminated mutual-TLS connection handed on to the HTTP
+// servers or to TCP forwarding, and it closes the counted socket under it.
+// It embeds the net.Conn interface, not *tls.Conn: net/http must not see
+// a ConnectionState method, or it takes the stream for its own TLS and
+// its cleartext HTTP/2 server refuses it.
+type tlsConn struct {
+	net.Conn // a *tls.Conn
+	tc       *tls.Conn
+	base     *conn
+}
+
+func (c *tlsConn) Close() error {
+	err := c.Conn.Close()
+	c.base.Close()
+	return err
+}
+
+// baseConn is the accepted connection under c, or nil.
+func baseConn(c net.Conn) *conn {
+	switch v := c.(type) {
+	case *conn:
+		return v
+	case *tlsConn:
+		return v.base
+	}
+	return nil
 }
 
 // rawReader reads from the socket and counts, for the detection buffer.

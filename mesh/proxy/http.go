@@ -26,6 +26,11 @@ const OrigProtoHeader = "Skiff-Orig-Proto"
 // ErrorHeader names why the proxy itself answered a request.
 const ErrorHeader = "Skiff-Error"
 
+// ClientIDHeader carries the verified SPIFFE ID of an inbound request's
+// client to the application, with Config.ForwardClientID. The inbound side
+// always removes one a request brings.
+const ClientIDHeader = "Skiff-Client-Id"
+
 // maxConnectAttempts bounds the endpoints tried after connection failures.
 const maxConnectAttempts = 3
 
@@ -86,7 +91,10 @@ type recorder struct {
 	http.ResponseWriter
 	status  int
 	headers time.Time
+	tls     string // the outbound endpoint's tls label, set once routed
 }
+
+type recorderKey struct{}
 
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
@@ -123,11 +131,23 @@ func isGRPC(r *http.Request) bool {
 // response.
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	p := l.p
 	labels := telemetry.HTTPLabels{Direction: l.dir, Authority: r.Host, TLS: tlsDisabled}
-	m := l.p.metrics
-	m.Request(labels)
 	rec := recorders.Get().(*recorder)
-	rec.ResponseWriter, rec.status = w, 0
+	rec.ResponseWriter, rec.status, rec.tls = w, 0, ""
+	if p.cfg.Identity != nil {
+		if l.dir == dirInbound {
+			labels.TLS = tlsNotMeshed
+			if c, _ := r.Context().Value(connKey{}).(*conn); c != nil && c.tls {
+				labels.TLS, labels.ClientID = tlsTrue, c.peerID
+			}
+		} else {
+			// The endpoint decides; the transport reports it here.
+			labels.TLS = tlsNoIdentity
+			r = r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec))
+		}
+	}
+	m := p.metrics
 	if l.inflight.acquire() {
 		if r.ProtoMajor == 1 && r.Body != http.NoBody {
 			// An upstream may answer while the body still streams; without
@@ -141,6 +161,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.rejected.Add(1)
 		writeError(rec, r, errInFlight)
 	}
+	if rec.tls != "" {
+		labels.TLS = rec.tls
+	}
+	m.Request(labels)
 	resp := telemetry.Response{StatusCode: rec.status, GRPCStatus: -1}
 	if isGRPC(r) {
 		resp.GRPCStatus = grpcStatus(w.Header())
@@ -323,6 +347,17 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody)
 		ep := n.Endpoint()
 		req.URL.Host = ep.Addr
 		rt := p.out.pick(req, ep.Meshed)
+		if p.cfg.Identity != nil {
+			if p.mtlsTo(ep) {
+				req.URL.Scheme = "https" // the TLS pool dials only for https
+				rt = p.tlsOut.pick(req, true)
+			} else {
+				req.URL.Scheme = "http"
+			}
+			if rec, _ := req.Context().Value(recorderKey{}).(*recorder); rec != nil {
+				rec.tls = p.tlsLabel(ep)
+			}
+		}
 		start := n.Start()
 		resp, err := rt.RoundTrip(req)
 		failed := err != nil && isConnectError(err)
@@ -392,6 +427,15 @@ func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy 
 			// A peer-supplied marker is only trusted on the inbound side.
 			if l.dir == dirOutbound {
 				pr.Out.Header.Del(OrigProtoHeader)
+				return
+			}
+			// The client's identity comes from the handshake, never from
+			// the request.
+			pr.Out.Header.Del(ClientIDHeader)
+			if l.p.cfg.ForwardClientID {
+				if c, _ := pr.In.Context().Value(connKey{}).(*conn); c != nil && c.peerID != "" {
+					pr.Out.Header.Set(ClientIDHeader, c.peerID)
+				}
 			}
 		},
 		Transport:  rt,

@@ -11,6 +11,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/detect"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 	"github.com/skiff-mesh/skiff/mesh/proxy/origdst"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
@@ -38,7 +40,14 @@ import (
 const (
 	dirInbound  = "inbound"
 	dirOutbound = "outbound"
-	tlsDisabled = "disabled"
+)
+
+// Values of the tls label: mutual TLS, or why not.
+const (
+	tlsTrue       = "true"
+	tlsDisabled   = "disabled"    // this proxy has no identity
+	tlsNotMeshed  = "not_meshed"  // the peer is not a Skiff proxy
+	tlsNoIdentity = "no_identity" // discovery gave no identity to check
 )
 
 // headerTimeout bounds the wait for a request's headers.
@@ -54,8 +63,12 @@ type Proxy struct {
 	dialer  net.Dialer
 
 	// Connection pools per direction, so upstream connections carry the
-	// right direction label.
-	out, in pools
+	// right direction label; tlsOut carries mutual TLS to meshed peers.
+	out, in, tlsOut pools
+	serverTLS       *tls.Config    // inbound mTLS, with ALPN; nil without identity
+	expected        sync.Map       // endpoint address -> spiffe.ID it must prove
+	mtlsFailures    *atomic.Uint64 // inbound handshakes that failed
+	plaintextDenied *atomic.Uint64 // inbound connections refused in strict mode
 
 	destinations *destinations
 	listeners    []*listener
@@ -103,9 +116,16 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.connectRetries = p.metrics.Counter("outbound_connect_retries_total", "")
 	p.failovers = p.metrics.Counter("outbound_failover_total", "")
-	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance)
+	p.mtlsFailures = p.metrics.Counter("inbound_tls_handshake_failures_total", "")
+	p.plaintextDenied = p.metrics.Counter("inbound_tcp_authz_deny_total", `reason="plaintext"`)
+	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.learnIdentities)
 	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
 	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
+	if cfg.Identity != nil {
+		p.tlsOut = pools{h1: p.newTLSTransport("http/1.1"), h2: p.newTLSTransport("h2")}
+		p.serverTLS = cfg.Identity.ServerTLSConfig()
+		p.serverTLS.NextProtos = []string{"h2", "http/1.1"}
+	}
 
 	bind := func(addr, dir, route string) error {
 		ln, err := net.Listen("tcp", addr)
@@ -199,8 +219,93 @@ const maxIdlePerHost = 16
 type pools struct{ h1, h2 *http.Transport }
 
 func (ps pools) closeIdle() {
+	if ps.h1 == nil {
+		return
+	}
 	ps.h1.CloseIdleConnections()
 	ps.h2.CloseIdleConnections()
+}
+
+// newTLSTransport is a pool of mutual-TLS connections to meshed peers,
+// negotiating alpn: "h2" multiplexes everything but upgrades, which go
+// as "http/1.1". Requests must use the https scheme to reach DialTLSContext.
+func (p *Proxy) newTLSTransport(alpn string) *http.Transport {
+	t := p.newTransport(dirOutbound, alpn == "h2")
+	t.DialContext = nil
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return p.dialTLS(ctx, network, addr, alpn)
+	}
+	t.Protocols = new(http.Protocols)
+	if alpn == "h2" {
+		t.Protocols.SetHTTP2(true)
+	} else {
+		t.Protocols.SetHTTP1(true)
+	}
+	return t
+}
+
+// dialTLS connects to a meshed peer and completes mutual TLS, checking the
+// peer proves the identity discovery gave for its address. A failed
+// handshake is a connectError: nothing was sent.
+func (p *Proxy) dialTLS(ctx context.Context, network, addr, alpn string) (net.Conn, error) {
+	v, ok := p.expected.Load(addr)
+	if !ok {
+		return nil, &connectError{addr: addr, err: errors.New("no identity is known for this meshed endpoint")}
+	}
+	raw, err := p.dialLabelled(ctx, dirOutbound, network, addr, tlsTrue)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.cfg.Identity.ClientTLSConfig(v.(spiffe.ID))
+	if alpn != "" {
+		cfg.NextProtos = []string{alpn}
+	}
+	tc := tls.Client(raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		p.log.Warn("mTLS handshake with a peer failed", "addr", addr, "expected", v.(spiffe.ID).String(), "err", err)
+		return nil, &connectError{addr: addr, err: fmt.Errorf("mTLS handshake: %w", err)}
+	}
+	return tc, nil
+}
+
+// learnIdentities records the identity each meshed endpoint must prove.
+func (p *Proxy) learnIdentities(eps []endpoint.Endpoint) {
+	if p.cfg.Identity == nil {
+		return
+	}
+	for i := range eps {
+		if ep := &eps[i]; ep.Meshed && ep.Identity != "" {
+			if id, err := spiffe.Parse(ep.Identity); err == nil {
+				p.expected.Store(ep.Addr, id)
+			} else {
+				p.log.Warn("endpoint identity is not a SPIFFE ID; it will be reached without TLS", "addr", ep.Addr, "identity", ep.Identity, "err", err)
+			}
+		}
+	}
+}
+
+// mtlsTo reports whether an endpoint is reached over mutual TLS.
+func (p *Proxy) mtlsTo(ep *endpoint.Endpoint) bool {
+	if p.cfg.Identity == nil || !ep.Meshed || ep.Identity == "" {
+		return false
+	}
+	_, ok := p.expected.Load(ep.Addr)
+	return ok
+}
+
+// tlsLabel says whether traffic to ep is mutual TLS, or why not.
+func (p *Proxy) tlsLabel(ep *endpoint.Endpoint) string {
+	switch {
+	case p.cfg.Identity == nil:
+		return tlsDisabled
+	case !ep.Meshed:
+		return tlsNotMeshed
+	case !p.mtlsTo(ep):
+		return tlsNoIdentity
+	default:
+		return tlsTrue
+	}
 }
 
 func (p *Proxy) newTransport(dir string, h2 bool) *http.Transport {
@@ -253,7 +358,7 @@ func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 			MaxReceiveBufferPerStream:     1 << 20,
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, connKey{}, c)
+			return context.WithValue(ctx, connKey{}, baseConn(c))
 		},
 	}
 	if h2 {
@@ -267,6 +372,10 @@ func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 // dial opens an upstream connection, counted as peer="dst". Failures are
 // connectErrors: nothing was sent, so the caller may try elsewhere.
 func (p *Proxy) dial(ctx context.Context, dir, network, addr string) (net.Conn, error) {
+	return p.dialLabelled(ctx, dir, network, addr, tlsDisabled)
+}
+
+func (p *Proxy) dialLabelled(ctx context.Context, dir, network, addr, tlsLabel string) (net.Conn, error) {
 	c, err := p.dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, &connectError{addr: addr, err: err}
@@ -274,7 +383,7 @@ func (p *Proxy) dial(ctx context.Context, dir, network, addr string) (net.Conn, 
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	m := p.metrics.TCP(telemetry.TCPLabels{Direction: dir, Peer: "dst", Authority: addr, TLS: tlsDisabled})
+	m := p.metrics.TCP(telemetry.TCPLabels{Direction: dir, Peer: "dst", Authority: addr, TLS: tlsLabel})
 	m.Open()
 	return &upstreamConn{Conn: c, metrics: m}, nil
 }
@@ -334,6 +443,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	wg.Wait()
 	p.out.closeIdle()
 	p.in.closeIdle()
+	p.tlsOut.closeIdle()
 	p.destinations.close()
 	if adminSrv != nil {
 		adminSrv.Close()
@@ -441,18 +551,40 @@ func (l *listener) serveConn(tc *net.TCPConn) {
 			}
 		}
 	}
-	if l.route != "" || hasPort(p.cfg.OpaquePorts, port) {
-		l.serveTCP(c)
+	// With an identity, peers speak mutual TLS on the inbound side even
+	// to opaque ports: look for a ClientHello first (briefly on opaque
+	// ports, whose clients may wait for the server to speak).
+	mtls := l.dir == dirInbound && p.cfg.Identity != nil
+	opaque := l.route != "" || hasPort(p.cfg.OpaquePorts, port)
+	if opaque && !mtls {
+		l.serveTCP(c, c)
 		return
 	}
 	declaredHTTP := hasPort(p.cfg.HTTPPorts, port) || hasPort(p.cfg.HTTPPorts, l.port)
 	timeout := p.cfg.DetectTimeout
-	if declaredHTTP {
+	switch {
+	case opaque:
+		timeout = opaqueTLSWait
+	case declaredHTTP:
 		// No opaque fallback: only HTTP/1 or HTTP/2 is left to tell apart.
 		timeout = headerTimeout
 	}
 	c.br = bufio.NewReaderSize(rawReader{c}, 64)
 	proto, reason, err := detect.Detect(c.br, tc, timeout)
+	if mtls && proto == detect.TLS {
+		l.serveTLS(c)
+		return
+	}
+	if p.cfg.RequireMTLS && l.dir == dirInbound {
+		p.plaintextDenied.Add(1)
+		p.log.Debug("plaintext connection refused: mutual TLS is required", "remote", tc.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	if opaque {
+		l.serveTCP(c, c)
+		return
+	}
 	switch {
 	case proto == detect.HTTP2:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+proto.String()+`"`).Add(1)
@@ -468,12 +600,49 @@ func (l *listener) serveConn(tc *net.TCPConn) {
 			c.Close()
 			return
 		}
-		l.serveTCP(c)
+		l.serveTCP(c, c)
 	}
 }
 
-// serveTCP forwards an opaque connection.
-func (l *listener) serveTCP(c *conn) {
+// opaqueTLSWait bounds the wait for a ClientHello on an opaque port.
+const opaqueTLSWait = 300 * time.Millisecond
+
+// serveTLS terminates mutual TLS from a peer, then serves what it carries:
+// the protocol its ALPN names, or opaque bytes when it names none.
+func (l *listener) serveTLS(c *conn) {
+	p := l.p
+	tc := tls.Server(c, p.serverTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DetectTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		p.mtlsFailures.Add(1)
+		p.log.Debug("inbound mTLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+		c.failed.Store(true)
+		c.Close()
+		return
+	}
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) > 0 {
+		if id, err := spiffe.FromCertificate(cs.PeerCertificates[0]); err == nil {
+			c.peerID = id.String()
+		}
+	}
+	c.tls = true
+	w := &tlsConn{Conn: tc, tc: tc, base: c}
+	switch cs.NegotiatedProtocol {
+	case "h2":
+		l.h2.queue.push(w)
+	case "http/1.1":
+		l.h1.queue.push(w)
+	default:
+		l.serveTCP(c, w)
+	}
+}
+
+// serveTCP forwards an opaque connection; client is c itself, or the
+// mutual-TLS stream over it.
+func (l *listener) serveTCP(c *conn, client net.Conn) {
 	p := l.p
 	p.tcpMu.Lock()
 	p.tcpConns[c] = struct{}{}
@@ -491,14 +660,19 @@ func (l *listener) serveTCP(c *conn) {
 		p.metrics.Counter(l.dir+"_tcp_errors_total", `error="`+tcpErrorLabel(err)+`"`).Add(1)
 		return
 	}
-	m := p.metrics.TCP(telemetry.TCPLabels{Direction: l.dir, Peer: "dst", Authority: authority, TLS: tlsDisabled})
+	label := tlsDisabled
+	if _, ok := up.(*tls.Conn); ok {
+		label = tlsTrue
+	}
+	m := p.metrics.TCP(telemetry.TCPLabels{Direction: l.dir, Peer: "dst", Authority: authority, TLS: label})
 	m.Open()
 	var upRead, upWritten int64
 	var upFailed bool
 	defer func() { m.Close(uint64(upRead), uint64(upWritten), upFailed) }()
 
-	// Bytes peeked during detection go first.
-	if br := c.br; br != nil && br.Buffered() > 0 {
+	// Bytes peeked during detection go first (a TLS client already
+	// consumed them in the handshake).
+	if br := c.br; client == net.Conn(c) && br != nil && br.Buffered() > 0 {
 		b, _ := br.Peek(br.Buffered())
 		n, err := up.Write(b)
 		upWritten += int64(n)
@@ -508,20 +682,31 @@ func (l *listener) serveTCP(c *conn) {
 		}
 		br.Discard(n)
 	}
+	// Raw sockets on both sides let the kernel splice without a buffer;
+	// a TLS stream is copied through one.
+	var src io.Reader = c.TCPConn
+	var dst io.Writer = c.TCPConn
+	if client != net.Conn(c) {
+		c.br = nil
+		src, dst = client, client
+	}
 	c.br = nil
 	done := make(chan int64, 1)
 	go func() {
-		// Raw sockets on both sides: the kernel splices without a buffer.
-		n, err := io.Copy(up, c.TCPConn)
-		c.read.Add(uint64(n))
+		n, err := io.Copy(up, src)
+		if client == net.Conn(c) {
+			c.read.Add(uint64(n))
+		}
 		if err != nil {
 			c.failed.Store(true)
 		}
-		up.CloseWrite()
+		closeWrite(up)
 		done <- n
 	}()
-	n, err := io.Copy(c.TCPConn, up)
-	c.written.Add(uint64(n))
+	n, err := io.Copy(dst, up)
+	if client == net.Conn(c) {
+		c.written.Add(uint64(n))
+	}
 	upRead = n
 	if err != nil {
 		upFailed = true
@@ -529,10 +714,25 @@ func (l *listener) serveTCP(c *conn) {
 		c.TCPConn.SetLinger(0)
 		c.TCPConn.Close()
 	} else {
-		c.TCPConn.CloseWrite()
+		closeWrite(client)
 	}
 	upWritten += <-done
 	up.Close()
+}
+
+// closeWrite half-closes c: a TLS stream with close_notify, a socket with
+// shutdown(SHUT_WR).
+func closeWrite(c net.Conn) {
+	switch v := c.(type) {
+	case *tls.Conn:
+		v.CloseWrite()
+	case *tlsConn:
+		v.tc.CloseWrite()
+	case *conn:
+		v.TCPConn.CloseWrite()
+	case interface{ CloseWrite() error }:
+		v.CloseWrite()
+	}
 }
 
 func tcpErrorLabel(err error) string {
@@ -551,7 +751,7 @@ func tcpErrorLabel(err error) string {
 }
 
 // dialOpaque finds and connects the upstream of an opaque connection.
-func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
+func (l *listener) dialOpaque(c *conn) (net.Conn, string, error) {
 	p := l.p
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ConnectTimeout*maxConnectAttempts+time.Second)
 	defer cancel()
@@ -573,7 +773,10 @@ func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
 			return nil, "", errNoTarget
 		}
 		up, err := dialRaw(target)
-		return up, target, err
+		if err != nil {
+			return nil, target, err
+		}
+		return up, target, nil
 	}
 	authority := l.route
 	if authority == "" && c.redirect {
@@ -589,11 +792,14 @@ func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
 	if d == nil {
 		if c.redirect && l.route == "" {
 			up, err := dialRaw(authority)
-			return up, authority, err
+			if err != nil {
+				return nil, authority, err
+			}
+			return up, authority, nil
 		}
 		return nil, authority, errUnknownAuthority
 	}
-	dialAny := func(d *destination) (*net.TCPConn, error) {
+	dialAny := func(d *destination) (net.Conn, error) {
 		var triedBuf [maxConnectAttempts]*balance.Node
 		tried := triedBuf[:0]
 		var lastErr error = errNoEndpoints
@@ -603,7 +809,14 @@ func (l *listener) dialOpaque(c *conn) (*net.TCPConn, string, error) {
 				break
 			}
 			start := n.Start()
-			up, err := dialRaw(n.Endpoint().Addr)
+			ep := n.Endpoint()
+			var up net.Conn
+			var err error
+			if p.mtlsTo(ep) {
+				up, err = p.dialTLS(ctx, "tcp", ep.Addr, "")
+			} else {
+				up, err = dialRaw(ep.Addr)
+			}
 			n.Finish(start, err != nil)
 			if err == nil {
 				return up, nil
@@ -678,8 +891,9 @@ func (p *Proxy) writeBalancers(w http.ResponseWriter, _ *http.Request) {
 // endpoints from the first request on. The number of authorities is capped
 // so that random Host headers cannot grow memory without bound.
 type destinations struct {
-	src  endpoint.Source
-	opts balance.Options
+	src     endpoint.Source
+	opts    balance.Options
+	onLearn func([]endpoint.Endpoint) // sees every snapshot's endpoints
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -700,9 +914,9 @@ type destination struct {
 	exists atomic.Bool
 }
 
-func newDestinations(src endpoint.Source, opts balance.Options) *destinations {
+func newDestinations(src endpoint.Source, opts balance.Options, onLearn func([]endpoint.Endpoint)) *destinations {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &destinations{src: src, opts: opts, ctx: ctx, cancel: cancel, m: make(map[string]*destination)}
+	return &destinations{src: src, opts: opts, onLearn: onLearn, ctx: ctx, cancel: cancel, m: make(map[string]*destination)}
 }
 
 // get returns the destination of authority, or nil when discovery does
@@ -725,6 +939,7 @@ func (ds *destinations) get(ctx context.Context, authority string) (*destination
 			ds.m[authority] = d
 			go ds.src.Watch(ds.ctx, authority, func(s endpoint.Snapshot) {
 				d.exists.Store(s.Exists)
+				ds.onLearn(s.Endpoints) // identities first: the balancer may pick at once
 				d.bal.Update(s.Endpoints)
 				d.once.Do(func() { close(d.ready) })
 			})

@@ -31,6 +31,9 @@ const (
 	HTTP2
 	// Opaque is anything else, forwarded as a byte stream.
 	Opaque
+	// TLS is a TLS handshake record (0x16, then major version 3): between
+	// Skiff proxies, the start of mutual TLS. It was Opaque before.
+	TLS
 )
 
 // String returns "unknown", "http1", "http2" or "opaque".
@@ -44,6 +47,8 @@ func (p Protocol) String() string {
 		return "http2"
 	case Opaque:
 		return "opaque"
+	case TLS:
+		return "tls"
 	}
 	return "Protocol(" + strconv.Itoa(int(p)) + ")"
 }
@@ -71,7 +76,8 @@ const MaxPeek = len(h2Preface) // 24
 // more bytes are needed to decide: b is empty, or a strict prefix of the
 // HTTP/2 preface or of some "METHOD ". Otherwise it returns [HTTP2] when b
 // starts with the whole preface, [HTTP1] when it starts with a known method
-// and a space, and [Opaque] for anything else. Once decided for some b, the
+// and a space, [TLS] when it starts with a TLS handshake record, and
+// [Opaque] for anything else. Once decided for some b, the
 // answer is the same for every extension of b. Bytes past MaxPeek are
 // ignored. Classify does not allocate.
 func Classify(b []byte) Protocol {
@@ -81,9 +87,17 @@ func Classify(b []byte) Protocol {
 	if len(b) > MaxPeek {
 		b = b[:MaxPeek]
 	}
-	// Cheap rejection of most non-HTTP traffic (TLS starts with 0x16).
+	// Cheap rejection of most non-HTTP traffic.
 	switch b[0] {
 	case 'G', 'H', 'P', 'D', 'C', 'O', 'T':
+	case 0x16: // a TLS handshake record: ContentType 22, version 3.x
+		if len(b) < 2 {
+			return Unknown
+		}
+		if b[1] == 0x03 {
+			return TLS
+		}
+		return Opaque
 	default:
 		return Opaque
 	}
@@ -208,6 +222,8 @@ func peek(r *bufio.Reader) (Protocol, Reason, error) {
 			return HTTP1, ReasonNone, nil
 		case HTTP2:
 			return HTTP2, ReasonNone, nil
+		case TLS:
+			return TLS, ReasonNone, nil
 		case Opaque:
 			return Opaque, ReasonNotHTTP, nil
 		}

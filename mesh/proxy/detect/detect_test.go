@@ -46,8 +46,8 @@ func TestClassify(t *testing.T) {
 		{"CONNECTX", Opaque},
 		{" GET /", Opaque},
 		{"\r\nGET /", Opaque},
-		{string(tlsClientHello), Opaque},
-		{"\x16\x03", Opaque},
+		{string(tlsClientHello), TLS},
+		{"\x16\x03", TLS},
 		{"\x00", Opaque},
 		{"\xff\xfe\xfd", Opaque},
 		{"SSH-2.0-OpenSSH_9.6\r\n", Opaque},
@@ -151,13 +151,13 @@ func TestDetectHTTP2ByteByByte(t *testing.T) {
 	})
 }
 
-func TestDetectNotHTTP(t *testing.T) {
+func TestDetectTLS(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, srv, cli := pipe(t)
 		go cli.Write(tlsClientHello)
 		p, why, err := Detect(r, srv, time.Second)
-		if p != Opaque || why != ReasonNotHTTP || err != nil {
-			t.Fatalf("Detect = %v, %q, %v; want opaque not_http", p, why, err)
+		if p != TLS || why != ReasonNone || err != nil {
+			t.Fatalf("Detect = %v, %q, %v; want tls", p, why, err)
 		}
 		got := make([]byte, len(tlsClientHello))
 		if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, tlsClientHello) {
@@ -404,7 +404,7 @@ func TestClassifyNoAllocs(t *testing.T) {
 func checkStable(t *testing.T, data []byte) Protocol {
 	t.Helper()
 	p := Classify(data)
-	if p > Opaque {
+	if p > TLS {
 		t.Fatalf("Classify(%q) = %v: out of range", data, p)
 	}
 	if len(data) >= MaxPeek && p == Unknown {
@@ -546,5 +546,22 @@ func BenchmarkClassify(b *testing.B) {
 				Classify(bc.in)
 			}
 		})
+	}
+}
+
+func TestClassifyTLS(t *testing.T) {
+	for _, tc := range []struct {
+		in   []byte
+		want Protocol
+	}{
+		{[]byte{0x16}, Unknown},
+		{[]byte{0x16, 0x03, 0x01, 0x02, 0x00}, TLS},
+		{[]byte{0x16, 0x03}, TLS},
+		{[]byte{0x16, 0x02}, Opaque},
+		{[]byte{0x17, 0x03}, Opaque},
+	} {
+		if got := Classify(tc.in); got != tc.want {
+			t.Errorf("Classify(% x) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }

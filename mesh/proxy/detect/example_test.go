@@ -41,5 +41,5 @@ func ExampleClassify() {
 	// unknown
 	// http1
 	// http2
-	// opaque
+	// tls
 }

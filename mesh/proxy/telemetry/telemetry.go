@@ -37,6 +37,7 @@ type HTTPLabels struct {
 	Direction string // "inbound" or "outbound"
 	Authority string
 	TLS       string // "true", or why not: "disabled", "not_meshed", "no_identity"
+	ClientID  string // inbound over mTLS: the client's SPIFFE ID; else empty
 }
 
 // Response describes a finished request.
@@ -247,7 +248,11 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 }
 
 func httpLabels(l HTTPLabels) string {
-	return `direction="` + l.Direction + `",authority="` + escape(l.Authority) + `",tls="` + l.TLS + `"`
+	s := `direction="` + l.Direction + `",authority="` + escape(l.Authority) + `",tls="` + l.TLS + `"`
+	if l.ClientID != "" {
+		s += `,client_id="` + escape(l.ClientID) + `"`
+	}
+	return s
 }
 
 func (r *Registry) writeHTTP(cw *countWriter) {
