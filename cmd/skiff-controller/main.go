@@ -1,0 +1,448 @@
+// Command skiff-controller is Skiff's control plane: the Destination,
+// Identity and Policy gRPC services, one per subcommand or all three on
+// one port (`all`), each process with an admin server (/live, /ready,
+// /metrics).
+//
+//	skiff-controller all --registry-file endpoints.txt --identity-dev --trust-anchors-out anchors.pem --token-key-file token.key
+//	skiff-controller destination --discovery kube
+//	skiff-controller identity --identity-issuer-cert issuer.crt --identity-issuer-key issuer.key --trust-anchors anchors.pem --token-key-file token.key
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/skiff-mesh/skiff/internal/logging"
+	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
+	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
+	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
+	"github.com/skiff-mesh/skiff/mesh/control/admin"
+	"github.com/skiff-mesh/skiff/mesh/control/destination"
+	"github.com/skiff-mesh/skiff/mesh/control/identity"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/policy"
+	"github.com/skiff-mesh/skiff/mesh/discovery"
+	"github.com/skiff-mesh/skiff/mesh/discovery/kube"
+	"github.com/skiff-mesh/skiff/mesh/discovery/registry"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skiff-controller:", err)
+		os.Exit(1)
+	}
+}
+
+// Defaults of the flags.
+const (
+	defaultGRPCAddr  = "127.0.0.1:8086"
+	defaultAdminAddr = "127.0.0.1:9996"
+)
+
+// services says which gRPC services a subcommand serves.
+type services struct {
+	destination, identity, policy bool
+}
+
+var subcommands = map[string]services{
+	"destination": {destination: true},
+	"identity":    {identity: true},
+	"policy":      {policy: true},
+	"all":         {destination: true, identity: true, policy: true},
+}
+
+const usage = `usage: skiff-controller SUBCOMMAND [flags]
+
+subcommands:
+  destination  serve skiff.destination.v1 (endpoints from discovery)
+  identity     serve skiff.identity.v1 (the certificate authority)
+  policy       serve skiff.policy.v1 (default policies for now)
+  all          serve the three on one gRPC port
+
+Run 'skiff-controller SUBCOMMAND -h' for its flags.
+`
+
+// options are the flags of every subcommand; each registers those it
+// uses.
+type options struct {
+	grpcAddr, adminAddr string
+	shutdownGrace       time.Duration
+	log                 logging.Options
+
+	trustDomain string
+
+	discovery    string
+	registryFile string
+	registryPoll time.Duration
+	kubeconfig   string
+	namespace    string
+
+	issuerCert, issuerKey, trustAnchors string
+	identityDev                         bool
+	trustAnchorsOut                     string
+	tokenKeyFile                        string
+	leafLifetime                        time.Duration
+}
+
+func (o *options) addFlags(fs *flag.FlagSet, svc services) {
+	fs.StringVar(&o.grpcAddr, "grpc-addr", defaultGRPCAddr, "gRPC listen address")
+	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin listen address: /live /ready /metrics")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight RPCs may take before they are cut")
+	o.log.AddFlags(fs)
+	if svc.destination || svc.identity {
+		fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+	}
+	if svc.destination {
+		fs.StringVar(&o.discovery, "discovery", "local", "where endpoints come from: local (the simulator's registry file) or kube")
+		fs.StringVar(&o.registryFile, "registry-file", "", "local: the endpoints file the simulator writes (the proxy's --endpoints-file format), re-read when it changes")
+		fs.DurationVar(&o.registryPoll, "registry-poll", 250*time.Millisecond, "local: how often the registry file is checked for changes")
+		fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kube: kubeconfig file (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+		fs.StringVar(&o.namespace, "namespace", "", "kube: watch only this namespace (empty: all)")
+	}
+	if svc.identity {
+		fs.StringVar(&o.issuerCert, "identity-issuer-cert", "", "PEM file: the issuer certificate, then its chain up to (not including) the anchor")
+		fs.StringVar(&o.issuerKey, "identity-issuer-key", "", "PEM file: the issuer's private key")
+		fs.StringVar(&o.trustAnchors, "trust-anchors", "", "PEM file: the trust anchors (root certificates) proxies verify against")
+		fs.BoolVar(&o.identityDev, "identity-dev", false, "generate an in-memory trust anchor and issuer (development and the simulator only)")
+		fs.StringVar(&o.trustAnchorsOut, "trust-anchors-out", "", "with --identity-dev: write the generated anchor bundle (PEM) here, for the proxies")
+		fs.StringVar(&o.tokenKeyFile, "token-key-file", "", "HMAC key the simulator signs pod tokens with (hex, or the raw bytes); at least 32 bytes")
+		fs.DurationVar(&o.leafLifetime, "leaf-lifetime", 0, "workload certificate lifetime (0: 24h)")
+	}
+}
+
+// run is the whole command: args are the subcommand and its flags; logs
+// and usage go to stdout. It returns when ctx is done (nil) or a server
+// fails.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdout, usage)
+		return errors.New("no subcommand: want destination, identity, policy or all")
+	}
+	name := args[0]
+	if name == "-h" || name == "-help" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	svc, ok := subcommands[name]
+	if !ok {
+		return fmt.Errorf("unknown subcommand %q: want destination, identity, policy or all", name)
+	}
+	fs := flag.NewFlagSet("skiff-controller "+name, flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var o options
+	o.addFlags(fs, svc)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q: every setting is a flag", fs.Args())
+	}
+	log, err := o.log.New(stdout)
+	if err != nil {
+		return err
+	}
+	return o.serve(ctx, name, svc, log)
+}
+
+// closer ends a service's streams at shutdown.
+type closer interface{ Close() }
+
+func (o *options) serve(ctx context.Context, name string, svc services, log *slog.Logger) error {
+	log = log.With("component", "controller", "subcommand", name)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	fail := func(err error) error { // before the servers run: stop the sources
+		cancel()
+		g.Wait()
+		return err
+	}
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gs := grpc.NewServer(
+		// Watch streams live as long as the proxies: find dead peers, and
+		// let live proxies keep idle connections open through NATs.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	var (
+		closers []closer
+		synced  []<-chan struct{} // ready once all are closed
+		names   []string
+	)
+
+	// Build everything before listening, so that a configuration error
+	// fails at once. The sources start under gctx.
+	if svc.destination {
+		src, sync, err := o.source(gctx, g, log)
+		if err != nil {
+			return fail(err)
+		}
+		srv, err := destination.NewServer(destination.Config{Source: src, Log: log, Registerer: metrics})
+		if err != nil {
+			return fail(err)
+		}
+		destinationv1.RegisterDestinationServer(gs, srv)
+		closers = append(closers, srv)
+		if sync != nil {
+			synced = append(synced, sync)
+		}
+		names = append(names, "destination")
+	}
+	if svc.identity {
+		authority, err := o.newCA(log)
+		if err != nil {
+			return fail(err)
+		}
+		srv, err := identity.NewServer(identity.Config{CA: authority, Log: log, Registerer: metrics})
+		if err != nil {
+			return fail(err)
+		}
+		identityv1.RegisterIdentityServer(gs, srv)
+		names = append(names, "identity")
+	}
+	if svc.policy {
+		srv := policy.NewServer(policy.Config{Log: log})
+		policyv1.RegisterPolicyServer(gs, srv)
+		closers = append(closers, srv)
+		names = append(names, "policy")
+	}
+
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", o.grpcAddr)
+	if err != nil {
+		return fail(fmt.Errorf("--grpc-addr: %w", err))
+	}
+	adminLis, err := lc.Listen(ctx, "tcp", o.adminAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fail(fmt.Errorf("--admin-addr: %w", err))
+	}
+	adm := admin.New(metrics)
+	httpSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("listening", "grpc_addr", grpcLis.Addr().String(), "admin_addr", adminLis.Addr().String(), "services", strings.Join(names, ","))
+
+	g.Go(func() error {
+		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("gRPC server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpSrv.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for _, c := range synced {
+			select {
+			case <-c:
+			case <-gctx.Done():
+				return nil
+			}
+		}
+		adm.SetReady(true)
+		log.Info("ready")
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		// Readiness off first, then end the watch streams (they never end
+		// on their own, so GracefulStop would wait for them in vain), then
+		// let unary calls finish within the grace period.
+		adm.SetReady(false)
+		log.Info("shutting down", "grace", o.shutdownGrace)
+		for _, c := range closers {
+			c.Close()
+		}
+		stopped := make(chan struct{})
+		go func() {
+			gs.GracefulStop()
+			close(stopped)
+		}()
+		t := time.NewTimer(o.shutdownGrace)
+		defer t.Stop()
+		select {
+		case <-stopped:
+		case <-t.C:
+			log.Warn("graceful stop timed out; closing connections")
+			gs.Stop()
+			<-stopped
+		}
+		sctx, scancel := context.WithTimeout(context.Background(), o.shutdownGrace)
+		defer scancel()
+		return httpSrv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	log.Info("stopped", "err", err)
+	return err
+}
+
+// source starts the discovery source under ctx (in g, when it needs a
+// goroutine). sync is closed once the source has its initial state; nil
+// means it has it already.
+func (o *options) source(ctx context.Context, g *errgroup.Group, log *slog.Logger) (src discovery.Source, sync <-chan struct{}, err error) {
+	switch o.discovery {
+	case "local":
+		if o.registryFile == "" {
+			return nil, nil, errors.New("--discovery local needs --registry-file: the endpoints file the simulator writes")
+		}
+		reg, err := registry.WatchFile(ctx, o.registryFile, o.registryPoll, log.With("component", "discovery", "source", "local"))
+		if err != nil {
+			return nil, nil, fmt.Errorf("--registry-file: %w", err)
+		}
+		return reg, nil, nil
+	case "kube":
+		klog.SetSlogLogger(log.With("component", "client-go"))
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		rules.ExplicitPath = o.kubeconfig
+		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		if err != nil {
+			return nil, nil, fmt.Errorf("--discovery kube: no cluster configuration (set --kubeconfig, or run in a pod): %w", err)
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--discovery kube: %w", err)
+		}
+		ks, err := kube.New(kube.Config{Client: client, Namespace: o.namespace, TrustDomain: o.trustDomain, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		g.Go(func() error { return ks.Run(ctx) })
+		return ks, ks.Synced(), nil
+	}
+	return nil, nil, fmt.Errorf("--discovery %q: want local or kube", o.discovery)
+}
+
+// newCA builds the certificate authority from the identity flags.
+func (o *options) newCA(log *slog.Logger) (*ca.CA, error) {
+	var (
+		issuer *ca.KeyPair
+		bundle *spiffe.Bundle
+		err    error
+	)
+	switch {
+	case o.identityDev:
+		if o.issuerCert != "" || o.issuerKey != "" || o.trustAnchors != "" {
+			return nil, errors.New("--identity-dev generates the anchor and issuer: drop --identity-issuer-cert, --identity-issuer-key and --trust-anchors")
+		}
+		anchor, err := ca.NewAnchor(o.trustDomain, ca.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("--identity-dev: %w", err)
+		}
+		if issuer, err = ca.NewIssuer(anchor, ca.Options{}); err != nil {
+			return nil, fmt.Errorf("--identity-dev: %w", err)
+		}
+		if bundle, err = spiffe.NewBundle(o.trustDomain, anchor.Cert); err != nil {
+			return nil, fmt.Errorf("--identity-dev: %w", err)
+		}
+		if o.trustAnchorsOut != "" {
+			if err := writeFileAtomic(o.trustAnchorsOut, bundle.MarshalPEM()); err != nil {
+				return nil, fmt.Errorf("--trust-anchors-out: %w", err)
+			}
+		}
+		log.Warn("identity: in-memory development trust anchor; proxies must trust --trust-anchors-out", "trust_anchors_out", o.trustAnchorsOut)
+	default:
+		if o.trustAnchorsOut != "" {
+			return nil, errors.New("--trust-anchors-out is for --identity-dev; the anchors are already in --trust-anchors")
+		}
+		if o.issuerCert == "" || o.issuerKey == "" || o.trustAnchors == "" {
+			return nil, errors.New("identity needs --identity-issuer-cert, --identity-issuer-key and --trust-anchors (or --identity-dev)")
+		}
+		if issuer, err = ca.LoadKeyPair(o.issuerCert, o.issuerKey); err != nil {
+			return nil, fmt.Errorf("--identity-issuer-cert/--identity-issuer-key: %w", err)
+		}
+		data, err := os.ReadFile(o.trustAnchors)
+		if err != nil {
+			return nil, fmt.Errorf("--trust-anchors: %w", err)
+		}
+		if bundle, err = spiffe.ParseBundlePEM(o.trustDomain, data); err != nil {
+			return nil, fmt.Errorf("--trust-anchors %s: %w", o.trustAnchors, err)
+		}
+	}
+	// Only the simulator's HMAC tokens are verified for now; the
+	// Kubernetes TokenReview verifier is not written yet.
+	if o.tokenKeyFile == "" {
+		return nil, errors.New("identity needs --token-key-file: the HMAC key pod tokens are signed with (TokenReview is not supported yet)")
+	}
+	key, err := readTokenKey(o.tokenKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-key-file: %w", err)
+	}
+	tokens, err := ca.NewHMACTokens(key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--token-key-file %s: %w", o.tokenKeyFile, err)
+	}
+	authority, err := ca.New(ca.Config{TrustDomain: o.trustDomain, Issuer: issuer, Bundle: bundle, Tokens: tokens, LeafLifetime: o.leafLifetime})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("identity: issuer loaded", "trust_domain", authority.TrustDomain(), "issuer_not_after", authority.IssuerNotAfter())
+	return authority, nil
+}
+
+// readTokenKey reads an HMAC key file: hex text (surrounding white space
+// ignored) when the whole file is hex, its raw bytes otherwise.
+func readTokenKey(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if key, err := hex.DecodeString(strings.TrimSpace(string(data))); err == nil && len(key) > 0 {
+		return key, nil
+	}
+	return data, nil
+}
+
+// writeFileAtomic writes data to a temporary file next to name and renames
+// it into place, so a proxy never reads half a bundle.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
+	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
+	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+)
+
+const waitFor = 10 * time.Second
+
+// logRecords runs run's JSON log through a channel of records; the pipe is
+// drained until it closes, so logging never blocks the controller.
+func logRecords(t *testing.T) (io.Writer, <-chan map[string]any) {
+	pr, pw := io.Pipe()
+	ch := make(chan map[string]any, 100)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) != nil {
+				continue
+			}
+			select {
+			case ch <- rec:
+			default: // nobody waits for it
+			}
+		}
+	}()
+	t.Cleanup(func() { pw.Close() })
+	return pw, ch
+}
+
+// waitLog returns the first record with message msg.
+func waitLog(t *testing.T, ch <-chan map[string]any, msg string) map[string]any {
+	t.Helper()
+	timeout := time.After(waitFor)
+	for {
+		select {
+		case rec := <-ch:
+			if rec["msg"] == msg {
+				return rec
+			}
+			if rec["level"] == "ERROR" {
+				t.Logf("controller: %v", rec)
+			}
+		case <-timeout:
+			t.Fatalf("no %q log record within %v", msg, waitFor)
+		}
+	}
+}
+
+func writeAtomic(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func httpGet(t *testing.T, u string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestAll(t *testing.T) {
+	dir := t.TempDir()
+	regFile := filepath.Join(dir, "endpoints.txt")
+	anchorsFile := filepath.Join(dir, "anchors.pem")
+	keyFile := filepath.Join(dir, "token.key")
+	const auth = "web.shop.svc.cluster.local:8080"
+	const webID = "spiffe://cluster.local/ns/shop/sa/web"
+	writeAtomic(t, regFile, auth+" 127.0.0.2:8080;meshed;id="+webID+";label=version=v1\n")
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, keyFile, hex.EncodeToString(key)+"\n")
+
+	out, logs := logRecords(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"all",
+			"--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+			"--registry-file", regFile, "--registry-poll", "10ms",
+			"--identity-dev", "--trust-anchors-out", anchorsFile, "--token-key-file", keyFile,
+			"--log-format", "json",
+		}, out)
+	}()
+	rec := waitLog(t, logs, "listening")
+	grpcAddr, adminAddr := rec["grpc_addr"].(string), rec["admin_addr"].(string)
+	if rec["services"] != "destination,identity,policy" {
+		t.Errorf("services = %v", rec["services"])
+	}
+	waitLog(t, logs, "ready")
+	if code, _ := httpGet(t, "http://"+adminAddr+"/ready"); code != http.StatusOK {
+		t.Errorf("/ready = %d, want 200", code)
+	}
+	if code, _ := httpGet(t, "http://"+adminAddr+"/live"); code != http.StatusOK {
+		t.Errorf("/live = %d, want 200", code)
+	}
+
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+
+	// Destination: the registry file's endpoint, then a change to the file.
+	ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := ws.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := u.GetSnapshot().GetEndpoints()
+	if len(eps) != 1 || eps[0].GetAddress() != "127.0.0.2:8080" || eps[0].GetIdentity() != webID || !eps[0].GetMeshed() || eps[0].GetLabels()["version"] != "v1" {
+		t.Fatalf("first update = %v", u)
+	}
+	writeAtomic(t, regFile, auth+" 127.0.0.2:8080;meshed;id="+webID+";label=version=v1 127.0.0.3:8080;meshed;id="+webID+"\n")
+	if u, err = ws.Recv(); err != nil || len(u.GetAdd().GetEndpoints()) != 1 || u.GetAdd().GetEndpoints()[0].GetAddress() != "127.0.0.3:8080" {
+		t.Fatalf("after the file changed: %v %v, want Add of 127.0.0.3:8080", u, err)
+	}
+
+	// Identity: a real CSR with a token signed with the key file's key,
+	// verified against the anchors the controller wrote.
+	id := spiffe.MustParse(webID)
+	tokens, err := ca.NewHMACTokens(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokens.Issue(id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wkey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, wkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := identityv1.NewIdentityClient(cc).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte(tok), Csr: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemAnchors, err := os.ReadFile(anchorsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := spiffe.ParseBundlePEM("cluster.local", pemAnchors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.GetTrustAnchors()) != 1 || !bytes.Equal(resp.GetTrustAnchors()[0], bundle.Anchors()[0].Raw) {
+		t.Error("the response's trust anchors are not those written to --trust-anchors-out")
+	}
+	var chain []*x509.Certificate
+	for _, der := range append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...) {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	if got, err := bundle.Verify(chain, time.Now(), x509.ExtKeyUsageClientAuth); err != nil || got != id {
+		t.Fatalf("verify the issued chain: %v %v", got, err)
+	}
+	_, err = identityv1.NewIdentityClient(cc).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("forged"), Csr: csr})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("forged token: %v, want Unauthenticated", err)
+	}
+
+	// Policy: the default outbound policy arrives.
+	ps, err := policyv1.NewPolicyClient(cc).WatchOutbound(ctx, &policyv1.WatchOutboundRequest{Authority: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ps.Recv(); err != nil || p.GetAuthority() != auth || len(p.GetRoutes()) != 1 {
+		t.Fatalf("policy: %v %v", p, err)
+	}
+
+	code, metrics := httpGet(t, "http://"+adminAddr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		"skiff_destination_watchers 1",
+		"skiff_destination_subscriptions 1",
+		`skiff_destination_updates_sent_total{kind="snapshot"} 1`,
+		`skiff_destination_updates_sent_total{kind="add"} 1`,
+		"skiff_destination_propagation_seconds_count 2",
+		`skiff_identity_certify_total{code="OK"} 1`,
+		`skiff_identity_certify_total{code="Unauthenticated"} 1`,
+		"skiff_identity_issuer_expiry_timestamp_seconds",
+		"go_goroutines",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// SIGTERM: the streams end with UNAVAILABLE and run returns nil.
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("run did not return after its context ended")
+	}
+	if _, err := ws.Recv(); status.Code(err) != codes.Unavailable && status.Code(err) != codes.Canceled {
+		t.Errorf("watch after shutdown: %v, want Unavailable", err)
+	}
+}
+
+func TestShutdownBeforeReady(t *testing.T) {
+	dir := t.TempDir()
+	regFile := filepath.Join(dir, "endpoints.txt")
+	writeAtomic(t, regFile, "")
+	ctx, cancel := context.WithCancel(t.Context())
+	out, logs := logRecords(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"destination", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+			"--registry-file", regFile, "--log-format", "json"}, out)
+	}()
+	waitLog(t, logs, "listening")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("run did not return")
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	dir := t.TempDir()
+	regFile := filepath.Join(dir, "endpoints.txt")
+	writeAtomic(t, regFile, "")
+	shortKey := filepath.Join(dir, "short.key")
+	writeAtomic(t, shortKey, "abcd")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "no subcommand"},
+		{[]string{"inject"}, `unknown subcommand "inject"`},
+		{[]string{"destination", "extra"}, "unexpected arguments"},
+		{[]string{"destination"}, "--registry-file"},
+		{[]string{"destination", "--discovery", "consul"}, `--discovery "consul"`},
+		{[]string{"destination", "--registry-file", filepath.Join(dir, "missing")}, "--registry-file"},
+		{[]string{"destination", "--registry-file", regFile, "--log-level", "loud"}, "--log-level"},
+		{[]string{"destination", "--discovery", "kube", "--kubeconfig", filepath.Join(dir, "missing")}, "--discovery kube"},
+		{[]string{"identity", "--token-key-file", shortKey}, "--identity-issuer-cert"},
+		{[]string{"identity", "--identity-dev"}, "--token-key-file"},
+		{[]string{"identity", "--identity-dev", "--token-key-file", shortKey}, "at least 32"},
+		{[]string{"identity", "--identity-dev", "--trust-anchors", regFile}, "--identity-dev generates"},
+		{[]string{"policy", "--grpc-addr", "256.0.0.1:1"}, "--grpc-addr"},
+		{[]string{"policy", "--trust-domain", "x"}, "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		err := run(t.Context(), tt.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
+	}
+	var help bytes.Buffer
+	if err := run(t.Context(), []string{"all", "-h"}, &help); err != nil || !strings.Contains(help.String(), "--identity-dev") && !strings.Contains(help.String(), "-identity-dev") {
+		t.Errorf("all -h: %v\n%s", err, help.String())
+	}
+}
+
+// TestNotInProxy keeps the control plane out of the sidecar's binary
+// (ARCHITECTURE.md, contract 1; cmd/skiff-proxy's own test forbids
+// k8s.io).
+func TestNotInProxy(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go tool on PATH to list dependencies")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", "../skiff-proxy").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "github.com/skiff-mesh/skiff/cmd/skiff-controller") ||
+			strings.HasPrefix(p, "github.com/skiff-mesh/skiff/mesh/control/") && p != "github.com/skiff-mesh/skiff/mesh/control/identity/ca" ||
+			strings.HasPrefix(p, "github.com/skiff-mesh/skiff/mesh/discovery/kube") {
+			t.Errorf("skiff-proxy links %s, a control-plane package", p)
+		}
+	}
+}
