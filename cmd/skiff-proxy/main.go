@@ -74,6 +74,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Transparent, "transparent", false, "read SO_ORIGINAL_DST of connections redirected by iptables")
 	var mark uint
 	var balancer string
+	var ident identityFlags
+	fs.StringVar(&ident.destinationAddr, "destination-addr", "", "the control plane's Destination API (host:port): endpoints come from it instead of a file")
+	fs.StringVar(&ident.identityAddr, "identity-addr", "", "the control plane's Identity API (host:port; default: --destination-addr)")
+	fs.StringVar(&ident.id, "identity-id", "", "this workload's SPIFFE ID: enables mutual TLS with a certificate from the Identity API")
+	fs.StringVar(&ident.tokenFile, "identity-token-file", "", "file holding the token that proves --identity-id (re-read at every renewal)")
+	fs.StringVar(&ident.anchorsFile, "trust-anchors", "", "PEM file of the trust anchors peers' certificates must chain to")
+	fs.BoolVar(&cfg.RequireMTLS, "require-mtls", false, "refuse inbound connections that are not mutual TLS (strict mode)")
+	fs.BoolVar(&cfg.ForwardClientID, "forward-client-id", false, "pass the verified client SPIFFE ID to the application in "+proxy.ClientIDHeader)
 	fs.StringVar(&balancer, "balancer", "ewma", "load balancing: ewma (P2C over peak-EWMA latency) or round-robin (for comparison)")
 	fs.UintVar(&mark, "socket-mark", 0, "SO_MARK for upstream sockets, so iptables can exempt the proxy's own traffic (0: none)")
 	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
@@ -146,7 +154,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.TCPRoutes = append(cfg.TCPRoutes, proxy.TCPRoute{Addr: addr, Authority: auth})
 	}
+	if err := ident.apply(ctx, &cfg); err != nil {
+		return err
+	}
 	switch {
+	case ident.destinationAddr != "" && (endpointsFile != "" || len(endpointFlags) > 0):
+		return fmt.Errorf("--destination-addr replaces --endpoints-file and --endpoint: use one source")
+	case ident.destinationAddr != "":
 	case endpointsFile != "" && len(endpointFlags) > 0:
 		return fmt.Errorf("--endpoints-file and --endpoint cannot be combined")
 	case endpointsFile != "":
@@ -174,5 +188,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ident.registerMetrics(p)
 	return p.Run(ctx)
 }

@@ -29,12 +29,16 @@ type Binaries struct {
 	Proxy string
 	// Demo is the skiff-demo binary (workloads).
 	Demo string
+	// Controller is skiff-controller; needed with Config.ControlPlane.
+	Controller string
 }
 
 // Package paths of the binaries, built by BuildBinaries.
 const (
 	ProxyPackage = "github.com/skiff-mesh/skiff/cmd/skiff-proxy"
 	DemoPackage  = "github.com/skiff-mesh/skiff/cmd/skiff-demo"
+	// ControllerPackage is skiff-controller, run with Config.ControlPlane.
+	ControllerPackage = "github.com/skiff-mesh/skiff/cmd/skiff-controller"
 )
 
 // BuildBinaries builds skiff-proxy and skiff-demo into dir (created if
@@ -53,7 +57,7 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, fmt.Errorf("build binaries: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", dir+string(filepath.Separator), ProxyPackage, DemoPackage)
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", dir+string(filepath.Separator), ProxyPackage, DemoPackage, ControllerPackage)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -62,8 +66,9 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 			ProxyPackage, DemoPackage, err, strings.TrimSpace(out.String()))
 	}
 	return Binaries{
-		Proxy: filepath.Join(dir, "skiff-proxy"),
-		Demo:  filepath.Join(dir, "skiff-demo"),
+		Proxy:      filepath.Join(dir, "skiff-proxy"),
+		Demo:       filepath.Join(dir, "skiff-demo"),
+		Controller: filepath.Join(dir, "skiff-controller"),
 	}, nil
 }
 
@@ -77,6 +82,8 @@ type Ports struct {
 	Outbound int // sidecar outbound; default 4140
 	Admin    int // sidecar admin (/ready, /metrics); default 4191
 	Chaos    int // the TCP chaos link in front of a pod; default 4150
+	Control  int // the controller's gRPC API; default 8086
+	CtlAdmin int // the controller's admin (/ready, /metrics); default 9996
 	// TCPRouteBase is the first port of the client sidecar's TCP route
 	// listeners, one per tcp service in spec order; default 15000.
 	TCPRouteBase int
@@ -86,7 +93,7 @@ func (p *Ports) normalize() error {
 	for _, f := range []struct {
 		v   *int
 		def int
-	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.Chaos, 4150}, {&p.TCPRouteBase, 15000}} {
+	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.Chaos, 4150}, {&p.Control, 8086}, {&p.CtlAdmin, 9996}, {&p.TCPRouteBase, 15000}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -143,6 +150,14 @@ type Config struct {
 	// means DefaultEndpointsPoll. A registry change reaches every sidecar
 	// within about this long.
 	EndpointsPoll time.Duration
+	// ControlPlane runs skiff-controller (Destination, Identity, Policy) in
+	// a pod of its own, named ControllerPod, and gives the sidecars their
+	// endpoints and certificates through it: every hop between sidecars
+	// is then mutual TLS. Without it sidecars read the endpoints file.
+	ControlPlane bool
+	// StrictMTLS makes sidecars refuse plaintext inbound (--require-mtls).
+	// It needs ControlPlane.
+	StrictMTLS bool
 	// ProxyArgs and DemoArgs are appended to every sidecar's and
 	// workload's command line (tuning flags, --log-level debug).
 	ProxyArgs, DemoArgs []string
@@ -154,6 +169,12 @@ type Config struct {
 
 func (c *Config) normalize() error {
 	var errs []error
+	if c.StrictMTLS && !c.ControlPlane {
+		errs = append(errs, errors.New("StrictMTLS needs ControlPlane (certificates come from its Identity API)"))
+	}
+	if c.ControlPlane && c.Bin.Controller == "" {
+		errs = append(errs, errors.New("ControlPlane needs Bin.Controller (skiff-controller)"))
+	}
 	for _, b := range []struct {
 		path *string
 		name string

@@ -2,9 +2,12 @@ package local
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/skiff-mesh/skiff/faultinject/chaos"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -35,8 +38,9 @@ const (
 
 // Roles of a pod's processes (Process.Role).
 const (
-	RoleApp   = "app"   // skiff-demo
-	RoleProxy = "proxy" // skiff-proxy
+	RoleApp        = "app"        // skiff-demo
+	RoleProxy      = "proxy"      // skiff-proxy
+	RoleController = "controller" // skiff-controller
 )
 
 // Namespace is the namespace part of every authority.
@@ -45,6 +49,14 @@ const Namespace = "default"
 // ClientPod is the name of the client pod: a sidecar without workload,
 // through which load generators send meshed traffic.
 const ClientPod = "client"
+
+// ControllerPod is the name of the control plane's pod (Config.ControlPlane).
+const ControllerPod = "controller"
+
+// TrustDomain is the SPIFFE trust domain of the local environment; a pod's
+// identity is spiffe://TrustDomain/ns/Namespace/sa/<service> (the client
+// pod's service account is "client").
+const TrustDomain = "cluster.local"
 
 // Limits of a topology: the third and fourth bytes of pod addresses.
 const (
@@ -126,6 +138,9 @@ type Env struct {
 	byName    map[string]*service
 	pods      map[string]*Pod
 	client    *Pod
+	ctl       *Pod           // the controller pod, with Config.ControlPlane
+	tokens    *ca.HMACTokens // issues each pod's identity token
+	idDir     string         // token key, tokens, trust anchors
 	upCalled  bool
 	stopAfter func() bool
 
@@ -327,6 +342,14 @@ func (e *Env) build(specs []ServiceSpec) error {
 	}
 	e.client = e.newPod(ClientPod, netip.AddrFrom4([4]byte{base[0], base[1], 0, 1}))
 	e.pods[ClientPod] = e.client
+	if e.cfg.ControlPlane {
+		if err := e.setUpIdentity(); err != nil {
+			return err
+		}
+		e.ctl = e.newPod(ControllerPod, netip.AddrFrom4([4]byte{base[0], base[1], 0, 2}))
+		e.ctl.controller = true
+		e.pods[ControllerPod] = e.ctl
+	}
 	for _, s := range e.services {
 		if !s.spec.Chaos {
 			continue
@@ -402,6 +425,14 @@ func (e *Env) Up(ctx context.Context, specs []ServiceSpec) (err error) {
 
 	start := time.Now()
 	e.publish() // every authority known, none ready yet
+	if ctl := e.ctl; ctl != nil {
+		ctl.opMu.Lock()
+		err := ctl.start(ctx)
+		ctl.opMu.Unlock()
+		if err != nil {
+			return fmt.Errorf("local: up: %w", err)
+		}
+	}
 	var pods []*Pod
 	for _, s := range services {
 		pods = append(pods, s.pods...)
@@ -419,13 +450,26 @@ func (e *Env) Up(ctx context.Context, specs []ServiceSpec) (err error) {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("local: up: %w", err)
 	}
+	if e.ctl != nil {
+		// The controller re-reads the registry every EndpointsPoll; the
+		// client's first snapshot must list the pods just published.
+		select {
+		case <-time.After(3 * e.cfg.EndpointsPoll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	client.opMu.Lock()
 	err = client.start(ctx)
 	client.opMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("local: up: %w", err)
 	}
-	for _, p := range append(pods, client) {
+	all := append(pods, client)
+	if e.ctl != nil {
+		all = append(all, e.ctl)
+	}
+	for _, p := range all {
 		if err := e.goBackground(p.probeLoop); err != nil {
 			return fmt.Errorf("local: up: %w", err)
 		}
@@ -571,6 +615,9 @@ func (e *Env) Processes() []Process {
 	if e.client != nil {
 		pods = append(pods, e.client)
 	}
+	if e.ctl != nil {
+		pods = append(pods, e.ctl)
+	}
 	e.mu.Unlock()
 	var out []Process
 	for _, p := range pods {
@@ -695,4 +742,84 @@ func podSeed(seed uint64, name string) uint64 {
 		x = 1
 	}
 	return x
+}
+
+// setUpIdentity makes the token key the controller verifies with and one
+// identity token per pod, in RunDir/identity.
+func (e *Env) setUpIdentity() error {
+	e.idDir = filepath.Join(e.runDir, "identity")
+	if err := os.MkdirAll(e.idDir, 0o700); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	// The trust anchor and issuer are made once, as an install would:
+	// a restarted controller must keep signing under the same anchor, or
+	// the pods it certifies next are strangers to the others.
+	anchor, err := ca.NewAnchor(TrustDomain, ca.Options{})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	issuer, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := issuer.WriteFiles(filepath.Join(e.idDir, "issuer.crt"), filepath.Join(e.idDir, "issuer.key")); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := os.WriteFile(e.TrustAnchorsPath(), spiffe.EncodeCertificatesPEM(anchor.Cert), 0o644); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(e.idDir, "token.key"), []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	e.tokens, err = ca.NewHMACTokens(key, nil)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	pods := []string{ClientPod}
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			pods = append(pods, p.name)
+		}
+	}
+	for _, name := range pods {
+		p := e.pods[name]
+		if name == ClientPod {
+			p = e.client
+		}
+		id, err := spiffe.Parse(p.spiffeID())
+		if err != nil {
+			return fmt.Errorf("identity of %s: %w", name, err)
+		}
+		tok, err := e.tokens.Issue(id, 7*24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("identity token of %s: %w", name, err)
+		}
+		if err := os.WriteFile(e.tokenPath(name), []byte(tok), 0o600); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+	}
+	return nil
+}
+
+func (e *Env) tokenPath(pod string) string { return filepath.Join(e.idDir, pod+".token") }
+
+// TrustAnchorsPath is the PEM bundle the controller writes and sidecars
+// trust; "" without Config.ControlPlane.
+func (e *Env) TrustAnchorsPath() string {
+	if e.idDir == "" {
+		return ""
+	}
+	return filepath.Join(e.idDir, "trust-anchors.pem")
+}
+
+// ControlAddr is the controller's gRPC address; "" without a control plane.
+func (e *Env) ControlAddr() string {
+	if e.ctl == nil {
+		return ""
+	}
+	return net.JoinHostPort(e.ctl.ip.String(), strconv.Itoa(e.cfg.Ports.Control))
 }

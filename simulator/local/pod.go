@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,13 +31,14 @@ import (
 // pod, a sidecar alone. Its methods are safe for concurrent use; the
 // lifecycle operations (Kill, Restart, Pause, Resume) run one at a time.
 type Pod struct {
-	env     *Env
-	name    string
-	ip      netip.Addr
-	svc     *service // nil for the client pod
-	replica int
-	log     *slog.Logger
-	link    *chaos.Link // in front of the pod when its service has Chaos
+	env        *Env
+	name       string
+	ip         netip.Addr
+	svc        *service // nil for the client pod
+	replica    int
+	log        *slog.Logger
+	link       *chaos.Link // in front of the pod when its service has Chaos
+	controller bool        // the control plane's pod
 
 	opMu sync.Mutex // serialises lifecycle operations
 
@@ -86,7 +88,7 @@ func (p *Pod) Service() string {
 func (p *Pod) IP() netip.Addr { return p.ip }
 
 // Meshed reports whether the pod runs a sidecar (always for the client).
-func (p *Pod) Meshed() bool { return p.svc == nil || p.svc.spec.Meshed }
+func (p *Pod) Meshed() bool { return !p.controller && (p.svc == nil || p.svc.spec.Meshed) }
 
 func (p *Pod) addr(port int, ok bool) string {
 	if !ok {
@@ -115,6 +117,11 @@ func (p *Pod) OutboundAddr() string { return p.addr(p.env.cfg.Ports.Outbound, p.
 // unmeshed.
 func (p *Pod) AdminAddr() string { return p.addr(p.env.cfg.Ports.Admin, p.Meshed()) }
 
+// ctlAdminAddr is the controller's admin address.
+func (p *Pod) ctlAdminAddr() string {
+	return net.JoinHostPort(p.ip.String(), strconv.Itoa(p.env.cfg.Ports.CtlAdmin))
+}
+
 // endpoint is the pod's registry entry.
 func (p *Pod) endpoint() endpoint.Endpoint {
 	ep := endpoint.Endpoint{
@@ -123,6 +130,9 @@ func (p *Pod) endpoint() endpoint.Endpoint {
 		Labels:   map[string]string{"pod": p.name, "service": p.svc.spec.Name},
 	}
 	ep.Addr = p.endpointAddr()
+	if ep.Meshed && p.env.ctl != nil {
+		ep.Identity = p.spiffeID()
+	}
 	if p.link != nil {
 		ep.Addr = p.link.Addr()
 	}
@@ -191,10 +201,30 @@ type procSpec struct {
 	args      []string
 }
 
+// spiffeID is the identity of the pod's workload: its service's account.
+func (p *Pod) spiffeID() string {
+	sa := ClientPod
+	if p.svc != nil {
+		sa = p.svc.spec.Name
+	}
+	return "spiffe://" + TrustDomain + "/ns/" + Namespace + "/sa/" + sa
+}
+
 func (p *Pod) procSpecs() []procSpec {
 	e := p.env
 	half := (e.cfg.StopTimeout / 2).String()
 	var out []procSpec
+	if p.controller {
+		args := []string{"all",
+			"--grpc-addr", e.ControlAddr(), "--admin-addr", p.ctlAdminAddr(),
+			"--registry-file", e.file.Path(), "--registry-poll", e.cfg.EndpointsPoll.String(),
+			"--trust-domain", TrustDomain, "--trust-anchors", e.TrustAnchorsPath(),
+			"--identity-issuer-cert", filepath.Join(e.idDir, "issuer.crt"), "--identity-issuer-key", filepath.Join(e.idDir, "issuer.key"),
+			"--token-key-file", filepath.Join(e.idDir, "token.key"),
+			"--shutdown-grace", half, "--log-format", "json",
+		}
+		return []procSpec{{RoleController, e.cfg.Bin.Controller, args}}
+	}
 	if p.svc != nil {
 		args := []string{
 			"--addr", p.AppAddr(), "--tcp-addr", p.AppTCPAddr(), "--name", p.name,
@@ -209,8 +239,17 @@ func (p *Pod) procSpecs() []procSpec {
 	if p.Meshed() {
 		args := []string{
 			"--outbound-addr", p.OutboundAddr(), "--admin-addr", p.AdminAddr(),
-			"--endpoints-file", e.file.Path(), "--endpoints-poll", e.cfg.EndpointsPoll.String(),
 			"--drain-timeout", half, "--log-format", "json",
+		}
+		if e.ctl != nil {
+			args = append(args, "--destination-addr", e.ControlAddr(),
+				"--identity-id", p.spiffeID(), "--identity-token-file", e.tokenPath(p.name),
+				"--trust-anchors", e.TrustAnchorsPath())
+			if e.cfg.StrictMTLS && p.svc != nil {
+				args = append(args, "--require-mtls")
+			}
+		} else {
+			args = append(args, "--endpoints-file", e.file.Path(), "--endpoints-poll", e.cfg.EndpointsPoll.String())
 		}
 		if p.svc != nil {
 			forward := p.AppAddr()
@@ -409,6 +448,9 @@ func (p *Pod) waitReady(ctx context.Context, procs []*proc) error {
 
 // probe runs the pod's health checks once, each bounded by ProbeTimeout.
 func (p *Pod) probe(ctx context.Context) error {
+	if p.controller {
+		return p.env.get(ctx, "http://"+p.ctlAdminAddr()+"/ready", p.env.cfg.ProbeTimeout)
+	}
 	if p.svc != nil {
 		if err := p.env.get(ctx, "http://"+p.AppAddr()+"/healthz", p.env.cfg.ProbeTimeout); err != nil {
 			return fmt.Errorf("app: %w", err)

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy"
+	"github.com/skiff-mesh/skiff/mesh/proxy/control"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+)
+
+// identityWait bounds the wait for the first certificate at start-up: a
+// proxy with an identity serves only once it can prove it.
+const identityWait = 30 * time.Second
+
+// identityFlags connect the proxy to the control plane.
+type identityFlags struct {
+	destinationAddr, identityAddr string
+	id, tokenFile, anchorsFile    string
+
+	dst *control.DestinationSource
+	mgr *certs.Manager
+}
+
+// apply sets cfg.Endpoints and cfg.Identity from the flags, and starts the
+// certificate manager (it renews until ctx ends).
+func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
+	if f.destinationAddr != "" {
+		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: cfg.Logger.With("component", "destination")}
+		cfg.Endpoints = f.dst
+	}
+	if f.id == "" {
+		if f.tokenFile != "" || f.anchorsFile != "" || f.identityAddr != "" {
+			return errors.New("--identity-token-file, --trust-anchors and --identity-addr need --identity-id")
+		}
+		return nil
+	}
+	id, err := spiffe.Parse(f.id)
+	if err != nil {
+		return fmt.Errorf("--identity-id: %w", err)
+	}
+	addr := f.identityAddr
+	if addr == "" {
+		addr = f.destinationAddr
+	}
+	if addr == "" || f.tokenFile == "" || f.anchorsFile == "" {
+		return errors.New("--identity-id needs --identity-addr (or --destination-addr), --identity-token-file and --trust-anchors")
+	}
+	pem, err := os.ReadFile(f.anchorsFile)
+	if err != nil {
+		return fmt.Errorf("--trust-anchors: %w", err)
+	}
+	bundle, err := spiffe.ParseBundlePEM(id.TrustDomain, pem)
+	if err != nil {
+		return fmt.Errorf("--trust-anchors %s: %w", f.anchorsFile, err)
+	}
+	log := cfg.Logger.With("component", "identity")
+	certifier := &control.Certifier{Conn: control.NewConn(addr, control.ConnConfig{})}
+	f.mgr, err = certs.New(certs.Config{
+		ID: id, Bundle: bundle, Certifier: certifier, Logger: log,
+		Token: func(context.Context) (string, error) {
+			b, err := os.ReadFile(f.tokenFile)
+			if err != nil {
+				return "", fmt.Errorf("identity token: %w", err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	// The CA returns its trust anchors with every certificate: a rotation
+	// of the anchor reaches the proxy with its next renewal.
+	certifier.OnTrustAnchors = func(anchors [][]byte) {
+		var certsList []*x509.Certificate
+		for _, der := range anchors {
+			if c, err := x509.ParseCertificate(der); err == nil {
+				certsList = append(certsList, c)
+			}
+		}
+		if b, err := spiffe.NewBundle(id.TrustDomain, certsList...); err == nil {
+			if err := f.mgr.SetBundle(b); err != nil {
+				log.Warn("trust anchors from the control plane not taken", "err", err)
+			}
+		}
+	}
+	go f.mgr.Run(ctx)
+	wctx, cancel := context.WithTimeout(ctx, identityWait)
+	defer cancel()
+	if err := f.mgr.WaitReady(wctx); err != nil {
+		return fmt.Errorf("no certificate for %s from %s within %v: %w", id, addr, identityWait, err)
+	}
+	cfg.Identity = f.mgr
+	log.Info("identity ready", "id", id.String(), "expires", f.mgr.Expiry())
+	return nil
+}
+
+// registerMetrics exposes the identity and control-plane state, with
+// Linkerd's names where they exist.
+func (f *identityFlags) registerMetrics(p *proxy.Proxy) {
+	m := p.Metrics()
+	if f.mgr != nil {
+		m.Gauge("identity_cert_expiration_timestamp_seconds", func() float64 { return float64(f.mgr.Expiry().Unix()) })
+		m.Gauge("identity_cert_refresh_count", func() float64 { return float64(f.mgr.Refreshes()) })
+		m.Gauge("identity_cert_refresh_failures", func() float64 { return float64(f.mgr.Failures()) })
+	}
+	if f.dst != nil {
+		m.Gauge("control_destination_connects", func() float64 { return float64(f.dst.Connects()) })
+		m.Gauge("control_destination_disconnects", func() float64 { return float64(f.dst.Disconnects()) })
+		m.Gauge("control_destination_updates", func() float64 { return float64(f.dst.Updates()) })
+	}
+}
