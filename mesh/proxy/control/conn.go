@@ -47,10 +47,10 @@ type ConnConfig struct {
 // share HTTP/2 connections, opened on first use and again after a
 // failure. A Conn is safe for concurrent use; create it with [NewConn].
 type Conn struct {
-	base    string // scheme://host:port
-	max     int
-	tr      *http.Transport
-	ua      string
+	base string // scheme://host:port
+	max  int
+	tr   *http.Transport
+	ua   string
 }
 
 // NewConn returns a client of the gRPC server at addr (host:port). It does
@@ -216,7 +216,10 @@ func encodeTimeout(d time.Duration) string {
 		u string
 	}{{time.Nanosecond, "n"}, {time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}, {time.Hour, "H"}}
 	for _, u := range units {
-		v := (d + u.d - 1) / u.d
+		v := d / u.d
+		if d%u.d != 0 {
+			v++
+		}
 		if v <= maxDigits {
 			return strconv.FormatInt(int64(v), 10) + u.u
 		}
