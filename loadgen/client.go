@@ -49,7 +49,10 @@ var (
 )
 
 func newClient(o *Options) (client, error) {
-	payload := bytes.Repeat([]byte{'x'}, o.Target.PayloadBytes)
+	payload := o.Target.Payload
+	if payload == nil {
+		payload = bytes.Repeat([]byte{'x'}, o.Target.PayloadBytes)
+	}
 	if o.Target.Protocol == ProtocolGRPC {
 		return newGRPCClient(o, payload)
 	}

@@ -62,6 +62,9 @@ type Target struct {
 	// for gRPC). The same bytes are reused for every request. Zero sends an
 	// empty body.
 	PayloadBytes int `json:"payload_bytes,omitempty"`
+	// Payload, when set, is the request body as given (a marker a test
+	// looks for on the wire, say); PayloadBytes is then ignored.
+	Payload []byte `json:"payload,omitempty"`
 }
 
 // Options configures Run. The zero value, with Target.URL set, is a valid
@@ -170,7 +173,7 @@ func (o *Options) Normalize() error {
 		}
 		if t.Method == "" {
 			t.Method = http.MethodGet
-			if t.PayloadBytes > 0 {
+			if t.PayloadBytes > 0 || len(t.Payload) > 0 {
 				t.Method = http.MethodPost
 			}
 		}

@@ -666,3 +666,31 @@ func BenchmarkLinkThroughput(b *testing.B) {
 		}
 	}
 }
+
+// TestMarker counts a known payload crossing the link, split or whole.
+func TestMarker(t *testing.T) {
+	echo := echoServer(t)
+	l, err := New(Config{Upstream: echo, Marker: []byte("CANARY")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	c := dial(t, l)
+	for _, part := range []string{"xxCAN", "ARYyy CANARY z"} {
+		c.Write([]byte(part))
+		time.Sleep(20 * time.Millisecond) // separate reads, so the first marker straddles two
+	}
+	c.CloseWrite()
+	io.ReadAll(c)
+	// Two markers went up and came back down: four sightings.
+	deadline := time.Now().Add(5 * time.Second)
+	for l.MarkerHits() != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("marker hits %d, want 4", l.MarkerHits())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -45,6 +45,11 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives connection and toxic events; nil discards them.
 	Logger *slog.Logger
+	// Marker, when set, is searched for in every byte the link forwards,
+	// both ways; MarkerHits counts the finds. It is how a test sees, from
+	// outside the processes, whether a known payload crosses the network
+	// in plaintext. Empty disables the search.
+	Marker []byte
 }
 
 // Link is an in-process TCP proxy from a listen address to an upstream,
@@ -57,6 +62,7 @@ type Link struct {
 	dialer net.Dialer
 	set    atomic.Pointer[toxicSet]
 	seq    atomic.Uint64
+	hits   atomic.Uint64
 	bufs   sync.Pool
 
 	ctx    context.Context
@@ -120,6 +126,10 @@ func New(cfg Config) (*Link, error) {
 	l.set.Store(&toxicSet{changed: make(chan struct{})})
 	return l, nil
 }
+
+// MarkerHits is the number of times Config.Marker was seen in forwarded
+// bytes.
+func (l *Link) MarkerHits() uint64 { return l.hits.Load() }
 
 // Addr is the address the Link accepts on (with the port the OS chose).
 func (l *Link) Addr() string { return l.ln.Addr().String() }

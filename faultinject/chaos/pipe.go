@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -27,9 +28,13 @@ func (c *conn) pipe(s Stream, src, dst *net.TCPConn) {
 	go func() {
 		defer l.wg.Done()
 		defer close(in) // after readErr is set: the close publishes it
+		var tail []byte // the end of the previous chunk, for markers split across reads
 		for {
 			bp := l.getBuf()
 			n, err := src.Read(*bp)
+			if n > 0 && len(l.cfg.Marker) > 0 {
+				tail = l.scan(tail, (*bp)[:n])
+			}
 			if n > 0 {
 				select {
 				case in <- chunk{buf: bp, n: n, at: time.Now()}:
@@ -289,4 +294,22 @@ func (w *writer) end(readErr error) {
 		return
 	}
 	w.dst.CloseWrite()
+}
+
+// scan counts the markers in tail+b and returns the bytes to keep for the
+// next chunk (a marker may straddle two reads).
+func (l *Link) scan(tail, b []byte) []byte {
+	m := l.cfg.Marker
+	buf := append(tail, b...)
+	l.hits.Add(uint64(bytes.Count(buf, m)))
+	keep := len(m) - 1
+	if keep > len(buf) {
+		keep = len(buf)
+	}
+	// Keep the tail unless it ends a marker already counted.
+	rest := buf[len(buf)-keep:]
+	if bytes.HasSuffix(buf, m) {
+		rest = nil
+	}
+	return append(tail[:0], rest...)
 }

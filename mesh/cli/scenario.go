@@ -28,12 +28,13 @@ func newScenarioCmd(o *options) *cobra.Command {
 
 func newScenarioRunCmd(o *options) *cobra.Command {
 	var (
-		env      string
-		quick    bool
-		seed     uint64
-		out      string
-		proxyBin string
-		demoBin  string
+		env           string
+		quick         bool
+		seed          uint64
+		out           string
+		proxyBin      string
+		demoBin       string
+		controllerBin string
 	)
 	cmd := &cobra.Command{
 		Use:   "run NAME|FILE.yaml",
@@ -59,6 +60,9 @@ when the run itself could not happen.`,
 			var bin local.Binaries
 			if bin.Proxy, err = findBinary(proxyBin, "skiff-proxy"); err == nil {
 				bin.Demo, err = findBinary(demoBin, "skiff-demo")
+			}
+			if err == nil && sc.Mesh.ControlPlane {
+				bin.Controller, err = findBinary(controllerBin, "skiff-controller")
 			}
 			if err != nil {
 				return err
@@ -99,6 +103,7 @@ when the run itself could not happen.`,
 	f.StringVar(&out, "out", "", "results folder (default results/runs/NAME-TIMESTAMP)")
 	f.StringVar(&proxyBin, "proxy-bin", "", "skiff-proxy binary (default: next to skiff)")
 	f.StringVar(&demoBin, "demo-bin", "", "skiff-demo binary (default: next to skiff)")
+	f.StringVar(&controllerBin, "controller-bin", "", "skiff-controller binary, for scenarios with a control plane (default: next to skiff)")
 	return cmd
 }
 

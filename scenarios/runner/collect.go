@@ -359,6 +359,15 @@ func (r *run) metrics(res *results.Result, phase string) map[string]float64 {
 	if rec, ok := r.recovery(res); ok {
 		m["recovery_s"] = rec
 	}
+	if r.hits != nil {
+		m["plaintext_marker_hits"] = float64(*r.hits)
+	}
+	if ev := r.mtls; ev != nil {
+		m["mtls_share"] = ev.inboundTLS
+		for k, v := range ev.probes {
+			m[k] = v
+		}
+	}
 	if r.rr != nil {
 		if rr := r.rr.Phase(phase); rr != nil && ph != nil {
 			a, b := ph.Path(results.PathMeshed), rr.Path(results.PathMeshed)

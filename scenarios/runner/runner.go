@@ -135,6 +135,8 @@ type run struct {
 	events []results.Event
 	active map[string]int  // active fault labels
 	rr     *results.Result // the round-robin comparison run, if any
+	mtls   *mtlsEvidence   // with a control plane
+	hits   *uint64         // plaintext marker sightings, when watched
 }
 
 // validate checks what the spec package cannot: fault types and params
@@ -169,10 +171,16 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		return err
 	}
 	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
-	env, err := local.New(local.Config{
+	lc := local.Config{
 		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log.With("component", "simulator"),
-		ProxyArgs: proxyArgs(sc.Mesh.Balancer),
-	})
+		ProxyArgs:    proxyArgs(sc.Mesh.Balancer),
+		ControlPlane: sc.Mesh.ControlPlane,
+		StrictMTLS:   sc.Mesh.MTLS == spec.MTLSStrict,
+	}
+	if needsMarker(sc) {
+		lc.Marker = []byte(Marker)
+	}
+	env, err := local.New(lc)
 	if err != nil {
 		return err
 	}
@@ -201,6 +209,16 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	} else {
 		load, err = r.timedLoad(ctx)
 	}
+	if needsMarker(sc) {
+		n := env.MarkerHits()
+		r.hits = &n
+	}
+	if sc.Mesh.ControlPlane && err == nil {
+		r.mtls = r.gatherMTLS(ctx)
+		for _, pe := range r.mtls.probeErrors {
+			r.log.Warn("mTLS probe could not run", "err", pe)
+		}
+	}
 	// Tear down before judging: the environment's processes stop and the
 	// last samples are in.
 	r.pods.stop()
@@ -224,6 +242,16 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	return nil
 }
 
+// needsMarker says whether an assertion watches the plaintext marker.
+func needsMarker(sc *spec.Scenario) bool {
+	for _, a := range sc.Assertions {
+		if strings.Contains(a.Expr, "plaintext_marker_hits") {
+			return true
+		}
+	}
+	return false
+}
+
 // proxyArgs are extra skiff-proxy flags for the scenario's mesh settings.
 func proxyArgs(balancer string) []string {
 	if balancer == spec.BalancerRoundRobin {
@@ -233,8 +261,14 @@ func proxyArgs(balancer string) []string {
 }
 
 func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
-	// Services a timeline targets with chaos get a chaos link per pod.
+	// Services a timeline targets with chaos get a chaos link per pod, and
+	// every service does when the plaintext marker is watched.
 	chaotic := map[string]bool{}
+	if needsMarker(sc) {
+		for _, s := range sc.Topology.Services {
+			chaotic[s.Name] = true
+		}
+	}
 	for _, ev := range sc.Timeline {
 		if ev.Fault == spec.FaultChaos || ev.Fault == spec.FaultClearChaos {
 			if svc, _, ok := sc.ResolveTarget(ev.Target); ok {
@@ -298,12 +332,22 @@ func (r *run) target(direct bool) loadgen.Target {
 		addr = r.env.DirectAddr(sc.Load.Target, 0)
 	} else {
 		t.Header = http.Header{"Host": {r.env.Authority(sc.Load.Target)}}
+		if needsMarker(sc) {
+			// In the body: HTTP/2 compresses header values (HPACK),
+			// so a marker in a header never shows on the wire even in
+			// plaintext. The echo sends it back: both directions.
+			t.Payload = []byte(Marker)
+			t.Method = http.MethodPost
+		}
 	}
 	if t.Protocol == loadgen.ProtocolGRPC {
 		t.URL = addr
 		t.Method = ""
 	} else {
 		t.URL = "http://" + addr + sc.Load.Path
+		if len(t.Payload) > 0 && sc.Load.Path == "/" {
+			t.URL = "http://" + addr + "/echo"
+		}
 	}
 	return t
 }

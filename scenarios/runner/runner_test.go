@@ -181,3 +181,31 @@ assertions:
 		t.Fatalf("verdict %s: %v", res.Verdict, res.Failures())
 	}
 }
+
+// TestMTLSScenario runs the mtls scenario (quick) and, as a control, the
+// same traffic without a control plane: the marker must then be seen on
+// the wire, or the check proves nothing.
+func TestMTLSScenario(t *testing.T) {
+	needBins(t)
+	sc, err := catalog.Load("mtls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Scenario: sc, Quick: true, OutDir: t.TempDir(), Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != results.Pass {
+		t.Fatalf("mtls: verdict %s: %v", res.Verdict, res.Failures())
+	}
+	plain := sc.Clone()
+	plain.Mesh.ControlPlane, plain.Mesh.MTLS = false, ""
+	plain.Assertions = []spec.Assertion{{Phase: spec.PhaseWhole, Expr: "plaintext_marker_hits > 100"}}
+	res, err = Run(context.Background(), Options{Scenario: plain, Quick: true, OutDir: t.TempDir(), Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != results.Pass {
+		t.Fatalf("without mTLS the marker was not seen on the wire: %v", res.Failures())
+	}
+}

@@ -235,13 +235,29 @@ func (b Behaviour) With(p BehaviourPatch) Behaviour {
 }
 
 // Mesh is the mesh configuration of a run. Routes, retries, timeouts,
-// breakers, authorization and mTLS join it in later versions of the schema.
+// breakers and authorization join it in later versions of the schema.
 // The zero value is the default mesh.
 type Mesh struct {
 	// Balancer is BalancerEWMA (the default when empty) or
 	// BalancerRoundRobin.
 	Balancer string `yaml:"balancer,omitempty" json:"balancer,omitempty"`
+	// ControlPlane runs skiff-controller: sidecars get endpoints from its
+	// Destination API and certificates from its Identity API, and every
+	// hop between sidecars is mutual TLS. The pod ControllerTarget can
+	// then be a fault target. False: sidecars read a static registry,
+	// in plaintext.
+	ControlPlane bool `yaml:"control_plane,omitempty" json:"control_plane,omitempty"`
+	// MTLS is MTLSPermissive (the default with a control plane: plaintext
+	// clients are still served) or MTLSStrict (sidecars refuse plaintext).
+	MTLS string `yaml:"mtls,omitempty" json:"mtls,omitempty"`
 }
+
+// mTLS modes and the control plane's fault target.
+const (
+	MTLSPermissive   = "permissive"
+	MTLSStrict       = "strict"
+	ControllerTarget = "controller"
+)
 
 // Traffic is the load section: the open-model traffic of a run, sent on
 // Rate's schedule whatever the answers.

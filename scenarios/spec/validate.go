@@ -174,6 +174,12 @@ func (v *validator) run() {
 	}
 	v.topology()
 	v.oneOf("mesh.balancer", "balancer", s.Mesh.Balancer, []string{BalancerEWMA, BalancerRoundRobin})
+	if s.Mesh.MTLS != "" {
+		v.oneOf("mesh.mtls", "mtls", s.Mesh.MTLS, []string{MTLSPermissive, MTLSStrict})
+		if !s.Mesh.ControlPlane {
+			v.errf("mesh.mtls", "needs mesh.control_plane: true (certificates come from its Identity API)")
+		}
+	}
 	v.load()
 	v.timeline()
 	v.phases()
@@ -459,6 +465,12 @@ func (v *validator) target(p, name string) {
 		return
 	}
 	if v.s.Service(name) != nil {
+		return
+	}
+	if name == ControllerTarget {
+		if !v.s.Mesh.ControlPlane {
+			v.errf(p, "target %q needs mesh.control_plane: true", name)
+		}
 		return
 	}
 	if svc, r, ok := v.s.pod(name); ok {

@@ -155,6 +155,9 @@ type Config struct {
 	// endpoints and certificates through it: every hop between sidecars
 	// is then mutual TLS. Without it sidecars read the endpoints file.
 	ControlPlane bool
+	// Marker is searched for in every byte the chaos links forward
+	// (ServiceSpec.Chaos): Env.MarkerHits counts it. Nil disables it.
+	Marker []byte
 	// StrictMTLS makes sidecars refuse plaintext inbound (--require-mtls).
 	// It needs ControlPlane.
 	StrictMTLS bool

@@ -359,6 +359,7 @@ func (e *Env) build(specs []ServiceSpec) error {
 			l, err := chaos.New(chaos.Config{
 				Listen: net.JoinHostPort(p.ip.String(), strconv.Itoa(e.cfg.Ports.Chaos)), Upstream: upstream,
 				Seed: podSeed(e.seed, p.name+"/chaos"), Logger: p.log.With("component", "chaos"),
+				Marker: e.cfg.Marker,
 			})
 			if err == nil {
 				err = l.Start()
@@ -823,3 +824,21 @@ func (e *Env) ControlAddr() string {
 	}
 	return net.JoinHostPort(e.ctl.ip.String(), strconv.Itoa(e.cfg.Ports.Control))
 }
+
+// MarkerHits is how often Config.Marker crossed a chaos link, in either
+// direction: bytes between sidecars, seen from outside their processes.
+func (e *Env) MarkerHits() uint64 {
+	var n uint64
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			if p.link != nil {
+				n += p.link.MarkerHits()
+			}
+		}
+	}
+	return n
+}
+
+// IdentityDir holds the trust anchors, the issuer's certificate and key,
+// the token key and the pods' tokens; "" without Config.ControlPlane.
+func (e *Env) IdentityDir() string { return e.idDir }
