@@ -394,20 +394,24 @@ func (n *Node) Finish(start time.Time, failed bool) {
 // (bad news is believed at once); when r <= E the average is already >= r.
 // It is continuous and non-decreasing in r.
 //
-// The first successful sample replaces the initial estimate instead: that
-// one is a prior (DefaultRTT, or the peers' mean), not evidence. Averaged
-// in, a 2 ms sample barely moves a 30 ms prior (the weight is time, not
-// samples), so every node of a fresh balancer sat near the same decaying
-// prior for tens of seconds, apart by microscopic differences that P2C's
-// strict comparison turned into a fixed ranking: measured, three equal
-// replicas got 64 %, 32 % and 4 % of the traffic.
+// The first successful sample may only lower the initial estimate: that
+// one is a prior (DefaultRTT, or the peers' mean), not evidence, so a
+// sample below it replaces it. Averaged in, a 2 ms sample barely moved a
+// 30 ms prior (the weight is time, not samples), and every node of a fresh
+// balancer sat near the same decaying prior for tens of seconds, apart by
+// microscopic differences that P2C's strict comparison turned into a
+// fixed ranking: three equal replicas got 64 %, 32 % and 4 % of the
+// traffic. A first sample above the prior is not taken: it carries the
+// dial and a freshly started process, and taken as a peak it kept a
+// restored replica at under 1 % of the traffic for twenty seconds. A slow
+// endpoint shows it again with its second answer, which is a peak.
 func (n *Node) observe(now time.Time, rtt float64, ok bool) {
 	n.mu.Lock()
 	w := n.weightSince(now)
 	est := w*n.est + (1-w)*rtt
 	switch {
 	case ok && !n.seen.Load():
-		est = rtt
+		est = min(n.est, rtt)
 		n.seen.Store(true)
 	case rtt > est:
 		est = rtt

@@ -250,8 +250,14 @@ func TestEstimateFormula(t *testing.T) {
 	clk.Advance(tau)
 	near("after tau idle", n.Load(clk.Now()), float64(20*time.Millisecond)*math.Exp(-1))
 
-	// Peak: a sample above the estimate replaces it.
+	// The first answer may only lower the prior.
 	s := n.Start()
+	clk.Advance(5 * time.Millisecond)
+	n.Finish(s, false)
+	near("first answer below the prior", n.Load(clk.Now()), float64(5*time.Millisecond))
+
+	// Peak: a sample above the estimate replaces it.
+	s = n.Start()
 	clk.Advance(50 * time.Millisecond)
 	n.Finish(s, false)
 	near("peak", n.Load(clk.Now()), float64(50*time.Millisecond))
@@ -598,5 +604,38 @@ func TestEqualReplicasShareFairly(t *testing.T) {
 	}
 	if len(counts) != 3 {
 		t.Errorf("not every replica was used: %v", counts)
+	}
+}
+
+// A restored replica's first answer carries the dial and a cold process:
+// it must not keep the replica out, but a second slow answer must.
+func TestColdFirstSampleIsNotAPeak(t *testing.T) {
+	clock := time.Unix(0, 0)
+	b := New(Options{Now: func() time.Time { return clock }, IntN: func(n int) int { return 0 }})
+	b.Update([]endpoint.Endpoint{{Addr: "a:1"}, {Addr: "b:1"}})
+	for range 50 { // both measured at 2 ms
+		n, _ := b.Pick(nil)
+		s := n.Start()
+		clock = clock.Add(2 * time.Millisecond)
+		n.Finish(s, false)
+	}
+	b.Update([]endpoint.Endpoint{{Addr: "a:1"}, {Addr: "b:1"}, {Addr: "c:1"}})
+	var c *Node
+	for _, n := range b.Nodes() {
+		if n.Endpoint().Addr == "c:1" {
+			c = n
+		}
+	}
+	s := c.Start()
+	clock = clock.Add(40 * time.Millisecond) // cold: dial and a fresh process
+	c.Finish(s, false)
+	if l := c.Load(clock); l > float64(10*time.Millisecond) {
+		t.Fatalf("after a cold first answer the estimate is %v; want it near its peers' 2ms", time.Duration(l))
+	}
+	s = c.Start()
+	clock = clock.Add(40 * time.Millisecond) // slow again: now it is believed
+	c.Finish(s, false)
+	if l := c.Load(clock); l < float64(39*time.Millisecond) {
+		t.Fatalf("a second slow answer must be a peak; estimate %v", time.Duration(l))
 	}
 }
