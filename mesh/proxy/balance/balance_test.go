@@ -40,7 +40,9 @@ func (s *seededRand) IntN(n int) int {
 func newTestBalancer(t testing.TB, seed uint64, eps ...endpoint.Endpoint) (*Balancer, *fakeClock) {
 	t.Helper()
 	clk := &fakeClock{}
-	b := New(Options{Now: clk.Now, IntN: newSeededRand(seed).IntN})
+	// The tests' arithmetic (penalties decaying over "10 s of traffic")
+	// is written for a 10 s time constant, whatever the default.
+	b := New(Options{Now: clk.Now, IntN: newSeededRand(seed).IntN, Decay: 10 * time.Second})
 	b.Update(eps)
 	if b.Len() != len(eps) {
 		t.Fatalf("Len() = %d after Update with %d endpoints", b.Len(), len(eps))
