@@ -312,10 +312,9 @@ func topologySummary(sc *spec.Scenario) string {
 
 // loadResult is what the load produced.
 type loadResult struct {
-	meshed  *loadgen.Result
-	trials  []trial        // compare_direct runs
-	t0      time.Time      // time 0: the end of the warm-up
-	offsets map[int]string // unused placeholder for future paths
+	meshed *loadgen.Result
+	trials []trial   // compare_direct runs
+	t0     time.Time // time 0: the end of the warm-up
 }
 
 type trial struct {
