@@ -3,9 +3,7 @@ package local
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,23 +14,7 @@ import (
 // between sidecars; and the mesh keeps serving while the controller is
 // down.
 func TestControlPlane(t *testing.T) {
-	needBinaries(t)
-	env, err := New(Config{
-		Bin: bins, RunDir: t.TempDir(), Seed: 1, ControlPlane: true, StrictMTLS: true,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			logs, _ := filepath.Glob(filepath.Join(env.RunDir(), "logs", "*.log"))
-			for _, l := range logs {
-				t.Logf("%s:\n%s", filepath.Base(l), logTail(l, 8))
-			}
-		}
-		env.Close()
-	})
+	env := newEnvWith(t, Config{ControlPlane: true, StrictMTLS: true})
 	ctx := context.Background()
 	if err := env.Up(ctx, []ServiceSpec{{Name: "echo", Replicas: 2, Meshed: true}}); err != nil {
 		t.Fatal(err)

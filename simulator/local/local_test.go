@@ -65,13 +65,16 @@ func needBinaries(t *testing.T) {
 
 // newEnv returns an Env over a test RunDir; on failure its logs' tails are
 // printed, and it is closed when the test ends.
-func newEnv(t *testing.T) *Env {
+func newEnv(t *testing.T) *Env { return newEnvWith(t, Config{}) }
+
+// newEnvWith is newEnv with the options of cfg (Bin, RunDir, Seed and
+// Logger are the test's).
+func newEnvWith(t *testing.T, cfg Config) *Env {
 	t.Helper()
 	needBinaries(t)
-	env, err := New(Config{
-		Bin: bins, RunDir: t.TempDir(), Seed: 1,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
+	cfg.Bin, cfg.RunDir, cfg.Seed = bins, t.TempDir(), 1
+	cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	env, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
