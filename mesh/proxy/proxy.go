@@ -688,7 +688,6 @@ func (l *listener) serveTCP(c *conn, client net.Conn) {
 	var src io.Reader = c.TCPConn
 	var dst io.Writer = c.TCPConn
 	if client != net.Conn(c) {
-		c.br = nil
 		src, dst = client, client
 	}
 	c.br = nil

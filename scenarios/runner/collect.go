@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,9 +25,8 @@ import (
 // recovery_s. Counts are per pod name; a restarted pod's counter starts
 // again from zero, so only increases count.
 type podCounter struct {
-	env     *local.Env
-	service string
-	t0      time.Time
+	env *local.Env
+	t0  time.Time
 
 	mu      sync.Mutex
 	last    map[string]int64 // last raw counter per pod
@@ -45,8 +43,8 @@ type podSample struct {
 
 const podPoll = 200 * time.Millisecond
 
-func newPodCounter(env *local.Env, service string) *podCounter {
-	return &podCounter{env: env, service: service, last: map[string]int64{}, stopc: make(chan struct{})}
+func newPodCounter(env *local.Env) *podCounter {
+	return &podCounter{env: env, last: map[string]int64{}, stopc: make(chan struct{})}
 }
 
 func (c *podCounter) start(t0 time.Time) {
@@ -456,5 +454,3 @@ func (r *run) roundRobinComparison(ctx context.Context, res *results.Result) err
 	r.rr = rr
 	return nil
 }
-
-var _ = slices.Sort[[]string]

@@ -198,14 +198,14 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 			r.log.Warn("cannot sample a process", "process", p.Name, "err", err)
 		}
 	}
-	r.pods = newPodCounter(env, sc.Load.Target)
+	r.pods = newPodCounter(env)
 	sctx, stopSampler := context.WithCancel(ctx)
 	var sampling sync.WaitGroup
 	sampling.Go(func() { r.sampler.Run(sctx) })
 
 	var load *loadResult
 	if sc.Load.CompareDirect {
-		load, err = r.trials(ctx, res)
+		load, err = r.trials(ctx)
 	} else {
 		load, err = r.timedLoad(ctx)
 	}
@@ -351,7 +351,7 @@ func (r *run) target(direct bool) loadgen.Target {
 	return t
 }
 
-func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Duration, progress func(loadgen.Second)) (loadgen.Options, error) {
+func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Duration, progress func(loadgen.Second)) loadgen.Options {
 	sc := r.sc
 	lr := loadgen.Rate{Shape: sc.Load.Rate.Shape, PerSecond: sc.Load.Rate.RPS, From: sc.Load.Rate.From, To: sc.Load.Rate.To}
 	for _, st := range sc.Load.Rate.Steps {
@@ -360,7 +360,7 @@ func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Durat
 	return loadgen.Options{
 		Target: r.target(direct), Rate: lr, Duration: duration + warmup, WarmUp: warmup,
 		Connections: sc.Load.Connections, Timeout: 10 * time.Second, Progress: progress,
-	}, nil
+	}
 }
 
 // timedLoad drives the meshed path for the whole run with the timeline.
@@ -368,10 +368,7 @@ func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
 	sc := r.sc
 	start := time.Now()
 	t0 := start.Add(sc.Load.Warmup)
-	lo, err := r.loadOptions(false, sc.Load.Duration, sc.Load.Warmup, r.progressSecond(sc.Load.Warmup, sc.Load.Duration))
-	if err != nil {
-		return nil, err
-	}
+	lo := r.loadOptions(false, sc.Load.Duration, sc.Load.Warmup, r.progressSecond(sc.Load.Warmup, sc.Load.Duration))
 	tctx, stopTimeline := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.timeline(tctx, t0) })
@@ -388,18 +385,14 @@ func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
 
 // trials measures the meshed and the direct path alternately (A B A B …)
 // for added-latency gates; a timeline is not applied.
-func (r *run) trials(ctx context.Context, res *results.Result) (*loadResult, error) {
+func (r *run) trials(ctx context.Context) (*loadResult, error) {
 	sc := r.sc
 	out := &loadResult{t0: time.Now()}
 	r.pods.start(out.t0)
 	for n := 1; n <= sc.Load.Trials; n++ {
 		tr := trial{n: n}
 		for _, direct := range []bool{false, true} {
-			lo, err := r.loadOptions(direct, sc.Load.Duration, sc.Load.Warmup, nil)
-			if err != nil {
-				return nil, err
-			}
-			lr, err := loadgen.Run(ctx, lo)
+			lr, err := loadgen.Run(ctx, r.loadOptions(direct, sc.Load.Duration, sc.Load.Warmup, nil))
 			if err != nil {
 				return nil, fmt.Errorf("trial %d: %w", n, err)
 			}
@@ -430,7 +423,6 @@ func (r *run) timeline(ctx context.Context, t0 time.Time) {
 	for _, ev := range r.sc.SortedTimeline() {
 		queue = append(queue, action{at: ev.At, ev: ev})
 	}
-	var undoMu sync.Mutex
 	for len(queue) > 0 {
 		slices.SortStableFunc(queue, func(a, b action) int { return int(a.at - b.at) })
 		a := queue[0]
@@ -461,9 +453,7 @@ func (r *run) timeline(ctx context.Context, t0 time.Time) {
 			r.setActive(label, true)
 		}
 		if a.ev.For > 0 && undo != nil {
-			undoMu.Lock()
 			queue = append(queue, action{at: a.at + a.ev.For, ev: a.ev, undo: undo})
-			undoMu.Unlock()
 		}
 	}
 }

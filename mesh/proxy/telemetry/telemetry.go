@@ -356,7 +356,8 @@ func (r *Registry) writeCounters(cw *countWriter) {
 func escape(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '\\' || c == '"' || c == '\n' {
-			return strconv.Quote(s)[1 : len(strconv.Quote(s))-1]
+			q := strconv.Quote(s)
+			return q[1 : len(q)-1]
 		}
 	}
 	return s
