@@ -185,6 +185,26 @@ func (c *CA) SetBundle(b *spiffe.Bundle) error {
 	return nil
 }
 
+// Set replaces the issuer and the trust bundle together, checked as a
+// pair exactly as [CA.SetIssuer] and [CA.SetBundle] check them. It is what
+// a reload of the CA's files calls: a step of the rotation procedure may
+// change both at once, and in either order one of the two single-step
+// calls would refuse a state that is valid as a whole. On error the CA
+// keeps its current issuer and bundle.
+func (c *CA) Set(issuer *KeyPair, bundle *spiffe.Bundle) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if issuer == nil || bundle == nil {
+		return errors.New("set issuer and bundle: both are required")
+	}
+	st, err := c.newState(issuer, bundle)
+	if err != nil {
+		return fmt.Errorf("set issuer and bundle: %w", err)
+	}
+	c.state.Store(st)
+	return nil
+}
+
 func (c *CA) newState(issuer *KeyPair, bundle *spiffe.Bundle) (*caState, error) {
 	if err := issuer.check(); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)

@@ -571,3 +571,48 @@ func TestClassString(t *testing.T) {
 		t.Error("Class names")
 	}
 }
+
+// TestSetPair: one reload may bring an issuer under a new anchor and a
+// bundle that drops the old one. Each single step refuses half of that
+// change; Set takes it whole, and refuses a pair that does not chain.
+func TestSetPair(t *testing.T) {
+	f := newFixture(t)
+	a2, err := ca.NewAnchor(td, ca.Options{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i2, err := ca.NewIssuer(a2, ca.Options{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyA2, err := spiffe.NewBundle(td, a2.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ca.SetIssuer(i2); err == nil {
+		t.Fatal("SetIssuer took an issuer its bundle does not trust")
+	}
+	if err := f.ca.SetBundle(onlyA2); err == nil {
+		t.Fatal("SetBundle dropped the anchor of the active issuer")
+	}
+	// A mismatched pair is refused and changes nothing.
+	if err := f.ca.Set(i2, f.bundle); err == nil || !strings.Contains(err.Error(), "does not chain") {
+		t.Fatalf("Set(issuer under A2, bundle {A1}) = %v, want a chain error", err)
+	}
+	if f.ca.Issuer() != f.issuer || f.ca.Bundle() != f.bundle {
+		t.Fatal("a refused Set changed the CA")
+	}
+	if err := f.ca.Set(nil, onlyA2); err == nil {
+		t.Error("Set took a nil issuer")
+	}
+	if err := f.ca.Set(i2, onlyA2); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.ca.Certify(context.Background(), csrForID(t, web), web.String(), f.token(t, web))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.verify(t, c, onlyA2); err != nil {
+		t.Errorf("leaf after Set: %v", err)
+	}
+}

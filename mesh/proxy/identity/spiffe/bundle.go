@@ -145,6 +145,24 @@ func (b *Bundle) Contains(anchor *x509.Certificate) bool {
 	return b != nil && slices.ContainsFunc(b.anchors, anchor.Equal)
 }
 
+// Equal reports whether b and o hold the same trust domain and the same
+// set of anchors, in any order: a reload of an unchanged bundle file is
+// then no change at all.
+func (b *Bundle) Equal(o *Bundle) bool {
+	if b == nil || o == nil {
+		return b == o
+	}
+	if b.trustDomain != o.trustDomain || len(b.anchors) != len(o.anchors) {
+		return false
+	}
+	for _, a := range b.anchors {
+		if !o.Contains(a) {
+			return false
+		}
+	}
+	return true
+}
+
 // With returns a bundle with anchor added (step 1 of an anchor rotation).
 func (b *Bundle) With(anchor *x509.Certificate) (*Bundle, error) {
 	return NewBundle(b.TrustDomain(), append(b.Anchors(), anchor)...)

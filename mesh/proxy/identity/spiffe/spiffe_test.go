@@ -254,6 +254,24 @@ func TestBundleRotationAndPEM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reversed, _ := onlyNew.With(old.root)
+	otherTD, _ := spiffe.NewBundle("other.domain", old.root, cur.root)
+	for _, c := range []struct {
+		name string
+		a, b *spiffe.Bundle
+		want bool
+	}{
+		{"same anchors, other order", both, reversed, true},
+		{"an anchor fewer", both, onlyNew, false},
+		{"another trust domain", both, otherTD, false},
+		{"nil and a bundle", nil, both, false},
+		{"nil and nil", nil, nil, true},
+	} {
+		if got := c.a.Equal(c.b); got != c.want {
+			t.Errorf("Equal, %s: %v, want %v", c.name, got, c.want)
+		}
+	}
+
 	if !parsed.Contains(old.root) || !parsed.Contains(cur.root) || len(parsed.Anchors()) != 2 {
 		t.Error("PEM round trip lost anchors")
 	}
