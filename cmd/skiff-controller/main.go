@@ -6,6 +6,11 @@
 //	skiff-controller all --registry-file endpoints.txt --identity-dev --trust-anchors-out anchors.pem --token-key-file token.key
 //	skiff-controller destination --discovery kube
 //	skiff-controller identity --identity-issuer-cert issuer.crt --identity-issuer-key issuer.key --trust-anchors anchors.pem --token-key-file token.key
+//	skiff-controller all --discovery kube --token-verifier kube --identity-issuer-cert /var/run/skiff/issuer/tls.crt --identity-issuer-key /var/run/skiff/issuer/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
+//
+// The issuer and trust-anchor files are re-read every
+// --identity-reload-interval: replacing them rotates the issuer or the
+// anchors without a restart (docs/identity.md).
 package main
 
 import (
@@ -30,9 +35,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
 	"github.com/skiff-mesh/skiff/internal/logging"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
@@ -42,6 +44,7 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/control/destination"
 	"github.com/skiff-mesh/skiff/mesh/control/identity"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/tokenreview"
 	"github.com/skiff-mesh/skiff/mesh/control/policy"
 	"github.com/skiff-mesh/skiff/mesh/discovery"
 	"github.com/skiff-mesh/skiff/mesh/discovery/kube"
@@ -106,8 +109,10 @@ type options struct {
 	issuerCert, issuerKey, trustAnchors string
 	identityDev                         bool
 	trustAnchorsOut                     string
+	tokenVerifier, tokenAudience        string
 	tokenKeyFile                        string
 	leafLifetime                        time.Duration
+	reloadInterval                      time.Duration
 }
 
 func (o *options) addFlags(fs *flag.FlagSet, svc services) {
@@ -117,12 +122,12 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 	o.log.AddFlags(fs)
 	if svc.destination || svc.identity {
 		fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
+		fs.StringVar(&o.kubeconfig, "kubeconfig", "", "--discovery kube, --token-verifier kube: kubeconfig file (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
 	}
 	if svc.destination {
 		fs.StringVar(&o.discovery, "discovery", "local", "where endpoints come from: local (the simulator's registry file) or kube")
 		fs.StringVar(&o.registryFile, "registry-file", "", "local: the endpoints file the simulator writes (the proxy's --endpoints-file format), re-read when it changes")
 		fs.DurationVar(&o.registryPoll, "registry-poll", 250*time.Millisecond, "local: how often the registry file is checked for changes")
-		fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kube: kubeconfig file (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
 		fs.StringVar(&o.namespace, "namespace", "", "kube: watch only this namespace (empty: all)")
 	}
 	if svc.identity {
@@ -131,8 +136,11 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 		fs.StringVar(&o.trustAnchors, "trust-anchors", "", "PEM file: the trust anchors (root certificates) proxies verify against")
 		fs.BoolVar(&o.identityDev, "identity-dev", false, "generate an in-memory trust anchor and issuer (development and the simulator only)")
 		fs.StringVar(&o.trustAnchorsOut, "trust-anchors-out", "", "with --identity-dev: write the generated anchor bundle (PEM) here, for the proxies")
-		fs.StringVar(&o.tokenKeyFile, "token-key-file", "", "HMAC key the simulator signs pod tokens with (hex, or the raw bytes); at least 32 bytes")
+		fs.StringVar(&o.tokenVerifier, "token-verifier", "", "how workload tokens are verified: kube (TokenReview of the pods' projected ServiceAccount tokens) or hmac (the simulator's tokens, with --token-key-file); empty: hmac if --token-key-file is set")
+		fs.StringVar(&o.tokenAudience, "token-audience", tokenreview.DefaultAudience, "kube: the audience of the projected ServiceAccount tokens the proxies send")
+		fs.StringVar(&o.tokenKeyFile, "token-key-file", "", "hmac: the key the simulator signs pod tokens with (hex, or the raw bytes); at least 32 bytes")
 		fs.DurationVar(&o.leafLifetime, "leaf-lifetime", 0, "workload certificate lifetime (0: 24h)")
+		fs.DurationVar(&o.reloadInterval, "identity-reload-interval", identity.DefaultReloadInterval, "how often the issuer and trust-anchor files are re-read, so they rotate without a restart (0: never)")
 	}
 }
 
@@ -223,6 +231,16 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 		authority, err := o.newCA(log)
 		if err != nil {
 			return fail(err)
+		}
+		if !o.identityDev && o.reloadInterval > 0 {
+			rl, err := identity.NewReloader(identity.ReloaderConfig{
+				CA: authority, IssuerCert: o.issuerCert, IssuerKey: o.issuerKey, TrustAnchors: o.trustAnchors,
+				Interval: o.reloadInterval, Log: log, Registerer: metrics,
+			})
+			if err != nil {
+				return fail(err)
+			}
+			g.Go(func() error { return rl.Run(gctx) })
 		}
 		srv, err := identity.NewServer(identity.Config{CA: authority, Log: log, Registerer: metrics})
 		if err != nil {
@@ -324,14 +342,7 @@ func (o *options) source(ctx context.Context, g *errgroup.Group, log *slog.Logge
 		}
 		return reg, nil, nil
 	case "kube":
-		klog.SetSlogLogger(log.With("component", "client-go"))
-		rules := clientcmd.NewDefaultClientConfigLoadingRules()
-		rules.ExplicitPath = o.kubeconfig
-		cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-		if err != nil {
-			return nil, nil, fmt.Errorf("--discovery kube: no cluster configuration (set --kubeconfig, or run in a pod): %w", err)
-		}
-		client, err := kubernetes.NewForConfig(cfg)
+		client, err := kubeClient(o.kubeconfig, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--discovery kube: %w", err)
 		}
@@ -391,18 +402,40 @@ func (o *options) newCA(log *slog.Logger) (*ca.CA, error) {
 			return nil, fmt.Errorf("--trust-anchors %s: %w", o.trustAnchors, err)
 		}
 	}
-	// Only the simulator's HMAC tokens are verified for now; the
-	// Kubernetes TokenReview verifier is not written yet.
-	if o.tokenKeyFile == "" {
-		return nil, errors.New("identity needs --token-key-file: the HMAC key pod tokens are signed with (TokenReview is not supported yet)")
-	}
-	key, err := readTokenKey(o.tokenKeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--token-key-file: %w", err)
-	}
-	tokens, err := ca.NewHMACTokens(key, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--token-key-file %s: %w", o.tokenKeyFile, err)
+	// Workload tokens: projected ServiceAccount tokens checked with the
+	// TokenReview API in Kubernetes, the simulator's HMAC tokens elsewhere.
+	var tokens ca.TokenVerifier
+	switch mode := o.tokenVerifier; {
+	case mode == "kube":
+		if o.tokenKeyFile != "" {
+			return nil, errors.New("--token-key-file is for --token-verifier hmac; --token-verifier kube asks the Kubernetes API")
+		}
+		if strings.TrimSpace(o.tokenAudience) == "" {
+			return nil, errors.New("--token-audience is empty: give the audience of the proxies' projected ServiceAccount tokens")
+		}
+		client, err := kubeClient(o.kubeconfig, log)
+		if err != nil {
+			return nil, fmt.Errorf("--token-verifier kube: %w", err)
+		}
+		if tokens, err = tokenreview.New(tokenreview.Config{Client: client, TrustDomain: o.trustDomain, Audiences: []string{o.tokenAudience}}); err != nil {
+			return nil, fmt.Errorf("--token-verifier kube: %w", err)
+		}
+		log.Info("identity: workload tokens verified with TokenReview", "audience", o.tokenAudience)
+	case mode == "hmac" || mode == "" && o.tokenKeyFile != "":
+		if o.tokenKeyFile == "" {
+			return nil, errors.New("--token-verifier hmac needs --token-key-file: the HMAC key pod tokens are signed with")
+		}
+		key, err := readTokenKey(o.tokenKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-key-file: %w", err)
+		}
+		if tokens, err = ca.NewHMACTokens(key, nil); err != nil {
+			return nil, fmt.Errorf("--token-key-file %s: %w", o.tokenKeyFile, err)
+		}
+	case mode == "":
+		return nil, errors.New("identity needs --token-verifier: kube (TokenReview of the pods' projected ServiceAccount tokens) or hmac (the simulator's tokens, with --token-key-file)")
+	default:
+		return nil, fmt.Errorf("--token-verifier %q: want kube or hmac", mode)
 	}
 	authority, err := ca.New(ca.Config{TrustDomain: o.trustDomain, Issuer: issuer, Bundle: bundle, Tokens: tokens, LeafLifetime: o.leafLifetime})
 	if err != nil {

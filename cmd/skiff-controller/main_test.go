@@ -8,10 +8,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,7 +27,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
@@ -331,5 +338,157 @@ func TestNotInProxy(t *testing.T) {
 			strings.HasPrefix(p, "github.com/skiff-mesh/skiff/mesh/discovery/kube") {
 			t.Errorf("skiff-proxy links %s, a control-plane package", p)
 		}
+	}
+}
+
+func TestTokenVerifierFlags(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "token.key")
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, keyFile, hex.EncodeToString(key))
+	missing := filepath.Join(dir, "missing")
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"identity", "--identity-dev"}, []string{"--token-verifier", "kube", "hmac", "--token-key-file"}},
+		{[]string{"identity", "--identity-dev", "--token-verifier", "jwt"}, []string{`--token-verifier "jwt": want kube or hmac`}},
+		{[]string{"identity", "--identity-dev", "--token-verifier", "hmac"}, []string{"--token-verifier hmac needs --token-key-file"}},
+		{[]string{"identity", "--identity-dev", "--token-verifier", "kube", "--token-key-file", keyFile}, []string{"--token-key-file is for --token-verifier hmac"}},
+		{[]string{"identity", "--identity-dev", "--token-verifier", "kube", "--token-audience", ""}, []string{"--token-audience is empty"}},
+		{[]string{"identity", "--identity-dev", "--token-verifier", "kube", "--kubeconfig", missing}, []string{"--token-verifier kube", "set --kubeconfig"}},
+		{[]string{"destination", "--token-verifier", "kube"}, []string{"flag provided but not defined: -token-verifier"}},
+		{[]string{"policy", "--kubeconfig", missing}, []string{"flag provided but not defined: -kubeconfig"}},
+		// `all` registers --kubeconfig once, for both of its users.
+		{[]string{"all", "--discovery", "kube", "--kubeconfig", missing}, []string{"--discovery kube", "set --kubeconfig"}},
+	}
+	for _, tt := range tests {
+		err := run(t.Context(), tt.args, io.Discard)
+		for _, want := range tt.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, want)
+			}
+		}
+	}
+}
+
+// reviewRequest is what the fake API server saw of a TokenReview: the
+// controller's credential and the audiences asked for.
+type reviewRequest struct {
+	credential string
+	audiences  []string
+}
+
+// fakeTokenReviewAPI is an API server that answers TokenReviews only: it
+// authenticates token "web-token" as ServiceAccount shop/web for the
+// audience it is asked for, and sends on the channel each review it gets.
+func fakeTokenReviewAPI(t *testing.T) (*httptest.Server, <-chan reviewRequest) {
+	t.Helper()
+	requests := make(chan reviewRequest, 10)
+	// TLS: client-go sends a kubeconfig's credentials only over https.
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/apis/authentication.k8s.io/v1/tokenreviews" {
+			http.Error(w, "only TokenReviews here", http.StatusNotFound)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		review := &authenticationv1.TokenReview{}
+		if _, _, err := scheme.Codecs.UniversalDeserializer().Decode(body, nil, review); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		requests <- reviewRequest{credential: r.Header.Get("Authorization"), audiences: review.Spec.Audiences}
+		review.TypeMeta = metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenReview"}
+		if review.Spec.Token == "web-token" {
+			review.Status = authenticationv1.TokenReviewStatus{
+				Authenticated: true,
+				User:          authenticationv1.UserInfo{Username: "system:serviceaccount:shop:web"},
+				Audiences:     review.Spec.Audiences,
+			}
+		} else {
+			review.Status.Error = "[invalid bearer token, service account token has expired]"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(review)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, requests
+}
+
+// TestIdentityTokenReview runs the identity service with --token-verifier
+// kube against a fake API server found through --kubeconfig.
+func TestIdentityTokenReview(t *testing.T) {
+	leakcheck.Check(t)
+	api, requests := fakeTokenReviewAPI(t)
+	caData := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	writeAtomic(t, kubeconfig, `apiVersion: v1
+kind: Config
+clusters: [{name: test, cluster: {server: "`+api.URL+`", certificate-authority-data: "`+caData+`"}}]
+users: [{name: controller, user: {token: controller-credential}}]
+contexts: [{name: test, context: {cluster: test, user: controller}}]
+current-context: test
+`)
+	out, logs := logRecords(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"identity", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+			"--identity-dev", "--token-verifier", "kube", "--kubeconfig", kubeconfig, "--token-audience", "mesh.example",
+			"--log-format", "json"}, out)
+	}()
+	rec := waitLog(t, logs, "listening")
+	cc, err := grpc.NewClient(rec["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	client := identityv1.NewIdentityClient(cc)
+
+	const webID = "spiffe://cluster.local/ns/shop/sa/web"
+	wkey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{spiffe.MustParse(webID).URL()}}, wkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("web-token"), Csr: csr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(resp.GetLeafCertificate())
+	if err != nil || len(leaf.URIs) != 1 || leaf.URIs[0].String() != webID {
+		t.Fatalf("leaf: %v, %v; want one URI SAN %s", leaf, err, webID)
+	}
+	if got := <-requests; got.credential != "Bearer controller-credential" || len(got.audiences) != 1 || got.audiences[0] != "mesh.example" {
+		t.Errorf("the TokenReview came with Authorization %q and audiences %q, want the kubeconfig's credential and --token-audience", got.credential, got.audiences)
+	}
+
+	_, err = client.Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("old-token"), Csr: csr})
+	if status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "service account token has expired") {
+		t.Errorf("expired token: %v, want Unauthenticated with the API server's reason", err)
+	}
+	<-requests
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("run did not return after its context ended")
 	}
 }

@@ -20,8 +20,10 @@ import (
 // a transient backend failure, and the context's error when ctx ends; any
 // other error is reported as [ErrInvalidToken].
 //
-// Implementations: [*HMACTokens] (the simulator's per-pod tokens); the
-// Kubernetes TokenReview verifier lives with the Kubernetes code.
+// Implementations: [*HMACTokens] (the simulator's per-pod tokens) and,
+// in Kubernetes, the TokenReview verifier of projected ServiceAccount
+// tokens, package mesh/control/identity/tokenreview (outside this package,
+// which uses only the standard library).
 type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (spiffeID string, err error)
 }
