@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -23,6 +22,7 @@ const identityWait = 30 * time.Second
 type identityFlags struct {
 	destinationAddr, identityAddr string
 	id, tokenFile, anchorsFile    string
+	anchorsPoll                   time.Duration
 
 	dst *control.DestinationSource
 	mgr *certs.Manager
@@ -75,21 +75,11 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
-	// The CA returns its trust anchors with every certificate: a rotation
-	// of the anchor reaches the proxy with its next renewal.
-	certifier.OnTrustAnchors = func(anchors [][]byte) {
-		var certsList []*x509.Certificate
-		for _, der := range anchors {
-			if c, err := x509.ParseCertificate(der); err == nil {
-				certsList = append(certsList, c)
-			}
-		}
-		if b, err := spiffe.NewBundle(id.TrustDomain, certsList...); err == nil {
-			if err := f.mgr.SetBundle(b); err != nil {
-				log.Warn("trust anchors from the control plane not taken", "err", err)
-			}
-		}
-	}
+	// The trust anchors come from the file alone (a ConfigMap in
+	// Kubernetes, the simulator's bundle locally), never from the control
+	// plane's answers: the connection to it is not authenticated, and
+	// whoever could add an anchor could impersonate every workload.
+	go f.mgr.WatchBundleFile(ctx, f.anchorsFile, f.anchorsPoll)
 	go f.mgr.Run(ctx)
 	wctx, cancel := context.WithTimeout(ctx, identityWait)
 	defer cancel()
@@ -109,6 +99,7 @@ func (f *identityFlags) registerMetrics(p *proxy.Proxy) {
 		m.Gauge("identity_cert_expiration_timestamp_seconds", func() float64 { return float64(f.mgr.Expiry().Unix()) })
 		m.Gauge("identity_cert_refresh_count", func() float64 { return float64(f.mgr.Refreshes()) })
 		m.Gauge("identity_cert_refresh_failures", func() float64 { return float64(f.mgr.Failures()) })
+		m.Gauge("identity_trust_anchors", func() float64 { return float64(len(f.mgr.Bundle().Anchors())) })
 	}
 	if f.dst != nil {
 		m.Gauge("control_destination_connects", func() float64 { return float64(f.dst.Connects()) })
