@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/mesh/discovery"
+	"github.com/skiff-mesh/skiff/mesh/discovery/internal/coalesce"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 )
 
@@ -75,13 +76,29 @@ func (r *Registry) LoadFile(path string) error {
 }
 
 // WatchFile returns a Registry loaded from path (an error if it cannot
-// be), then checks path every interval (zero means one second) until ctx
-// is done, reloading it when its modification time or size changes. A
-// reload that fails keeps the previous table and is logged on log (nil
-// discards). Writers must replace the file atomically (a temporary file
-// renamed over it), as the simulator does: a file rewritten in place may
-// be read half-written, and an empty file is a valid, empty table.
+// be), then reloads it whenever it changes, until ctx is done. A reload
+// that fails keeps the previous table and is logged on log (nil
+// discards).
+//
+// Changes are noticed two ways. On Linux, inotify on the file's directory
+// reports a file renamed over path or closed after writing, and the
+// reload follows at once (see notifyChanges). And every interval (zero
+// means one second) path is checked: a different file (inode), size or
+// modification time means a reload. The check is the only way outside
+// Linux or when inotify cannot be had (no instances left), and a safety
+// net everywhere: it catches what inotify cannot see, such as a change
+// behind a symbolic link.
+//
+// Writers must replace the file atomically (a temporary file renamed over
+// it), as the simulator does: a file rewritten in place may be read
+// half-written, and an empty file is a valid, empty table.
 func WatchFile(ctx context.Context, path string, interval time.Duration, log *slog.Logger) (*Registry, error) {
+	return watchFile(ctx, path, interval, log, true)
+}
+
+// watchFile is WatchFile; notify false leaves inotify out, for tests of
+// the poll.
+func watchFile(ctx context.Context, path string, interval time.Duration, log *slog.Logger, notify bool) (*Registry, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -96,15 +113,31 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, log *sl
 	if err := r.LoadFile(path); err != nil {
 		return nil, err
 	}
+	changed := coalesce.NewSignal()
+	if notify {
+		// Set up before returning: a write right after WatchFile returns
+		// is heard.
+		err := notifyChanges(ctx, path, changed, func(err error) {
+			if err != nil {
+				log.Warn("endpoints file: change notification ended; polling only", "path", path, "interval", interval, "err", err)
+			}
+		})
+		if err != nil {
+			log.Info("endpoints file: no change notification; polling only", "path", path, "interval", interval, "err", err)
+		}
+	}
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		missing := false
 		for {
+			notified := false
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-changed:
+				notified = true
 			}
 			nfi, err := os.Stat(path)
 			if err != nil {
@@ -115,7 +148,11 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, log *sl
 				continue
 			}
 			missing = false
-			if nfi.ModTime().Equal(fi.ModTime()) && nfi.Size() == fi.Size() {
+			// A notified change is reloaded even when the file looks the
+			// same: a rewrite of equal size within the file system's clock
+			// tick would otherwise be missed. Reloading an unchanged table
+			// notifies no watcher.
+			if !notified && os.SameFile(fi, nfi) && nfi.ModTime().Equal(fi.ModTime()) && nfi.Size() == fi.Size() {
 				continue
 			}
 			fi = nfi
@@ -123,7 +160,7 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, log *sl
 				log.Warn("endpoints file not reloaded; keeping the previous table", "err", err)
 				continue
 			}
-			log.Debug("endpoints file reloaded", "path", path)
+			log.Debug("endpoints file reloaded", "path", path, "notified", notified)
 		}
 	}()
 	return r, nil
