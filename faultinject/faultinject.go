@@ -100,7 +100,7 @@ func (r *Registry) typesLocked() []string {
 // Default returns a registry with every built-in fault type.
 func Default() *Registry {
 	r := NewRegistry()
-	for _, f := range []Fault{
+	for _, f := range append([]Fault{
 		podAction{"kill", func(_ context.Context, p Pod) error { return p.Kill() }},
 		podAction{"restart", func(ctx context.Context, p Pod) error { return p.Restart(ctx) }},
 		podAction{"pause", func(_ context.Context, p Pod) error { return p.Pause() }},
@@ -109,7 +109,7 @@ func Default() *Registry {
 		behaviourFault{},
 		&chaosFault{},
 		clearChaos{},
-	} {
+	}, identityFaults()...) {
 		if err := r.Register(f); err != nil {
 			panic(err) // a built-in registered twice is a programming error
 		}

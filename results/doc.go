@@ -10,6 +10,7 @@
 //	timeseries.csv               per second and path: offset_s, path, requests, rate_per_s,
 //	                             success_rate, p50_ms, p99_ms, errors, active_faults
 //	hist/<phase>-<path>.hdr      raw latency histograms, µs, HdrHistogram V2 compressed base64
+//	hist/propagation.hdr         control-plane scale runs: change-to-watcher latencies, µs, same form
 //	summary.md                   Markdown for CI logs
 //	report.html                  one page, inline SVG plots, no script, no network
 //

@@ -26,14 +26,18 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 
 // WriteReport writes r as one self-contained HTML page: the verdict, the
 // assertion table, four inline SVG plots (ids plot-latency, plot-success,
-// plot-distribution, plot-rss) and the tables of summary.md. It needs no
-// script and no network.
+// plot-distribution, plot-rss) and the tables of summary.md. A
+// control-plane scale run, which has no traffic, gets plot-propagation
+// instead of plot-latency and plot-success. It needs no script and no
+// network.
 func (r *Result) WriteReport(w io.Writer) error {
 	data := struct {
 		*Result
 		Duration float64
 		FailText string
 		Plots    []template.HTML
+		// PropagationPlot is drawn for a control-plane scale run only.
+		PropagationPlot template.HTML
 	}{Result: r, Duration: r.duration()}
 	if err := r.Failures(); err != nil {
 		data.FailText = err.Error()
@@ -42,6 +46,9 @@ func (r *Result) WriteReport(w io.Writer) error {
 	for _, c := range []*chart{r.latencyChart(colors), r.successChart(colors), r.distributionChart(colors), r.rssChart()} {
 		// Trusted: chart.render escapes every text it draws.
 		data.Plots = append(data.Plots, template.HTML(c.render()))
+	}
+	if r.Propagation != nil {
+		data.PropagationPlot = template.HTML(r.propagationChart().render())
 	}
 	return reportTmpl.Execute(w, data)
 }
@@ -207,6 +214,14 @@ func (r *Result) distributionChart(colors map[string]string) *chart {
 		if drawn {
 			k++
 		}
+	}
+	if p := r.Propagation; p != nil && p.Histogram != nil && p.Histogram.TotalCount() > 0 {
+		vals := p.Histogram.ValueAtPercentilesSlice(distributionPercentiles)
+		pts := make([]point, len(vals))
+		for i, v := range vals {
+			pts[i] = point{percentileX(distributionPercentiles[i]), float64(v) / 1000}
+		}
+		c.lines = append(c.lines, line{label: "propagation (change to watcher)", color: palette[3], width: 2, points: pts})
 	}
 	c.y = valueAxis(c.lines, fmtTick)
 	return c

@@ -102,6 +102,9 @@ type Result struct {
 	// trial and path, for Compare's statistics. Empty when the scenario
 	// does not repeat.
 	Trials []Trial `json:"trials,omitempty"`
+	// Propagation is what a control-plane scale run measured; nil for
+	// other runs.
+	Propagation *Propagation `json:"propagation,omitempty"`
 }
 
 // Machine describes the host the run happened on; CurrentMachine gathers it.

@@ -60,6 +60,20 @@ func (r *Result) Write(dir string) error {
 		}
 	}
 
+	if p := r.Propagation; p != nil {
+		p.HistFile = ""
+		if p.Histogram != nil {
+			enc, err := p.Histogram.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+			if err != nil {
+				return fmt.Errorf("results: encoding the propagation histogram: %w", err)
+			}
+			p.HistFile = propagationHistFile
+			if err := os.WriteFile(filepath.Join(dir, p.HistFile), append(enc, '\n'), 0o644); err != nil {
+				return fmt.Errorf("results: %w", err)
+			}
+		}
+	}
+
 	js, err := encodeJSON(r)
 	if err != nil {
 		return fmt.Errorf("results: encoding %s (a NaN or infinite measurement?): %w", ResultFile, err)
@@ -141,6 +155,18 @@ func Read(dir string) (*Result, error) {
 			if ps.Histogram, err = hdrhistogram.Decode(bytes.TrimSpace(enc)); err != nil {
 				return nil, fmt.Errorf("results: decoding %s: %w", filepath.Join(dir, ps.HistFile), err)
 			}
+		}
+	}
+	if p := r.Propagation; p != nil && p.HistFile != "" {
+		if !filepath.IsLocal(p.HistFile) {
+			return nil, fmt.Errorf("results: propagation histogram file %q is outside the folder", p.HistFile)
+		}
+		enc, err := os.ReadFile(filepath.Join(dir, p.HistFile))
+		if err != nil {
+			return nil, fmt.Errorf("results: propagation: %w", err)
+		}
+		if p.Histogram, err = hdrhistogram.Decode(bytes.TrimSpace(enc)); err != nil {
+			return nil, fmt.Errorf("results: decoding %s: %w", filepath.Join(dir, p.HistFile), err)
 		}
 	}
 	return r, nil

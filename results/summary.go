@@ -73,6 +73,10 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		}
 	}
 
+	if r.Propagation != nil {
+		r.Propagation.writeSummary(&b)
+	}
+
 	if len(r.Processes) > 0 {
 		b.WriteString("## Resources\n\nMemory in MiB from /proc/<pid>/status: VmRSS sampled through the run (max), VmHWM the kernel's peak. CPU is utime+stime.\n\n")
 		b.WriteString("| process | role | VmRSS max | VmHWM | CPU s | CPU µs/request | note |\n|---|---|--:|--:|--:|--:|---|\n")

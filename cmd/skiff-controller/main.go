@@ -127,7 +127,7 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 	if svc.destination {
 		fs.StringVar(&o.discovery, "discovery", "local", "where endpoints come from: local (the simulator's registry file) or kube")
 		fs.StringVar(&o.registryFile, "registry-file", "", "local: the endpoints file the simulator writes (the proxy's --endpoints-file format), re-read when it changes")
-		fs.DurationVar(&o.registryPoll, "registry-poll", 250*time.Millisecond, "local: how often the registry file is checked for changes")
+		fs.DurationVar(&o.registryPoll, "registry-poll", 250*time.Millisecond, "local: how often the registry file is checked for changes besides change notifications (inotify on Linux; the only check elsewhere)")
 		fs.StringVar(&o.namespace, "namespace", "", "kube: watch only this namespace (empty: all)")
 	}
 	if svc.identity {

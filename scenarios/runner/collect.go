@@ -339,6 +339,15 @@ func (r *run) metrics(res *results.Result, phase string) map[string]float64 {
 		reqs = p.Requests
 	}
 	m["proxy_vmrss_mb"], m["proxy_vmhwm_mb"] = rss, hwm
+	for _, p := range res.Processes {
+		if p.Role == local.RoleController {
+			m["controller_vmrss_mb"] = math.Max(m["controller_vmrss_mb"], p.VmRSSMaxMB)
+			m["controller_vmhwm_mb"] = math.Max(m["controller_vmhwm_mb"], p.VmHWMMB)
+		}
+	}
+	if p := res.Propagation; p != nil {
+		scaleMetrics(m, p)
+	}
 	if reqs > 0 {
 		m["proxy_cpu_us_per_req"] = cpu * 1e6 / float64(reqs)
 	}
@@ -359,6 +368,9 @@ func (r *run) metrics(res *results.Result, phase string) map[string]float64 {
 	}
 	if r.hits != nil {
 		m["plaintext_marker_hits"] = float64(*r.hits)
+	}
+	for k, v := range r.rot {
+		m[k] = v
 	}
 	if ev := r.mtls; ev != nil {
 		m["mtls_share"] = ev.inboundTLS

@@ -1,7 +1,9 @@
 // Package runner runs a scenario: it brings the topology up on an
 // environment, drives open-model load, applies the fault timeline at its
 // offsets, tears everything down, evaluates the assertions and writes the
-// results folder.
+// results folder. A scenario with a control_plane_scale section runs the
+// controller alone instead, against synthetic services, and times how
+// changes reach the watchers of its Destination API (scale.go).
 //
 // Time 0 of a scenario is the end of the warm-up: timeline offsets and
 // phase bounds count from there, and the warm-up is never measured.
@@ -133,10 +135,11 @@ type run struct {
 
 	mu     sync.Mutex
 	events []results.Event
-	active map[string]int  // active fault labels
-	rr     *results.Result // the round-robin comparison run, if any
-	mtls   *mtlsEvidence   // with a control plane
-	hits   *uint64         // plaintext marker sightings, when watched
+	active map[string]int     // active fault labels
+	rr     *results.Result    // the round-robin comparison run, if any
+	mtls   *mtlsEvidence      // with a control plane
+	hits   *uint64            // plaintext marker sightings, when watched
+	rot    map[string]float64 // the rotation prober's metrics, when watched
 }
 
 // validate checks what the spec package cannot: fault types and params
@@ -165,6 +168,9 @@ func (r *run) validate() error {
 }
 
 func (r *run) execute(ctx context.Context, res *results.Result) error {
+	if r.sc.ControlPlaneScale != nil {
+		return r.executeScale(ctx, res)
+	}
 	sc := r.sc
 	specs, err := serviceSpecs(sc)
 	if err != nil {
@@ -175,6 +181,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log.With("component", "simulator"),
 		ProxyArgs:    proxyArgs(sc.Mesh.Balancer),
 		ControlPlane: sc.Mesh.ControlPlane,
+		LeafLifetime: sc.Mesh.LeafLifetime,
 		StrictMTLS:   sc.Mesh.MTLS == spec.MTLSStrict,
 	}
 	if needsMarker(sc) {
@@ -203,11 +210,35 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	var sampling sync.WaitGroup
 	sampling.Go(func() { r.sampler.Run(sctx) })
 
+	var (
+		rot     *rotationProber
+		probing sync.WaitGroup
+	)
+	pctx, stopProbes := context.WithCancel(ctx)
+	defer stopProbes()
+	if needsRotation(sc) {
+		rot = newRotationProber(env, env.Pods(sc.Load.Target))
+		probing.Go(func() { rot.run(pctx) })
+	}
+
 	var load *loadResult
 	if sc.Load.CompareDirect {
 		load, err = r.trials(ctx)
 	} else {
 		load, err = r.timedLoad(ctx)
+	}
+	stopProbes()
+	probing.Wait()
+	if rot != nil && err == nil {
+		rot.round(ctx) // the state at the end of the run
+		r.rot = map[string]float64{}
+		rot.metrics(r.rot)
+		for _, f := range rot.failures {
+			r.log.Warn("rotation probe failed", "probe", f)
+		}
+		if serr := sidecarIdentity(ctx, env, r.rot); serr != nil {
+			r.log.Warn("cannot read the sidecars' identity metrics", "err", serr)
+		}
 	}
 	if needsMarker(sc) {
 		n := env.MarkerHits()
@@ -446,9 +477,11 @@ func (r *run) timeline(ctx context.Context, t0 time.Time) {
 		undo, err := r.apply(ctx, a.ev)
 		r.record(t0, a.ev.Fault, a.ev.Target, paramsString(a.ev.Params), err)
 		r.rewatch()
-		switch a.ev.Fault {
-		case spec.FaultRestart, spec.FaultResume, spec.FaultResetBehaviour:
+		switch {
+		case a.ev.Fault == spec.FaultRestart || a.ev.Fault == spec.FaultResume || a.ev.Fault == spec.FaultResetBehaviour:
 			r.clearActive(a.ev.Target)
+		case spec.IdentityFault(a.ev.Fault):
+			// A rotation step is done once applied; nothing stays active.
 		default:
 			r.setActive(label, true)
 		}

@@ -42,6 +42,12 @@ const (
 	FaultResetBehaviour = "reset_behaviour" // back to the behaviour of the topology
 	FaultChaos          = "chaos"           // network chaos between pods (params by the fault type)
 	FaultClearChaos     = "clear_chaos"     // remove network chaos
+
+	// Identity rotation: these act on the certificate authority, so their
+	// target is ControllerTarget (see docs/identity.md for the procedure).
+	FaultRotateIssuer       = "rotate_issuer"        // a new issuer under the newest trust anchor
+	FaultAddTrustAnchor     = "add_trust_anchor"     // a new anchor joins the trust bundle
+	FaultRetireTrustAnchors = "retire_trust_anchors" // the bundle keeps only the newest anchor
 )
 
 // Phases that exist in every scenario without being declared.
@@ -108,11 +114,13 @@ type Scenario struct {
 	// jitter). Zero means the runner picks one and records it; a --seed
 	// flag overrides it.
 	Seed uint64 `yaml:"seed,omitempty" json:"seed,omitempty"`
-	// Topology is the services the run starts. Required: at least one.
+	// Topology is the services the run starts. Required: at least one,
+	// unless ControlPlaneScale is set, which rules it out.
 	Topology Topology `yaml:"topology" json:"topology"`
 	// Mesh is the mesh configuration. The zero value is the default mesh.
 	Mesh Mesh `yaml:"mesh,omitempty" json:"mesh,omitzero"`
-	// Load is the traffic the run sends.
+	// Load is the traffic the run sends. With ControlPlaneScale it must
+	// be left out (the zero value), and Normalize leaves it zero.
 	Load Traffic `yaml:"load" json:"load"`
 	// Timeline is the faults injected during the run, in any order; use
 	// SortedTimeline for time order. Empty means no faults.
@@ -126,6 +134,10 @@ type Scenario struct {
 	// Quick shortens the run for CI (--quick); see ApplyQuick. Nil means
 	// --quick runs the scenario as it is.
 	Quick *Quick `yaml:"quick,omitempty" json:"quick,omitempty"`
+	// ControlPlaneScale, when set, makes the run a measurement of the
+	// control plane alone at scale (see ControlPlaneScale): no topology,
+	// no load. Nil means an ordinary run.
+	ControlPlaneScale *ControlPlaneScale `yaml:"control_plane_scale,omitempty" json:"control_plane_scale,omitempty"`
 }
 
 // Topology is the set of services of a run.
@@ -250,6 +262,26 @@ type Mesh struct {
 	// MTLS is MTLSPermissive (the default with a control plane: plaintext
 	// clients are still served) or MTLSStrict (sidecars refuse plaintext).
 	MTLS string `yaml:"mtls,omitempty" json:"mtls,omitempty"`
+	// LeafLifetime is the lifetime of the workload certificates the
+	// control plane issues, MinLeafLifetime..MaxLeafLifetime; sidecars
+	// renew at 60-80 % of it. Zero means the CA's default (24h). A few
+	// seconds make leaf rotation happen many times in a run. It needs
+	// ControlPlane.
+	LeafLifetime time.Duration `yaml:"leaf_lifetime,omitempty" json:"leaf_lifetime,omitempty"`
+}
+
+// Bounds of Mesh.LeafLifetime. Below a few seconds a renewal (a CSR and a
+// signature) is a noticeable share of the lifetime; beyond a year is not a
+// workload certificate.
+const (
+	MinLeafLifetime = 3 * time.Second
+	MaxLeafLifetime = 365 * 24 * time.Hour
+)
+
+// IdentityFault reports whether a fault type acts on the certificate
+// authority (and so must target ControllerTarget).
+func IdentityFault(typ string) bool {
+	return typ == FaultRotateIssuer || typ == FaultAddTrustAnchor || typ == FaultRetireTrustAnchors
 }
 
 // mTLS modes and the control plane's fault target.
@@ -400,13 +432,18 @@ type Quick struct {
 	// offsets and For, phase bounds, steps (unless Rate is set) and, when
 	// Duration is zero, the duration. Zero means 1.
 	TimelineScale float64 `yaml:"timeline_scale,omitempty" json:"timeline_scale,omitempty"`
+	// ControlPlaneScale, when set, replaces the fields of the scenario's
+	// control_plane_scale section that it sets (non-zero), e.g. fewer
+	// changes. Nil changes nothing.
+	ControlPlaneScale *ControlPlaneScale `yaml:"control_plane_scale,omitempty" json:"control_plane_scale,omitempty"`
 }
 
 // DefaultFaults returns the fault types validation knows unless WithFaults
 // replaces them. The slice is new on every call.
 func DefaultFaults() []string {
 	return []string{FaultKill, FaultRestart, FaultPause, FaultResume, FaultBehaviour,
-		FaultResetBehaviour, FaultChaos, FaultClearChaos}
+		FaultResetBehaviour, FaultChaos, FaultClearChaos,
+		FaultRotateIssuer, FaultAddTrustAnchor, FaultRetireTrustAnchors}
 }
 
 // Normalize fills the zero fields that have a default with it (each field's
@@ -434,6 +471,34 @@ func (s *Scenario) Normalize() {
 	}
 	if s.Mesh.Balancer == "" {
 		s.Mesh.Balancer = DefaultBalancer
+	}
+	s.normalizeLoad()
+	for i := range s.Phases {
+		if s.Phases[i].To == (Bound{}) {
+			s.Phases[i].To = End
+		}
+	}
+	for i := range s.Assertions {
+		if s.Assertions[i].Phase == "" {
+			s.Assertions[i].Phase = PhaseWhole
+		}
+	}
+	if q := s.Quick; q != nil {
+		if q.TimelineScale == 0 {
+			q.TimelineScale = 1
+		}
+		if q.Rate != nil {
+			q.Rate.normalize()
+		}
+	}
+}
+
+// normalizeLoad fills the load's defaults. A control-plane scale run has
+// no load: its Load stays as written (validation wants it zero).
+func (s *Scenario) normalizeLoad() {
+	if s.ControlPlaneScale != nil {
+		s.ControlPlaneScale.normalize()
+		return
 	}
 	l := &s.Load
 	if l.Target == "" && len(s.Topology.Services) == 1 {
@@ -478,24 +543,6 @@ func (s *Scenario) Normalize() {
 	if l.Trials == 0 {
 		l.Trials = DefaultTrials
 	}
-	for i := range s.Phases {
-		if s.Phases[i].To == (Bound{}) {
-			s.Phases[i].To = End
-		}
-	}
-	for i := range s.Assertions {
-		if s.Assertions[i].Phase == "" {
-			s.Assertions[i].Phase = PhaseWhole
-		}
-	}
-	if q := s.Quick; q != nil {
-		if q.TimelineScale == 0 {
-			q.TimelineScale = 1
-		}
-		if q.Rate != nil {
-			q.Rate.normalize()
-		}
-	}
 }
 
 // normalize infers the shape and fills the constant default.
@@ -527,6 +574,9 @@ func (s *Scenario) ApplyQuick() {
 		return
 	}
 	s.Quick = nil
+	if s.ControlPlaneScale != nil {
+		s.ControlPlaneScale.override(q.ControlPlaneScale)
+	}
 	k := q.TimelineScale
 	if k == 0 {
 		k = 1
@@ -613,9 +663,13 @@ func (s *Scenario) SortedTimeline() []Event {
 }
 
 // WallTime estimates how long the run sends traffic: warm-up plus duration,
-// per trial, twice per trial with CompareDirect. Start-up and teardown are
+// per trial, twice per trial with CompareDirect; for a control-plane scale
+// run, the changes (Changes × ChangeInterval). Start-up and teardown are
 // not included. It reads normalized fields.
 func (s *Scenario) WallTime() time.Duration {
+	if c := s.ControlPlaneScale; c != nil {
+		return time.Duration(c.Changes) * c.ChangeInterval
+	}
 	runs := max(s.Load.Trials, 1)
 	if s.Load.CompareDirect {
 		runs *= 2
@@ -650,6 +704,7 @@ func (s *Scenario) Clone() *Scenario {
 	}
 	c.Phases = slices.Clone(s.Phases)
 	c.Assertions = slices.Clone(s.Assertions)
+	c.ControlPlaneScale = s.ControlPlaneScale.clone()
 	if s.Quick != nil {
 		q := *s.Quick
 		if q.Warmup != nil {
@@ -660,6 +715,7 @@ func (s *Scenario) Clone() *Scenario {
 			r := q.Rate.clone()
 			q.Rate = &r
 		}
+		q.ControlPlaneScale = q.ControlPlaneScale.clone()
 		c.Quick = &q
 	}
 	return &c

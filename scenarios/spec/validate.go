@@ -172,7 +172,11 @@ func (v *validator) run() {
 	if strings.ContainsAny(s.Description, "\r\n") {
 		v.errf("description", "must be one line; put details in comments")
 	}
-	v.topology()
+	if s.ControlPlaneScale != nil {
+		v.scale() // which rules out a topology, a load, a timeline and phases
+	} else {
+		v.topology()
+	}
 	v.oneOf("mesh.balancer", "balancer", s.Mesh.Balancer, []string{BalancerEWMA, BalancerRoundRobin})
 	if s.Mesh.MTLS != "" {
 		v.oneOf("mesh.mtls", "mtls", s.Mesh.MTLS, []string{MTLSPermissive, MTLSStrict})
@@ -180,9 +184,19 @@ func (v *validator) run() {
 			v.errf("mesh.mtls", "needs mesh.control_plane: true (certificates come from its Identity API)")
 		}
 	}
-	v.load()
-	v.timeline()
-	v.phases()
+	if d := s.Mesh.LeafLifetime; d != 0 {
+		switch {
+		case !s.Mesh.ControlPlane:
+			v.errf("mesh.leaf_lifetime", "needs mesh.control_plane: true (certificates come from its Identity API)")
+		case d < MinLeafLifetime || d > MaxLeafLifetime:
+			v.errf("mesh.leaf_lifetime", "%s is outside %s..%s", d, MinLeafLifetime, MaxLeafLifetime)
+		}
+	}
+	if s.ControlPlaneScale == nil {
+		v.load()
+		v.timeline()
+		v.phases()
+	}
 	v.assertions()
 	v.quickSection()
 }
@@ -448,7 +462,14 @@ func (v *validator) timeline() {
 			v.errf(p+".at", "%s is not before the end of the run (load.duration %s)", e.At, dur)
 		}
 		v.oneOf(p+".fault", "fault type", e.Fault, v.o.faults)
-		v.target(p+".target", e.Target)
+		if IdentityFault(e.Fault) && e.Target != ControllerTarget {
+			v.errf(p+".target", "fault %q acts on the certificate authority: its target is %q, not %q", e.Fault, ControllerTarget, e.Target)
+		} else {
+			v.target(p+".target", e.Target)
+		}
+		if IdentityFault(e.Fault) && e.For != 0 {
+			v.errf(p+".for", "fault %q cannot be undone: a rotation only goes forward; leave for out", e.Fault)
+		}
 		switch {
 		case e.For < 0 || v.zero(p+".for"):
 			v.errf(p+".for", "must be positive, got %s; leave it out to keep the fault until an event undoes it", e.For)
@@ -632,6 +653,24 @@ func (v *validator) quickSection() {
 	}
 	if q.Rate != nil {
 		v.rate("quick.rate", q.Rate)
+	}
+	if q.ControlPlaneScale != nil && v.s.ControlPlaneScale == nil {
+		v.errf("quick.control_plane_scale", "only for a scenario with a control_plane_scale section")
+	}
+	for _, f := range []string{"services", "endpoints_per_service", "watchers", "watches_per_watcher", "changes", "change_interval", "timeout"} {
+		if path := "quick.control_plane_scale." + f; v.zero(path) {
+			v.errf(path, "0 overrides nothing; leave it out")
+		}
+	}
+	if v.s.ControlPlaneScale != nil {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"duration", q.Duration != 0}, {"warmup", q.Warmup != nil}, {"trials", q.Trials != 0}, {"rate", q.Rate != nil}} {
+			if f.set {
+				v.errf("quick."+f.name, "a control_plane_scale run has no load to shorten; use quick.control_plane_scale (e.g. fewer changes)")
+			}
+		}
 	}
 }
 

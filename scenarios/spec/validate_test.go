@@ -23,7 +23,7 @@ topology:
 		{"unknown field without suggestion", `
 topology: {services: [{name: echo}]}
 colour: blue
-`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick`},
+`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale`},
 		{"unknown field in a phase", `
 topology: {services: [{name: echo}]}
 phases: {p: {form: 1s}}
@@ -224,7 +224,7 @@ t.yaml:3:57: load.rate.steps[1].for: 0s is outside (0s, 24h0m0s]`},
 		{"fault unknown", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kil, target: echo}]
-`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos" or "clear_chaos"; did you mean "kill"?`},
+`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
 		{"fault target missing", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kill}]
@@ -345,6 +345,24 @@ load: {duration: soon}
 timeline: [{at: 50s, fault: kill, target: echo-5}]
 `, `t.yaml:2:46: topology.services[0].replicas: want an integer, got "x"
 t.yaml:3:18: load.duration: "soon" is not a duration: write one like 10s, 1.5s or 200ms`},
+		{"identity fault on a pod", `
+topology: {services: [{name: echo}]}
+mesh: {control_plane: true}
+timeline: [{at: 1s, fault: rotate_issuer, target: echo-0}]
+`, `t.yaml:4:51: timeline[0].target: fault "rotate_issuer" acts on the certificate authority: its target is "controller", not "echo-0"`},
+		{"identity fault undone", `
+topology: {services: [{name: echo}]}
+mesh: {control_plane: true}
+timeline: [{at: 1s, fault: add_trust_anchor, target: controller, for: 2s}]
+`, `t.yaml:4:71: timeline[0].for: fault "add_trust_anchor" cannot be undone: a rotation only goes forward; leave for out`},
+		{"leaf lifetime", `
+topology: {services: [{name: echo}]}
+mesh: {control_plane: true, leaf_lifetime: 1s}
+`, `t.yaml:3:44: mesh.leaf_lifetime: 1s is outside 3s..8760h0m0s`},
+		{"leaf lifetime without a control plane", `
+topology: {services: [{name: echo}]}
+mesh: {leaf_lifetime: 1h}
+`, `t.yaml:3:23: mesh.leaf_lifetime: needs mesh.control_plane: true (certificates come from its Identity API)`},
 		{"syntax error", `
 topology:
   services: [

@@ -161,6 +161,10 @@ type Config struct {
 	// StrictMTLS makes sidecars refuse plaintext inbound (--require-mtls).
 	// It needs ControlPlane.
 	StrictMTLS bool
+	// LeafLifetime is the lifetime of the workload certificates the
+	// controller issues (--leaf-lifetime); zero means its default (24h).
+	// It needs ControlPlane.
+	LeafLifetime time.Duration
 	// ProxyArgs and DemoArgs are appended to every sidecar's and
 	// workload's command line (tuning flags, --log-level debug).
 	ProxyArgs, DemoArgs []string
@@ -174,6 +178,12 @@ func (c *Config) normalize() error {
 	var errs []error
 	if c.StrictMTLS && !c.ControlPlane {
 		errs = append(errs, errors.New("StrictMTLS needs ControlPlane (certificates come from its Identity API)"))
+	}
+	if c.LeafLifetime != 0 && !c.ControlPlane {
+		errs = append(errs, errors.New("LeafLifetime needs ControlPlane (certificates come from its Identity API)"))
+	}
+	if c.LeafLifetime < 0 {
+		errs = append(errs, fmt.Errorf("LeafLifetime %s is negative", c.LeafLifetime))
 	}
 	if c.ControlPlane && c.Bin.Controller == "" {
 		errs = append(errs, errors.New("ControlPlane needs Bin.Controller (skiff-controller)"))

@@ -68,3 +68,77 @@ func TestControlPlane(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestIdentityRotation walks the anchor rotation procedure on a running
+// mesh with 3 s leaves: each step is refused when it would break trust,
+// and after each one a restarted pod (a new handshake with a new leaf) is
+// served as before.
+func TestIdentityRotation(t *testing.T) {
+	env := newEnvWith(t, Config{ControlPlane: true, StrictMTLS: true, LeafLifetime: 3 * time.Second})
+	ctx := context.Background()
+	if err := env.Up(ctx, []ServiceSpec{{Name: "echo", Replicas: 2, Meshed: true}}); err != nil {
+		t.Fatal(err)
+	}
+	allOK(t, env, "echo", 10)
+	if err := env.RetireTrustAnchors(ctx); err == nil || !strings.Contains(err.Error(), "holds one anchor") {
+		t.Fatalf("retiring the only anchor: %v", err)
+	}
+	if err := env.AddTrustAnchor(ctx); err != nil { // waits for every sidecar
+		t.Fatal(err)
+	}
+	allOK(t, env, "echo", 10)
+	if err := env.RetireTrustAnchors(ctx); err == nil || !strings.Contains(err.Error(), "rotate_issuer first") {
+		t.Fatalf("retiring the issuer's anchor: %v", err)
+	}
+	refreshes := func() map[string]string {
+		out := map[string]string{}
+		for _, p := range env.meshedPods() {
+			v, err := env.metric(ctx, p, "identity_cert_refresh_count")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[p.name] = v
+		}
+		return out
+	}
+	before := refreshes()
+	if err := env.RotateIssuer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restartAndServe := func(p *Pod) {
+		t.Helper()
+		if err := p.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(allOK(t, env, "echo", 10)) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s restarted but never served", p.name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	restartAndServe(env.Pods("echo")[1]) // its leaf chains to the new anchor
+	// Step 3: wait until every sidecar has renewed since the rotation.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		now, renewed := refreshes(), true
+		for pod, n := range before {
+			renewed = renewed && now[pod] != n
+		}
+		if renewed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sidecars did not renew after the issuer rotation: %v then %v", before, now)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := env.RetireTrustAnchors(ctx); err != nil {
+		t.Fatal(err)
+	}
+	restartAndServe(env.Pods("echo")[0])
+	if n := len(env.TrustBundle().Anchors()); n != 1 {
+		t.Errorf("the bundle holds %d anchors, want 1", n)
+	}
+}

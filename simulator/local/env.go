@@ -2,12 +2,10 @@ package local
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/skiff-mesh/skiff/faultinject/chaos"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
-	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -141,6 +139,7 @@ type Env struct {
 	ctl       *Pod           // the controller pod, with Config.ControlPlane
 	tokens    *ca.HMACTokens // issues each pod's identity token
 	idDir     string         // token key, tokens, trust anchors
+	pki       pki            // the trust anchors and the issuer, for rotations
 	upCalled  bool
 	stopAfter func() bool
 
@@ -250,8 +249,10 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // build validates specs and lays out services and pods; e.mu is held.
 func (e *Env) build(specs []ServiceSpec) error {
-	if len(specs) == 0 {
-		return errors.New("no services: give Up at least one ServiceSpec")
+	if len(specs) == 0 && !e.cfg.ControlPlane {
+		// With a control plane, no services is the control plane alone,
+		// fed with synthetic endpoints (SetEndpoints).
+		return errors.New("no services: give Up at least one ServiceSpec (or set Config.ControlPlane to run the control plane alone)")
 	}
 	if len(specs) > MaxServices {
 		return fmt.Errorf("%d services; the local environment holds at most %d", len(specs), MaxServices)
@@ -743,67 +744,6 @@ func podSeed(seed uint64, name string) uint64 {
 		x = 1
 	}
 	return x
-}
-
-// setUpIdentity makes the token key the controller verifies with and one
-// identity token per pod, in RunDir/identity.
-func (e *Env) setUpIdentity() error {
-	e.idDir = filepath.Join(e.runDir, "identity")
-	if err := os.MkdirAll(e.idDir, 0o700); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	// The trust anchor and issuer are made once, as an install would:
-	// a restarted controller must keep signing under the same anchor, or
-	// the pods it certifies next are strangers to the others.
-	anchor, err := ca.NewAnchor(TrustDomain, ca.Options{})
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err := issuer.WriteFiles(filepath.Join(e.idDir, "issuer.crt"), filepath.Join(e.idDir, "issuer.key")); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err := os.WriteFile(e.TrustAnchorsPath(), spiffe.EncodeCertificatesPEM(anchor.Cert), 0o644); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(e.idDir, "token.key"), []byte(hex.EncodeToString(key)), 0o600); err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	e.tokens, err = ca.NewHMACTokens(key, nil)
-	if err != nil {
-		return fmt.Errorf("identity: %w", err)
-	}
-	pods := []string{ClientPod}
-	for _, s := range e.services {
-		for _, p := range s.pods {
-			pods = append(pods, p.name)
-		}
-	}
-	for _, name := range pods {
-		p := e.pods[name]
-		if name == ClientPod {
-			p = e.client
-		}
-		id, err := spiffe.Parse(p.spiffeID())
-		if err != nil {
-			return fmt.Errorf("identity of %s: %w", name, err)
-		}
-		tok, err := e.tokens.Issue(id, 7*24*time.Hour)
-		if err != nil {
-			return fmt.Errorf("identity token of %s: %w", name, err)
-		}
-		if err := os.WriteFile(e.tokenPath(name), []byte(tok), 0o600); err != nil {
-			return fmt.Errorf("identity: %w", err)
-		}
-	}
-	return nil
 }
 
 func (e *Env) tokenPath(pod string) string { return filepath.Join(e.idDir, pod+".token") }

@@ -220,8 +220,12 @@ func (p *Pod) procSpecs() []procSpec {
 			"--registry-file", e.file.Path(), "--registry-poll", e.cfg.EndpointsPoll.String(),
 			"--trust-domain", TrustDomain, "--trust-anchors", e.TrustAnchorsPath(),
 			"--identity-issuer-cert", filepath.Join(e.idDir, "issuer.crt"), "--identity-issuer-key", filepath.Join(e.idDir, "issuer.key"),
+			"--identity-reload-interval", e.cfg.EndpointsPoll.String(),
 			"--token-key-file", filepath.Join(e.idDir, "token.key"),
 			"--shutdown-grace", half, "--log-format", "json",
+		}
+		if e.cfg.LeafLifetime > 0 {
+			args = append(args, "--leaf-lifetime", e.cfg.LeafLifetime.String())
 		}
 		return []procSpec{{RoleController, e.cfg.Bin.Controller, args}}
 	}
@@ -244,7 +248,7 @@ func (p *Pod) procSpecs() []procSpec {
 		if e.ctl != nil {
 			args = append(args, "--destination-addr", e.ControlAddr(),
 				"--identity-id", p.spiffeID(), "--identity-token-file", e.tokenPath(p.name),
-				"--trust-anchors", e.TrustAnchorsPath())
+				"--trust-anchors", e.TrustAnchorsPath(), "--trust-anchors-poll", e.cfg.EndpointsPoll.String())
 			if e.cfg.StrictMTLS && p.svc != nil {
 				args = append(args, "--require-mtls")
 			}

@@ -68,6 +68,29 @@ func (r *FileRegistry) Set(authority string, endpoints []endpoint.Endpoint) erro
 	return r.write()
 }
 
+// SetAll sets every authority of table as Set does, in one atomic
+// rewrite of the file: a reader sees all of it or none. Authorities not in
+// table keep their endpoints. It checks everything before changing
+// anything.
+func (r *FileRegistry) SetAll(table map[string][]endpoint.Endpoint) error {
+	for authority, endpoints := range table {
+		if err := checkField("authority", authority); err != nil {
+			return err
+		}
+		for _, ep := range endpoints {
+			if err := checkEndpoint(ep); err != nil {
+				return fmt.Errorf("authority %s: %w", authority, err)
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for authority, endpoints := range table {
+		r.table[strings.ToLower(authority)] = slices.Clone(endpoints)
+	}
+	return r.write()
+}
+
 // Table returns a copy of the current table.
 func (r *FileRegistry) Table() map[string][]endpoint.Endpoint {
 	r.mu.Lock()

@@ -1,0 +1,335 @@
+package local
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+)
+
+// AnchorPropagationTimeout bounds the wait, after a change of the trust
+// bundle, for every running sidecar to report it.
+const AnchorPropagationTimeout = 15 * time.Second
+
+// pki is what an install keeps of the mesh's identity: the trust anchors
+// (their keys would be offline in a real cluster) and the issuer the
+// controller signs with. The simulator holds them to perform rotations.
+type pki struct {
+	mu      sync.Mutex
+	anchors []*ca.KeyPair // the trust bundle, oldest first
+	issuer  *ca.KeyPair
+}
+
+// setUpIdentity makes the trust anchor, the issuer, the token key the
+// controller verifies with and one identity token per pod, in
+// RunDir/identity.
+func (e *Env) setUpIdentity() error {
+	e.idDir = filepath.Join(e.runDir, "identity")
+	if err := os.MkdirAll(e.idDir, 0o700); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	// The trust anchor and issuer are made once, as an install would:
+	// a restarted controller must keep signing under the same anchor, or
+	// the pods it certifies next are strangers to the others.
+	anchor, err := ca.NewAnchor(TrustDomain, ca.Options{})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	issuer, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	e.pki.anchors, e.pki.issuer = []*ca.KeyPair{anchor}, issuer
+	if err := e.writeIssuer(issuer); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := e.writeBundle(e.pki.anchors); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(e.idDir, "token.key"), []byte(hex.EncodeToString(key)), 0o600); err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	e.tokens, err = ca.NewHMACTokens(key, nil)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	pods := []string{ClientPod}
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			pods = append(pods, p.name)
+		}
+	}
+	for _, name := range pods {
+		p := e.pods[name]
+		if name == ClientPod {
+			p = e.client
+		}
+		id, err := spiffe.Parse(p.spiffeID())
+		if err != nil {
+			return fmt.Errorf("identity of %s: %w", name, err)
+		}
+		tok, err := e.tokens.Issue(id, 7*24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("identity token of %s: %w", name, err)
+		}
+		if err := os.WriteFile(e.tokenPath(name), []byte(tok), 0o600); err != nil {
+			return fmt.Errorf("identity: %w", err)
+		}
+	}
+	return nil
+}
+
+func (e *Env) issuerFiles() (certFile, keyFile string) {
+	return filepath.Join(e.idDir, "issuer.crt"), filepath.Join(e.idDir, "issuer.key")
+}
+
+// writeIssuer replaces the issuer files, each renamed into place. The
+// controller reloads them (--identity-reload-interval); between the two
+// renames it sees a certificate without its key, which it ignores.
+func (e *Env) writeIssuer(issuer *ca.KeyPair) error {
+	certFile, keyFile := e.issuerFiles()
+	return issuer.WriteFiles(certFile, keyFile)
+}
+
+// writeBundle replaces the trust anchors file that the controller and
+// every sidecar read, renamed into place.
+func (e *Env) writeBundle(anchors []*ca.KeyPair) error {
+	var pem []byte
+	for _, a := range anchors {
+		pem = append(pem, spiffe.EncodeCertificatesPEM(a.Cert)...)
+	}
+	path := e.TrustAnchorsPath()
+	tmp, err := os.CreateTemp(e.idDir, ".trust-anchors-*.pem")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(pem)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// RotateIssuer gives the controller a new issuer signed by the newest
+// trust anchor: step 2 of an anchor rotation, or a routine issuer
+// rotation. Leaves signed from then on chain to it; existing ones stay
+// valid until their sidecars renew them.
+func (e *Env) RotateIssuer(context.Context) error {
+	if e.idDir == "" {
+		return errors.New("local: rotate issuer: no control plane")
+	}
+	e.pki.mu.Lock()
+	defer e.pki.mu.Unlock()
+	anchor := e.pki.anchors[len(e.pki.anchors)-1]
+	issuer, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		return fmt.Errorf("local: rotate issuer: %w", err)
+	}
+	if err := e.writeIssuer(issuer); err != nil {
+		return fmt.Errorf("local: rotate issuer: %w", err)
+	}
+	e.pki.issuer = issuer
+	e.log.Debug("issuer rotated", "issuer_serial", issuer.Cert.SerialNumber.Text(16), "anchor", len(e.pki.anchors))
+	return nil
+}
+
+// AddTrustAnchor makes a new trust anchor, adds it to the bundle file,
+// and waits until every running sidecar reports the larger bundle: step 1
+// of an anchor rotation. Nothing is signed under the new anchor until
+// RotateIssuer.
+func (e *Env) AddTrustAnchor(ctx context.Context) error {
+	if e.idDir == "" {
+		return errors.New("local: add trust anchor: no control plane")
+	}
+	e.pki.mu.Lock()
+	anchor, err := ca.NewAnchor(TrustDomain, ca.Options{})
+	if err != nil {
+		e.pki.mu.Unlock()
+		return fmt.Errorf("local: add trust anchor: %w", err)
+	}
+	anchors := append(append([]*ca.KeyPair(nil), e.pki.anchors...), anchor)
+	if err := e.writeBundle(anchors); err != nil {
+		e.pki.mu.Unlock()
+		return fmt.Errorf("local: add trust anchor: %w", err)
+	}
+	e.pki.anchors = anchors
+	e.pki.mu.Unlock()
+	e.log.Debug("trust anchor added", "anchors", len(anchors))
+	return e.waitAnchors(ctx, len(anchors))
+}
+
+// RetireTrustAnchors keeps only the newest anchor in the bundle file and
+// waits until every running sidecar reports it: step 4 of an anchor
+// rotation. It is refused while the issuer still chains to an older
+// anchor: the controller would refuse the bundle, and every leaf it signs
+// would be untrusted.
+func (e *Env) RetireTrustAnchors(ctx context.Context) error {
+	if e.idDir == "" {
+		return errors.New("local: retire trust anchors: no control plane")
+	}
+	e.pki.mu.Lock()
+	newest := e.pki.anchors[len(e.pki.anchors)-1]
+	if len(e.pki.anchors) == 1 {
+		e.pki.mu.Unlock()
+		return errors.New("local: retire trust anchors: the bundle holds one anchor; add_trust_anchor first")
+	}
+	if err := e.pki.issuer.Cert.CheckSignatureFrom(newest.Cert); err != nil {
+		e.pki.mu.Unlock()
+		return errors.New("local: retire trust anchors: the issuer still chains to an older anchor; rotate_issuer first")
+	}
+	if err := e.writeBundle([]*ca.KeyPair{newest}); err != nil {
+		e.pki.mu.Unlock()
+		return fmt.Errorf("local: retire trust anchors: %w", err)
+	}
+	e.pki.anchors = []*ca.KeyPair{newest}
+	e.pki.mu.Unlock()
+	e.log.Debug("older trust anchors retired")
+	return e.waitAnchors(ctx, 1)
+}
+
+// Issuer returns the issuer the controller is given to sign with; nil
+// without a control plane.
+func (e *Env) Issuer() *ca.KeyPair {
+	e.pki.mu.Lock()
+	defer e.pki.mu.Unlock()
+	return e.pki.issuer
+}
+
+// TrustBundle returns the anchors of the trust bundle file; nil without
+// a control plane.
+func (e *Env) TrustBundle() *spiffe.Bundle {
+	e.pki.mu.Lock()
+	defer e.pki.mu.Unlock()
+	if len(e.pki.anchors) == 0 {
+		return nil
+	}
+	certs := make([]*x509.Certificate, len(e.pki.anchors))
+	for i, a := range e.pki.anchors {
+		certs[i] = a.Cert
+	}
+	b, err := spiffe.NewBundle(TrustDomain, certs...)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// waitAnchors waits until every running meshed sidecar reports a bundle
+// of n anchors (its identity_trust_anchors metric).
+func (e *Env) waitAnchors(ctx context.Context, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, AnchorPropagationTimeout)
+	defer cancel()
+	want := strconv.Itoa(n)
+	for {
+		var behind []string
+		for _, p := range e.meshedPods() {
+			if !p.Ready() {
+				continue // down or paused: it reads the file when it comes back
+			}
+			if v, err := e.metric(ctx, p, "identity_trust_anchors"); err != nil || v != want {
+				behind = append(behind, p.name)
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("local: sidecars %s did not report %d trust anchors within %v", strings.Join(behind, ", "), n, AnchorPropagationTimeout)
+		case <-time.After(e.cfg.EndpointsPoll):
+		}
+	}
+}
+
+// meshedPods lists the pods that run a sidecar, the client's included.
+func (e *Env) meshedPods() []*Pod {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*Pod
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			if p.Meshed() {
+				out = append(out, p)
+			}
+		}
+	}
+	if e.client != nil {
+		out = append(out, e.client)
+	}
+	return out
+}
+
+// metric reads one unlabelled sample from a sidecar's /metrics.
+func (e *Env) metric(ctx context.Context, p *Pod, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := e.httpc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no %s in /metrics", p.name, name)
+}
+
+// The identity faults act on the controller pod (faultinject.Authority).
+
+// RotateIssuer does Env.RotateIssuer; only the controller pod can.
+func (p *Pod) RotateIssuer(ctx context.Context) error {
+	if !p.controller {
+		return fmt.Errorf("local: %s does not run the certificate authority", p.name)
+	}
+	return p.env.RotateIssuer(ctx)
+}
+
+// AddTrustAnchor does Env.AddTrustAnchor; only the controller pod can.
+func (p *Pod) AddTrustAnchor(ctx context.Context) error {
+	if !p.controller {
+		return fmt.Errorf("local: %s does not run the certificate authority", p.name)
+	}
+	return p.env.AddTrustAnchor(ctx)
+}
+
+// RetireTrustAnchors does Env.RetireTrustAnchors; only the controller
+// pod can.
+func (p *Pod) RetireTrustAnchors(ctx context.Context) error {
+	if !p.controller {
+		return fmt.Errorf("local: %s does not run the certificate authority", p.name)
+	}
+	return p.env.RetireTrustAnchors(ctx)
+}
