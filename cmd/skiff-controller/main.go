@@ -4,13 +4,23 @@
 // /metrics).
 //
 //	skiff-controller all --registry-file endpoints.txt --identity-dev --trust-anchors-out anchors.pem --token-key-file token.key
-//	skiff-controller destination --discovery kube
+//	skiff-controller destination --discovery kube --tls-cert-file /var/run/skiff/tls/tls.crt --tls-key-file /var/run/skiff/tls/tls.key
 //	skiff-controller identity --identity-issuer-cert issuer.crt --identity-issuer-key issuer.key --trust-anchors anchors.pem --token-key-file token.key
 //	skiff-controller all --discovery kube --token-verifier kube --identity-issuer-cert /var/run/skiff/issuer/tls.crt --identity-issuer-key /var/run/skiff/issuer/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
+//	skiff-controller all --plaintext ...   # for grpcurl -plaintext; proxies then need --control-plane-plaintext
 //
 // The issuer and trust-anchor files are re-read every
 // --identity-reload-interval: replacing them rotates the issuer or the
 // anchors without a restart (docs/identity.md).
+//
+// The gRPC API is TLS 1.3 whenever the controller has a certificate. With
+// the identity service (identity, all) its own CA issues one for
+// --controller-identity (default
+// spiffe://<trust-domain>/ns/skiff/sa/skiff-controller, what the proxies
+// expect), renewed at 70 % of its lifetime and at once after an issuer
+// rotation; destination and policy alone read one from --tls-cert-file and
+// --tls-key-file, and serve plaintext without them, with a warning.
+// --plaintext opts out explicitly.
 package main
 
 import (
@@ -34,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/skiff-mesh/skiff/internal/logging"
@@ -113,6 +124,10 @@ type options struct {
 	tokenKeyFile                        string
 	leafLifetime                        time.Duration
 	reloadInterval                      time.Duration
+
+	plaintext               bool
+	controllerID            string
+	tlsCertFile, tlsKeyFile string
 }
 
 func (o *options) addFlags(fs *flag.FlagSet, svc services) {
@@ -120,6 +135,13 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin listen address: /live /ready /metrics")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight RPCs may take before they are cut")
 	o.log.AddFlags(fs)
+	fs.BoolVar(&o.plaintext, "plaintext", false, "serve gRPC without TLS (debugging, e.g. grpcurl -plaintext); proxies with an identity then need --control-plane-plaintext")
+	if svc.identity {
+		fs.StringVar(&o.controllerID, "controller-identity", "", "SPIFFE ID of the controller's TLS certificate, issued by its own CA; the proxies' --control-plane-identity (default spiffe://<trust-domain>/ns/skiff/sa/skiff-controller)")
+	} else {
+		fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM file: the certificate (then its chain) to serve gRPC over TLS with, re-read when it changes; its SPIFFE ID is what the proxies' --control-plane-identity expects (without it: plaintext)")
+		fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM file: the key of --tls-cert-file")
+	}
 	if svc.destination || svc.identity {
 		fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 		fs.StringVar(&o.kubeconfig, "kubeconfig", "", "--discovery kube, --token-verifier kube: kubeconfig file (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
@@ -197,16 +219,11 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gs := grpc.NewServer(
-		// Watch streams live as long as the proxies: find dead peers, and
-		// let live proxies keep idle connections open through NATs.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
 	var (
-		closers []closer
-		synced  []<-chan struct{} // ready once all are closed
-		names   []string
+		closers  []closer
+		synced   []<-chan struct{} // ready once all are closed
+		names    []string
+		register []func(*grpc.Server) // once the server exists: its TLS comes from the CA
 	)
 
 	// Build everything before listening, so that a configuration error
@@ -220,16 +237,17 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 		if err != nil {
 			return fail(err)
 		}
-		destinationv1.RegisterDestinationServer(gs, srv)
+		register = append(register, func(gs *grpc.Server) { destinationv1.RegisterDestinationServer(gs, srv) })
 		closers = append(closers, srv)
 		if sync != nil {
 			synced = append(synced, sync)
 		}
 		names = append(names, "destination")
 	}
+	var authority *ca.CA
 	if svc.identity {
-		authority, err := o.newCA(log)
-		if err != nil {
+		var err error
+		if authority, err = o.newCA(log); err != nil {
 			return fail(err)
 		}
 		if !o.identityDev && o.reloadInterval > 0 {
@@ -246,14 +264,31 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 		if err != nil {
 			return fail(err)
 		}
-		identityv1.RegisterIdentityServer(gs, srv)
+		register = append(register, func(gs *grpc.Server) { identityv1.RegisterIdentityServer(gs, srv) })
 		names = append(names, "identity")
 	}
 	if svc.policy {
 		srv := policy.NewServer(policy.Config{Log: log})
-		policyv1.RegisterPolicyServer(gs, srv)
+		register = append(register, func(gs *grpc.Server) { policyv1.RegisterPolicyServer(gs, srv) })
 		closers = append(closers, srv)
 		names = append(names, "policy")
+	}
+	serverTLS, err := o.serverTLS(authority, log)
+	if err != nil {
+		return fail(err)
+	}
+	opts := []grpc.ServerOption{
+		// Watch streams live as long as the proxies: find dead peers, and
+		// let live proxies keep idle connections open through NATs.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if serverTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	gs := grpc.NewServer(opts...)
+	for _, r := range register {
+		r(gs)
 	}
 
 	var lc net.ListenConfig
@@ -268,7 +303,7 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 	}
 	adm := admin.New(metrics)
 	httpSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
-	log.Info("listening", "grpc_addr", grpcLis.Addr().String(), "admin_addr", adminLis.Addr().String(), "services", strings.Join(names, ","))
+	log.Info("listening", "grpc_addr", grpcLis.Addr().String(), "admin_addr", adminLis.Addr().String(), "services", strings.Join(names, ","), "tls", serverTLS != nil)
 
 	g.Go(func() error {
 		if err := gs.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

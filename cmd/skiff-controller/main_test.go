@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -36,6 +38,8 @@ import (
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/proxy/control"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
@@ -142,7 +146,16 @@ func TestAll(t *testing.T) {
 		t.Errorf("/live = %d, want 200", code)
 	}
 
-	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if rec["tls"] != true {
+		t.Errorf("listening: tls = %v, want true (all runs the identity service)", rec["tls"])
+	}
+	// The controller serves TLS with its default identity, verified
+	// against the anchors it wrote.
+	trust, err := os.ReadFile(anchorsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(controllerCreds(t, trust, defaultControllerID, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +458,7 @@ current-context: test
 	go func() {
 		done <- run(ctx, []string{"identity", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 			"--identity-dev", "--token-verifier", "kube", "--kubeconfig", kubeconfig, "--token-audience", "mesh.example",
-			"--log-format", "json"}, out)
+			"--plaintext", "--log-format", "json"}, out)
 	}()
 	rec := waitLog(t, logs, "listening")
 	cc, err := grpc.NewClient(rec["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -490,5 +503,355 @@ current-context: test
 		}
 	case <-time.After(waitFor):
 		t.Fatal("run did not return after its context ended")
+	}
+}
+
+// defaultControllerID is the identity the controller serves with and the
+// proxies expect, unless told otherwise.
+var defaultControllerID = spiffe.ControlPlaneID("cluster.local")
+
+// controllerCreds are a grpc-go client's credentials for the controller:
+// TLS, the server verified against anchorsPEM and required to be id, as
+// the proxies verify it. seen, when not nil, receives the server's leaf
+// of each handshake that passed.
+func controllerCreds(t *testing.T, anchorsPEM []byte, id spiffe.ID, seen chan<- *x509.Certificate) credentials.TransportCredentials {
+	t.Helper()
+	bundle, err := spiffe.ParseBundlePEM("cluster.local", anchorsPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := certs.ControlPlaneTLSConfig(id, func() *spiffe.Bundle { return bundle }, nil)
+	if seen != nil {
+		verify := cfg.VerifyConnection
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if err := verify(cs); err != nil {
+				return err
+			}
+			select {
+			case seen <- cs.PeerCertificates[0]:
+			default:
+			}
+			return nil
+		}
+	}
+	return credentials.NewTLS(cfg)
+}
+
+// startController runs the controller with args (plus ephemeral addresses
+// and JSON logs) until the test ends, and returns its "listening" record
+// and the rest of its log.
+func startController(t *testing.T, args ...string) (map[string]any, <-chan map[string]any) {
+	t.Helper()
+	out, logs := logRecords(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	args = append(args, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json")
+	go func() { done <- run(ctx, args, out) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(waitFor):
+			t.Error("run did not return after its context ended")
+		}
+	})
+	return waitLog(t, logs, "listening"), logs
+}
+
+// callPolicy opens a new connection to addr with creds and makes one
+// Policy call on it.
+func callPolicy(t *testing.T, addr string, creds credentials.TransportCredentials) error {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+	defer cancel()
+	s, err := policyv1.NewPolicyClient(cc).WatchOutbound(ctx, &policyv1.WatchOutboundRequest{Authority: "web.shop.svc.cluster.local:8080"})
+	if err != nil {
+		return err
+	}
+	_, err = s.Recv()
+	return err
+}
+
+// TestControllerTLS runs `all` with issuer files: it serves TLS with a
+// certificate for its default identity from its own CA, refuses plaintext
+// clients, fails clients expecting another identity, serves proxies with
+// and without a certificate, and after an issuer rotation serves new
+// connections with a certificate of the new issuer.
+func TestControllerTLS(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	issuerCert, issuerKey := filepath.Join(dir, "issuer.crt"), filepath.Join(dir, "issuer.key")
+	anchorsFile, keyFile, regFile := filepath.Join(dir, "anchors.pem"), filepath.Join(dir, "token.key"), filepath.Join(dir, "endpoints.txt")
+	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := issuer.WriteFiles(issuerCert, issuerKey); err != nil {
+		t.Fatal(err)
+	}
+	anchorsPEM := spiffe.EncodeCertificatesPEM(anchor.Cert)
+	writeAtomic(t, anchorsFile, string(anchorsPEM))
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, keyFile, hex.EncodeToString(key))
+	writeAtomic(t, regFile, "")
+
+	rec, logs := startController(t, "all", "--registry-file", regFile,
+		"--identity-issuer-cert", issuerCert, "--identity-issuer-key", issuerKey, "--trust-anchors", anchorsFile,
+		"--token-key-file", keyFile, "--identity-reload-interval", "20ms")
+	addr := rec["grpc_addr"].(string)
+	if rec["tls"] != true {
+		t.Fatalf("listening: tls = %v, want true", rec["tls"])
+	}
+
+	// A client verifying the default identity against the anchors.
+	seen := make(chan *x509.Certificate, 1)
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, seen)); err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+	leaf := <-seen
+	if err := leaf.CheckSignatureFrom(issuer.Cert); err != nil {
+		t.Fatalf("the serving certificate is not signed by the issuer: %v", err)
+	}
+	if got, err := spiffe.FromCertificate(leaf); err != nil || got != defaultControllerID {
+		t.Fatalf("the serving certificate names %v (%v), want %s", got, err, defaultControllerID)
+	}
+
+	// A plaintext client fails.
+	if err := callPolicy(t, addr, insecure.NewCredentials()); status.Code(err) != codes.Unavailable {
+		t.Errorf("plaintext client: %v, want Unavailable", err)
+	}
+
+	// A client expecting another identity fails, naming both.
+	other := spiffe.MustNew("cluster.local", "skiff", "skiff-impostor")
+	err = callPolicy(t, addr, controllerCreds(t, anchorsPEM, other, nil))
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), other.String()) || !strings.Contains(err.Error(), defaultControllerID.String()) {
+		t.Errorf("client expecting %s: %v, want Unavailable naming both identities", other, err)
+	}
+	t.Logf("client expecting %s: %v", other, err)
+
+	// A proxy's certificate manager, over the proxies' own gRPC client:
+	// the first certificate without a client certificate (the token
+	// proves the identity), the next one presenting the first.
+	web := spiffe.MustNew("cluster.local", "shop", "web")
+	tokens, err := ca.NewHMACTokens(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokens.Issue(web, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := spiffe.ParseBundlePEM("cluster.local", anchorsPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mgr *certs.Manager
+	presented := make(chan bool, 4)
+	conn := control.NewConn(addr, control.ConnConfig{TLS: certs.ControlPlaneTLSConfig(defaultControllerID,
+		func() *spiffe.Bundle { return bundle },
+		func() *tls.Certificate {
+			c := mgr.Certificate()
+			presented <- c != nil
+			return c
+		})})
+	defer conn.Close()
+	mgr, err = certs.New(certs.Config{ID: web, Bundle: bundle, Certifier: &control.Certifier{Conn: conn},
+		Token: func(context.Context) (string, error) { return tok, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Refresh(t.Context()); err != nil {
+		t.Fatalf("first certificate over TLS: %v", err)
+	}
+	conn.Close() // the next call makes a new connection, presenting the certificate
+	if err := mgr.Refresh(t.Context()); err != nil {
+		t.Fatalf("renewal over TLS presenting the first certificate: %v", err)
+	}
+	if first, second := <-presented, <-presented; first || !second {
+		t.Errorf("client certificate presented on the first connection: %v, on the second: %v; want false, true", first, second)
+	}
+
+	// An issuer rotation: a new connection sees a serving certificate from
+	// the new issuer.
+	issuer2, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := issuer2.WriteFiles(issuerCert, issuerKey); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logs, "identity files reloaded")
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, seen)); err != nil {
+		t.Fatalf("TLS client after the rotation: %v", err)
+	}
+	if err := (<-seen).CheckSignatureFrom(issuer2.Cert); err != nil {
+		t.Fatalf("after the rotation the serving certificate is not from the new issuer: %v", err)
+	}
+}
+
+// TestControllerTLSFiles runs `destination` with --tls-cert-file and
+// --tls-key-file, replaces the files, and runs it without them
+// (plaintext, with a warning).
+func TestControllerTLSFiles(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	certFile, keyFile, regFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "endpoints.txt")
+	writeAtomic(t, regFile, "")
+	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := ca.NewIssuer(anchor, ca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := spiffe.NewBundle("cluster.local", anchor.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hmacKey, err := ca.NewHMACKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := ca.NewHMACTokens(hmacKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// writeCert writes a serving certificate for the default identity, as
+	// cert-manager would, and returns its leaf.
+	writeCert := func() *x509.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := authority.IssueServing(key.Public(), defaultControllerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAtomic(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+		writeAtomic(t, certFile, string(spiffe.EncodeCertificatesPEM(c.Leaf, issuer.Cert)))
+		return c.Leaf
+	}
+	first := writeCert()
+	anchorsPEM := spiffe.EncodeCertificatesPEM(anchor.Cert)
+
+	rec, _ := startController(t, "destination", "--registry-file", regFile, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	if rec["tls"] != true {
+		t.Fatalf("listening: tls = %v, want true", rec["tls"])
+	}
+	addr := rec["grpc_addr"].(string)
+	seen := make(chan *x509.Certificate, 1)
+	watch := func() error {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(controllerCreds(t, anchorsPEM, defaultControllerID, seen)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cc.Close()
+		ctx, cancel := context.WithTimeout(t.Context(), waitFor)
+		defer cancel()
+		ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: "web.shop.svc.cluster.local:8080"})
+		if err != nil {
+			return err
+		}
+		_, err = ws.Recv()
+		return err
+	}
+	if err := watch(); err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+	if got := <-seen; !got.Equal(first) {
+		t.Fatal("the server did not present the certificate of --tls-cert-file")
+	}
+
+	// The files are replaced: a later connection gets the new certificate
+	// (the files are checked at most once a second, so poll for it).
+	second := writeCert()
+	deadline := time.Now().Add(waitFor)
+	for {
+		if err := watch(); err != nil {
+			t.Fatalf("TLS client after the files changed: %v", err)
+		}
+		if got := <-seen; got.Equal(second) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new certificate was not served within %v", waitFor)
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the reload, not timing it
+	}
+
+	// Without the files: plaintext, with a warning saying why.
+	out, logs := logRecords(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"destination", "--registry-file", regFile, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+	}()
+	warn := waitLog(t, logs, msgPlaintextNoCert)
+	if warn["level"] != "WARN" {
+		t.Errorf("plaintext log record at level %v, want WARN", warn["level"])
+	}
+	if rec := waitLog(t, logs, "listening"); rec["tls"] != false {
+		t.Errorf("listening: tls = %v, want false", rec["tls"])
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
+
+func TestTLSFlagErrors(t *testing.T) {
+	dir := t.TempDir()
+	regFile := filepath.Join(dir, "endpoints.txt")
+	writeAtomic(t, regFile, "")
+	keyFile := filepath.Join(dir, "token.key")
+	key, err := ca.NewHMACKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, keyFile, hex.EncodeToString(key))
+	missing := filepath.Join(dir, "missing")
+	dev := []string{"identity", "--identity-dev", "--token-key-file", keyFile}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"destination", "--registry-file", regFile, "--plaintext", "--tls-cert-file", missing, "--tls-key-file", missing}, "contradict"},
+		{[]string{"destination", "--registry-file", regFile, "--tls-cert-file", missing}, "--tls-cert-file and --tls-key-file go together"},
+		{[]string{"policy", "--tls-cert-file", missing, "--tls-key-file", missing}, "--tls-cert-file/--tls-key-file"},
+		{[]string{"policy", "--tls-cert-file", regFile, "--tls-key-file", regFile}, "--tls-cert-file/--tls-key-file"},
+		{append(dev, "--controller-identity", "skiff-controller"), "--controller-identity"},
+		{append(dev, "--controller-identity", "spiffe://example.org/ns/skiff/sa/skiff-controller"), `trust domain "example.org"`},
+		{[]string{"identity", "--tls-cert-file", missing}, "flag provided but not defined: -tls-cert-file"},
+		{[]string{"destination", "--controller-identity", "x"}, "flag provided but not defined: -controller-identity"},
+	}
+	for _, tt := range tests {
+		err := run(t.Context(), tt.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+		}
 	}
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-mesh/skiff/mesh/proxy"
@@ -23,6 +25,8 @@ type identityFlags struct {
 	destinationAddr, identityAddr string
 	id, tokenFile, anchorsFile    string
 	anchorsPoll                   time.Duration
+	controlPlaneID                string
+	controlPlanePlaintext         bool
 
 	dst *control.DestinationSource
 	mgr *certs.Manager
@@ -30,20 +34,38 @@ type identityFlags struct {
 
 // apply sets cfg.Endpoints and cfg.Identity from the flags, and starts the
 // certificate manager (it renews until ctx ends).
+//
+// With --identity-id, both connections to the control plane (Destination
+// and Identity) are TLS: the controller must prove --control-plane-identity
+// with a certificate that chains to the trust bundle, and the proxy
+// presents its own certificate once it has one. Without it the proxy has
+// no anchors to verify anything with, and talks h2c.
 func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
-	if f.destinationAddr != "" {
-		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: cfg.Logger.With("component", "destination")}
-		cfg.Endpoints = f.dst
-	}
 	if f.id == "" {
-		if f.tokenFile != "" || f.anchorsFile != "" || f.identityAddr != "" {
-			return errors.New("--identity-token-file, --trust-anchors and --identity-addr need --identity-id")
+		if f.tokenFile != "" || f.anchorsFile != "" || f.identityAddr != "" || f.controlPlaneID != "" {
+			return errors.New("--identity-token-file, --trust-anchors, --identity-addr and --control-plane-identity need --identity-id")
+		}
+		if f.destinationAddr != "" {
+			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: cfg.Logger.With("component", "destination")}
+			cfg.Endpoints = f.dst
 		}
 		return nil
 	}
 	id, err := spiffe.Parse(f.id)
 	if err != nil {
 		return fmt.Errorf("--identity-id: %w", err)
+	}
+	controlID := spiffe.ControlPlaneID(id.TrustDomain)
+	switch {
+	case f.controlPlaneID != "" && f.controlPlanePlaintext:
+		return errors.New("--control-plane-identity and --control-plane-plaintext contradict each other: a plaintext control plane proves no identity")
+	case f.controlPlaneID != "":
+		if controlID, err = spiffe.Parse(f.controlPlaneID); err != nil {
+			return fmt.Errorf("--control-plane-identity: %w", err)
+		}
+		if controlID.TrustDomain != id.TrustDomain {
+			return fmt.Errorf("--control-plane-identity %s is in trust domain %q, --identity-id in %q: the trust anchors verify one trust domain", controlID, controlID.TrustDomain, id.TrustDomain)
+		}
 	}
 	addr := f.identityAddr
 	if addr == "" {
@@ -61,7 +83,35 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
 		return fmt.Errorf("--trust-anchors %s: %w", f.anchorsFile, err)
 	}
 	log := cfg.Logger.With("component", "identity")
-	certifier := &control.Certifier{Conn: control.NewConn(addr, control.ConnConfig{})}
+	var (
+		connCfg control.ConnConfig
+		mgr     atomic.Pointer[certs.Manager] // f.mgr, for the handshakes
+	)
+	if f.controlPlanePlaintext {
+		log.Warn("control plane in plaintext (--control-plane-plaintext): endpoints and the identities they must prove are not authenticated")
+	} else {
+		// The bundle of the manager once it exists (it follows the file),
+		// the one just read before; the certificate once there is one.
+		connCfg.TLS = certs.ControlPlaneTLSConfig(controlID,
+			func() *spiffe.Bundle {
+				if m := mgr.Load(); m != nil {
+					return m.Bundle()
+				}
+				return bundle
+			},
+			func() *tls.Certificate {
+				if m := mgr.Load(); m != nil {
+					return m.Certificate()
+				}
+				return nil
+			})
+		log.Info("control plane over TLS", "control_plane_identity", controlID.String())
+	}
+	if f.destinationAddr != "" {
+		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, connCfg), Log: cfg.Logger.With("component", "destination")}
+		cfg.Endpoints = f.dst
+	}
+	certifier := &control.Certifier{Conn: control.NewConn(addr, connCfg)}
 	f.mgr, err = certs.New(certs.Config{
 		ID: id, Bundle: bundle, Certifier: certifier, Logger: log,
 		Token: func(context.Context) (string, error) {
@@ -75,10 +125,12 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
 	}
+	mgr.Store(f.mgr)
 	// The trust anchors come from the file alone (a ConfigMap in
 	// Kubernetes, the simulator's bundle locally), never from the control
-	// plane's answers: the connection to it is not authenticated, and
-	// whoever could add an anchor could impersonate every workload.
+	// plane's answers: the control plane is verified against those very
+	// anchors (and not at all with --control-plane-plaintext), and whoever
+	// could add an anchor could impersonate every workload.
 	go f.mgr.WatchBundleFile(ctx, f.anchorsFile, f.anchorsPoll)
 	go f.mgr.Run(ctx)
 	wctx, cancel := context.WithTimeout(ctx, identityWait)

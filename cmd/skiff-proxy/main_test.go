@@ -45,6 +45,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--balancer", "random"}, `--balancer "random"`},
 		{[]string{"--endpoints-file", "/nonexistent/eps"}, "endpoints file"},
 		{[]string{"--pprof", "--inbound-addr", "-", "--outbound-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, "rebuild with -tags pprof"},
+		{[]string{"--control-plane-identity", "spiffe://cluster.local/ns/skiff/sa/skiff-controller"}, "need --identity-id"},
+		{[]string{"--identity-id", "spiffe://cluster.local/ns/shop/sa/web", "--control-plane-identity", "skiff-controller"}, "--control-plane-identity: invalid SPIFFE ID"},
+		{[]string{"--identity-id", "spiffe://cluster.local/ns/shop/sa/web", "--control-plane-identity", "spiffe://example.org/ns/skiff/sa/skiff-controller"}, `trust domain "example.org"`},
+		{[]string{"--identity-id", "spiffe://cluster.local/ns/shop/sa/web", "--control-plane-identity", "spiffe://cluster.local/ns/skiff/sa/skiff-controller", "--control-plane-plaintext"}, "contradict"},
 	} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), tc.args, &stderr)

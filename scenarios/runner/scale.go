@@ -333,7 +333,8 @@ func (r *run) measureScale(ctx context.Context, res *results.Result, env *local.
 		r.mu.Unlock()
 	}
 
-	// The watchers: one connection each, as a proxy has, and one Watch per
+	// The watchers: one connection each, as a proxy has (TLS, the
+	// controller verified as a proxy verifies it), and one Watch per
 	// service, as a proxy sending to it would.
 	wctx, stopWatchers := context.WithCancel(ctx)
 	var watching sync.WaitGroup
@@ -349,7 +350,7 @@ func (r *run) measureScale(ctx context.Context, res *results.Result, env *local.
 	streams := 0
 	start := time.Now()
 	for w, svcs := range plan.watches {
-		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{})
+		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig()})
 		sources[w] = &control.DestinationSource{Conn: conns[w], Proxy: control.ProxyContext{
 			ID: fmt.Sprintf("scale-watcher-%d", w), Pod: fmt.Sprintf("watcher-%d", w), Namespace: local.Namespace}}
 		for _, s := range svcs {

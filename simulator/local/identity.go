@@ -3,6 +3,7 @@ package local
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
@@ -238,6 +240,16 @@ func (e *Env) TrustBundle() *spiffe.Bundle {
 		return nil
 	}
 	return b
+}
+
+// ControlTLSConfig returns the TLS configuration of a client of the
+// controller's gRPC API that checks it as a proxy does: the controller's
+// chain verified against the current trust bundle ([Env.TrustBundle], so
+// it follows rotations), its SPIFFE ID the default one
+// (spiffe.ControlPlaneID), and no client certificate. Use it with
+// control.ConnConfig.TLS or grpc-go's credentials.NewTLS.
+func (e *Env) ControlTLSConfig() *tls.Config {
+	return certs.ControlPlaneTLSConfig(spiffe.ControlPlaneID(TrustDomain), e.TrustBundle, nil)
 }
 
 // waitAnchors waits until every running meshed sidecar reports a bundle

@@ -2,7 +2,8 @@
 // wraps the certificate authority of mesh/control/identity/ca in gRPC,
 // mapping each rejection class (ca.ClassOf) to the status code of the same
 // name, and answers with the leaf, its intermediates, the trust anchors and
-// the leaf's expiry.
+// the leaf's expiry. [Reloader] keeps the CA in step with its files, and
+// [ServingCert] is the controller's own TLS certificate from the same CA.
 package identity
 
 import (

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -345,6 +346,26 @@ func (c *CA) Certify(ctx context.Context, csrDER []byte, requestedID, token stri
 		extra = csr
 	}
 	return c.sign(c.state.Load(), want, csr.PublicKey, extra, c.now())
+}
+
+// IssueServing signs a leaf for the CA's own process, without a token:
+// the control plane's serving certificate, which proxies verify like any
+// workload's (chain to the bundle, SPIFFE ID). id must be a SPIFFE ID of
+// the CA's trust domain and pub an ECDSA P-256 key; the leaf is the same
+// as [CA.Certify] makes (lifetime, clock skew, usages), signed by the
+// current issuer. The caller holds the private key, so nothing crosses a
+// trust boundary: it must never be reachable from a request.
+func (c *CA) IssueServing(pub crypto.PublicKey, id spiffe.ID) (*Certificate, error) {
+	if err := id.Validate(); err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	if id.TrustDomain != c.td {
+		return nil, fmt.Errorf("serving certificate: %s is in trust domain %q; this CA issues for %q", id, id.TrustDomain, c.td)
+	}
+	if k, ok := pub.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("serving certificate: the key is %s; this CA signs ECDSA P-256 keys only", describeKey(pub))
+	}
+	return c.sign(c.state.Load(), id, pub, nil, c.now())
 }
 
 // sign issues a leaf for id and pub with st's issuer at now. DNS names and

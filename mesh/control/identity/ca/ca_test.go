@@ -616,3 +616,37 @@ func TestSetPair(t *testing.T) {
 		t.Errorf("leaf after Set: %v", err)
 	}
 }
+
+func TestIssueServing(t *testing.T) {
+	f := newFixture(t)
+	ctl := spiffe.MustNew(td, "skiff", "skiff-controller")
+	c, err := f.ca.IssueServing(p256(t).Public(), ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.verify(t, c, f.bundle); err != nil || got != ctl {
+		t.Fatalf("serving certificate verifies as %v, %v; want %s", got, err, ctl)
+	}
+	if want := f.clock.Now().Add(ca.DefaultLeafLifetime); !c.NotAfter.Equal(want) {
+		t.Errorf("NotAfter %v, want the leaf lifetime %v", c.NotAfter, want)
+	}
+
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		pub  crypto.PublicKey
+		id   spiffe.ID
+		want string
+	}{
+		{"other trust domain", p256(t).Public(), spiffe.MustNew("example.org", "skiff", "skiff-controller"), `trust domain "example.org"`},
+		{"zero ID", p256(t).Public(), spiffe.ID{}, "serving certificate"},
+		{"RSA key", rsaKey.Public(), ctl, "ECDSA P-256 keys only"},
+	} {
+		if _, err := f.ca.IssueServing(tc.pub, tc.id); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+}

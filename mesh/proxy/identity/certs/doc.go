@@ -17,6 +17,10 @@
 // it proves the identity service discovery expects for that connection.
 // Both verify against the current trust [spiffe.Bundle], which
 // [Manager.SetBundle] replaces during an anchor rotation.
+// [ControlPlaneTLSConfig] is the proxy's side of its connections to the
+// control plane: the controller must prove its own SPIFFE ID with a chain
+// to the same bundle, and the proxy presents its certificate only while
+// it is valid (the Identity service authenticates by token).
 //
 // Metrics hooks: [Manager.Expiry], [Manager.Refreshes] and
 // [Manager.Failures] (identity_cert_expiration_timestamp_seconds,

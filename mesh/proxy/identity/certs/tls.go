@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
@@ -101,6 +102,81 @@ func (m *Manager) ClientTLSConfig(expected spiffe.ID) *tls.Config {
 			return nil
 		},
 	}
+}
+
+// ControlPlaneTLSConfig returns the configuration of the proxy's
+// connections to the control plane (Destination and Identity): TLS 1.3
+// only, the server's chain verified for server use against bundle() and
+// its SPIFFE ID equal to expected (else a [*MismatchError]). bundle is
+// called at every handshake, so an anchor rotation applies from the next
+// connection; a proxy passes [Manager.Bundle], or the bundle it read from
+// its file while it has no manager yet.
+//
+// The proxy presents cert() only while that certificate is valid and
+// trusted by bundle(); otherwise, and when cert or its result is nil, it
+// presents none. The control plane's Identity service authenticates a
+// request by its token, not by a client certificate: a proxy without a
+// certificate yet, or whose certificate expired while the control plane
+// was away, must still be able to get a new one, and an expired
+// certificate would make the server refuse the handshake.
+//
+// Errors name the control plane, so a failed handshake says whose
+// certificate was refused and why.
+func ControlPlaneTLSConfig(expected spiffe.ID, bundle func() *spiffe.Bundle, cert func() *tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		MaxVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if cert != nil {
+				if c := cert(); c != nil && bundle != nil && presentable(bundle(), c, time.Now()) {
+					return c, nil
+				}
+			}
+			return &tls.Certificate{}, nil // none
+		},
+		// As in ClientTLSConfig: SPIFFE certificates have no DNS name for
+		// crypto/tls to check; VerifyConnection verifies the chain and the
+		// identity instead, on every handshake.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if expected.IsZero() {
+				return fmt.Errorf("control plane: %w: give the control plane's SPIFFE ID", ErrNoExpectedIdentity)
+			}
+			var b *spiffe.Bundle
+			if bundle != nil {
+				b = bundle()
+			}
+			if b == nil {
+				return errors.New("control plane: no trust bundle to verify the server's certificate against")
+			}
+			got, err := b.Verify(cs.PeerCertificates, time.Now(), x509.ExtKeyUsageServerAuth)
+			if err != nil {
+				return fmt.Errorf("control plane: server certificate rejected (expected %s): %w", expected, err)
+			}
+			if got != expected {
+				return fmt.Errorf("control plane: %w", &MismatchError{Want: expected, Got: got})
+			}
+			return nil
+		},
+	}
+}
+
+// presentable reports whether c is within its validity and trusted by b
+// for both uses, so that a server verifying it against the same anchors
+// accepts it.
+func presentable(b *spiffe.Bundle, c *tls.Certificate, now time.Time) bool {
+	if b == nil || len(c.Certificate) == 0 {
+		return false
+	}
+	if c.Leaf == nil {
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			return false
+		}
+		c = &tls.Certificate{Certificate: c.Certificate, PrivateKey: c.PrivateKey, Leaf: leaf}
+	}
+	_, err := verifyChain(b, c, now)
+	return err == nil
 }
 
 func (m *Manager) present() (*tls.Certificate, error) {

@@ -142,6 +142,22 @@ func (id ID) URL() *url.URL {
 // IsZero reports whether id is the zero ID (no identity).
 func (id ID) IsZero() bool { return id == ID{} }
 
+// Where the control plane runs by default: the controller's ServiceAccount
+// is skiff-controller in namespace skiff.
+const (
+	ControlPlaneNamespace      = "skiff"
+	ControlPlaneServiceAccount = "skiff-controller"
+)
+
+// ControlPlaneID returns the control plane's default identity in
+// trustDomain, spiffe://<trust-domain>/ns/skiff/sa/skiff-controller: the
+// controller serves its gRPC API with a certificate for it, and the
+// proxies require it of the server they connect to, so both ends agree
+// without configuration. It does not validate trustDomain.
+func ControlPlaneID(trustDomain string) ID {
+	return ID{TrustDomain: trustDomain, Namespace: ControlPlaneNamespace, ServiceAccount: ControlPlaneServiceAccount}
+}
+
 // Validate reports whether the ID is well formed, with an [*IDError] saying
 // which part is wrong.
 func (id ID) Validate() error {
