@@ -16,11 +16,17 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/logging"
+	"github.com/skiff-mesh/skiff/internal/memtrim"
 	"github.com/skiff-mesh/skiff/mesh/proxy"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 )
 
 func main() {
+	if !proxy.PprofAvailable {
+		// Nothing can read a heap profile from this build: don't pay for
+		// sampling stacks and keeping the profile's buckets.
+		runtime.MemProfileRate = 0
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr)
 	stop()
@@ -66,6 +72,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		memoryLimitMiB int
 		cores          int
 		gcPercent      int
+		releasePages   bool
 	)
 	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", proxy.DefaultOutboundAddr, "outbound listener address (\"-\" disables)")
 	fs.StringVar(&cfg.InboundAddr, "inbound-addr", proxy.DefaultInboundAddr, "inbound listener address (\"-\" disables)")
@@ -102,6 +109,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin address")
 	fs.IntVar(&memoryLimitMiB, "memory-limit-mib", 0, "soft Go memory limit in MiB (0: GOMEMLIMIT or none); keep it well above the steady state")
 	fs.IntVar(&cores, "cores", 1, "OS threads running Go code (GOMAXPROCS); one keeps the sidecar's memory and scheduling small. 0: GOMAXPROCS or all cores")
+	fs.BoolVar(&releasePages, "release-startup-pages", true, "once started, unmap the code and read-only data pages only start-up used (about 1 MB of RSS); they are mapped again from the page cache if ever needed")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "GOGC for the sidecar: a small heap target keeps RSS low at little CPU cost (0: GOGC or 100)")
 	logOpts.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -192,5 +200,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	ident.registerMetrics(p)
+	if releasePages {
+		// Start-up is over: the listeners are bound and the first
+		// certificate is in. Run only starts the serving goroutines.
+		n, err := memtrim.ReleaseExecutablePages()
+		if err != nil {
+			log.Warn("start-up pages not released", "err", err)
+		} else {
+			log.Debug("start-up pages released", "advised_bytes", n)
+		}
+	}
 	return p.Run(ctx)
 }
