@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -383,6 +384,23 @@ func TestNotReady(t *testing.T) {
 	defer cancel()
 	if err := server.WaitReady(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitReady = %v", err)
+	}
+	// After a failed attempt, giving up says why the attempt failed.
+	cfg := e.config(db)
+	cfg.Token = func(context.Context) (string, error) { return "", errors.New("token file missing") }
+	failing := newManager(t, cfg, false)
+	if err := failing.Refresh(context.Background()); err == nil {
+		t.Fatal("Refresh without a token succeeded")
+	}
+	err := failing.WaitReady(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "the last attempt failed") || !strings.Contains(err.Error(), "token file missing") {
+		t.Errorf("WaitReady after a failure = %v, want the deadline and the failure's reason", err)
+	}
+	if failing.LastError() == nil {
+		t.Error("LastError is nil after a failed attempt")
+	}
+	if err := server.Refresh(context.Background()); err != nil || server.LastError() != nil {
+		t.Errorf("after a success: Refresh %v, LastError %v", err, server.LastError())
 	}
 }
 

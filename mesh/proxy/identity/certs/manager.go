@@ -128,6 +128,7 @@ type Manager struct {
 
 	refreshes atomic.Uint64
 	failures  atomic.Uint64
+	lastErr   atomic.Pointer[error] // the last failed attempt; nil after a success
 }
 
 // current is one installed certificate.
@@ -219,8 +220,20 @@ func (m *Manager) WaitReady(ctx context.Context) error {
 	case <-m.ready:
 		return nil
 	case <-ctx.Done():
+		if last := m.LastError(); last != nil {
+			return fmt.Errorf("waiting for the first workload certificate for %s: %w; the last attempt failed: %w", m.id, ctx.Err(), last)
+		}
 		return fmt.Errorf("waiting for the first workload certificate for %s: %w", m.id, ctx.Err())
 	}
+}
+
+// LastError returns why the last attempt to obtain a certificate failed,
+// or nil when it succeeded or none was made yet.
+func (m *Manager) LastError() error {
+	if p := m.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Certificate returns the certificate currently presented, or nil before
@@ -347,8 +360,11 @@ func (m *Manager) Refresh(ctx context.Context) error {
 	c, err := m.obtain(ctx)
 	if err != nil {
 		m.failures.Add(1)
-		return fmt.Errorf("renew workload certificate for %s: %w", m.id, err)
+		err = fmt.Errorf("renew workload certificate for %s: %w", m.id, err)
+		m.lastErr.Store(&err)
+		return err
 	}
+	m.lastErr.Store(nil)
 	m.cur.Store(c)
 	m.refreshes.Add(1)
 	m.readyOnce.Do(func() { close(m.ready) })
