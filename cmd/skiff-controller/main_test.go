@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -16,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +34,7 @@ import (
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/control"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
@@ -190,14 +187,7 @@ func TestAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wkey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, wkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	csr := catest.CSR(t, id)
 	resp, err := identityv1.NewIdentityClient(cc).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte(tok), Csr: csr})
 	if err != nil {
 		t.Fatal(err)
@@ -469,14 +459,7 @@ current-context: test
 	client := identityv1.NewIdentityClient(cc)
 
 	const webID = "spiffe://cluster.local/ns/shop/sa/web"
-	wkey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{spiffe.MustParse(webID).URL()}}, wkey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	csr := catest.CSR(t, spiffe.MustParse(webID))
 	resp, err := client.Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("web-token"), Csr: csr})
 	if err != nil {
 		t.Fatal(err)
@@ -590,24 +573,15 @@ func TestControllerTLS(t *testing.T) {
 	dir := t.TempDir()
 	issuerCert, issuerKey := filepath.Join(dir, "issuer.crt"), filepath.Join(dir, "issuer.key")
 	anchorsFile, keyFile, regFile := filepath.Join(dir, "anchors.pem"), filepath.Join(dir, "token.key"), filepath.Join(dir, "endpoints.txt")
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
+	// The controller builds its own CA from these files; the test keeps
+	// the hierarchy to check what it serves.
+	pki := catest.New(t, "cluster.local", catest.Options{})
+	if err := pki.Issuer.WriteFiles(issuerCert, issuerKey); err != nil {
 		t.Fatal(err)
 	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := issuer.WriteFiles(issuerCert, issuerKey); err != nil {
-		t.Fatal(err)
-	}
-	anchorsPEM := spiffe.EncodeCertificatesPEM(anchor.Cert)
+	anchorsPEM := spiffe.EncodeCertificatesPEM(pki.Anchor.Cert)
 	writeAtomic(t, anchorsFile, string(anchorsPEM))
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeAtomic(t, keyFile, hex.EncodeToString(key))
+	writeAtomic(t, keyFile, hex.EncodeToString(pki.TokenKey))
 	writeAtomic(t, regFile, "")
 
 	rec, logs := startController(t, "all", "--registry-file", regFile,
@@ -624,7 +598,7 @@ func TestControllerTLS(t *testing.T) {
 		t.Fatalf("TLS client: %v", err)
 	}
 	leaf := <-seen
-	if err := leaf.CheckSignatureFrom(issuer.Cert); err != nil {
+	if err := leaf.CheckSignatureFrom(pki.Issuer.Cert); err != nil {
 		t.Fatalf("the serving certificate is not signed by the issuer: %v", err)
 	}
 	if got, err := spiffe.FromCertificate(leaf); err != nil || got != defaultControllerID {
@@ -638,7 +612,7 @@ func TestControllerTLS(t *testing.T) {
 
 	// A client expecting another identity fails, naming both.
 	other := spiffe.MustNew("cluster.local", "skiff", "skiff-impostor")
-	err = callPolicy(t, addr, controllerCreds(t, anchorsPEM, other, nil))
+	err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, other, nil))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), other.String()) || !strings.Contains(err.Error(), defaultControllerID.String()) {
 		t.Errorf("client expecting %s: %v, want Unavailable naming both identities", other, err)
 	}
@@ -648,11 +622,7 @@ func TestControllerTLS(t *testing.T) {
 	// the first certificate without a client certificate (the token
 	// proves the identity), the next one presenting the first.
 	web := spiffe.MustNew("cluster.local", "shop", "web")
-	tokens, err := ca.NewHMACTokens(key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokens.Issue(web, time.Hour)
+	tok, err := pki.Tokens.Issue(web, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -688,7 +658,7 @@ func TestControllerTLS(t *testing.T) {
 
 	// An issuer rotation: a new connection sees a serving certificate from
 	// the new issuer.
-	issuer2, err := ca.NewIssuer(anchor, ca.Options{})
+	issuer2, err := ca.NewIssuer(pki.Anchor, ca.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -712,51 +682,21 @@ func TestControllerTLSFiles(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, regFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "endpoints.txt")
 	writeAtomic(t, regFile, "")
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := spiffe.NewBundle("cluster.local", anchor.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hmacKey, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewHMACTokens(hmacKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki := catest.New(t, "cluster.local", catest.Options{})
 	// writeCert writes a serving certificate for the default identity, as
 	// cert-manager would, and returns its leaf.
 	writeCert := func() *x509.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := authority.IssueServing(key.Public(), defaultControllerID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
+		c := pki.TLSCertificate(t, defaultControllerID)
+		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
 		if err != nil {
 			t.Fatal(err)
 		}
 		writeAtomic(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-		writeAtomic(t, certFile, string(spiffe.EncodeCertificatesPEM(c.Leaf, issuer.Cert)))
+		writeAtomic(t, certFile, string(spiffe.EncodeCertificatesPEM(c.Leaf, pki.Issuer.Cert)))
 		return c.Leaf
 	}
 	first := writeCert()
-	anchorsPEM := spiffe.EncodeCertificatesPEM(anchor.Cert)
+	anchorsPEM := spiffe.EncodeCertificatesPEM(pki.Anchor.Cert)
 
 	rec, _ := startController(t, "destination", "--registry-file", regFile, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	if rec["tls"] != true {

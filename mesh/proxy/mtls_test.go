@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
-	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
@@ -18,30 +18,11 @@ import (
 )
 
 // pki is a trust domain's CA for tests, issuing to certificate managers.
-type pki struct {
-	bundle *spiffe.Bundle
-	tokens *ca.HMACTokens
-	ca     *ca.CA
-}
+type pki struct{ *catest.PKI }
 
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, _ := spiffe.NewBundle("cluster.local", anchor.Cert)
-	key, _ := ca.NewHMACKey()
-	tokens, _ := ca.NewHMACTokens(key, nil)
-	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pki{bundle: bundle, tokens: tokens, ca: authority}
+	return &pki{catest.New(t, "cluster.local", catest.Options{})}
 }
 
 // identity returns a ready certificate manager for id, renewing until the
@@ -49,15 +30,15 @@ func newPKI(t testing.TB) *pki {
 func (k *pki) identity(t testing.TB, id spiffe.ID) *certs.Manager {
 	t.Helper()
 	m, err := certs.New(certs.Config{
-		ID: id, Bundle: k.bundle,
+		ID: id, Bundle: k.Bundle,
 		Certifier: certs.CertifierFunc(func(ctx context.Context, csr []byte, id, token string) ([][]byte, time.Time, error) {
-			c, err := k.ca.Certify(ctx, csr, id, token)
+			c, err := k.CA.Certify(ctx, csr, id, token)
 			if err != nil {
 				return nil, time.Time{}, err
 			}
 			return c.Chain, c.NotAfter, nil
 		}),
-		Token: func(context.Context) (string, error) { return k.tokens.Issue(id, time.Hour) },
+		Token: func(context.Context) (string, error) { return k.Tokens.Issue(id, time.Hour) },
 	})
 	if err != nil {
 		t.Fatal(err)

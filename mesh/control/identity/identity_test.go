@@ -2,14 +2,10 @@ package identity
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -24,12 +20,12 @@ import (
 
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
 type env struct {
 	tokens  *ca.HMACTokens
-	bundle  *spiffe.Bundle
 	metrics *prometheus.Registry
 	srv     *Server
 	client  identityv1.IdentityClient
@@ -37,30 +33,9 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{metrics: prometheus.NewRegistry()}
-	if e.bundle, err = spiffe.NewBundle("cluster.local", anchor.Cert); err != nil {
-		t.Fatal(err)
-	}
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.tokens, err = ca.NewHMACTokens(key, nil); err != nil {
-		t.Fatal(err)
-	}
-	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: e.bundle, Tokens: e.tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(Config{CA: authority, Registerer: e.metrics})
+	p := catest.New(t, "cluster.local", catest.Options{})
+	e := &env{tokens: p.Tokens, metrics: prometheus.NewRegistry()}
+	srv, err := NewServer(Config{CA: p.CA, Registerer: e.metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,24 +64,11 @@ func (e *env) token(t *testing.T, id spiffe.ID) []byte {
 	return []byte(tok)
 }
 
-func csrFor(t *testing.T, id spiffe.ID) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
 func TestCertify(t *testing.T) {
 	e := newEnv(t)
 	id := spiffe.MustNew("cluster.local", "shop", "web")
 	resp, err := e.client.Certify(t.Context(), &identityv1.CertifyRequest{
-		Identity: id.String(), Token: e.token(t, id), Csr: csrFor(t, id),
+		Identity: id.String(), Token: e.token(t, id), Csr: catest.CSR(t, id),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +115,7 @@ func TestCertifyRejections(t *testing.T) {
 	otherKey, _ := ca.NewHMACKey()
 	forger, _ := ca.NewHMACTokens(otherKey, nil)
 	forged, _ := forger.Issue(web, time.Hour)
-	good := csrFor(t, web)
+	good := catest.CSR(t, web)
 	tests := []struct {
 		name string
 		req  *identityv1.CertifyRequest
@@ -168,7 +130,7 @@ func TestCertifyRejections(t *testing.T) {
 		{"token of another identity", &identityv1.CertifyRequest{Identity: web.String(), Token: e.token(t, db), Csr: good}, codes.PermissionDenied, "identity mismatch"},
 		{"no CSR", &identityv1.CertifyRequest{Identity: web.String(), Token: e.token(t, web)}, codes.InvalidArgument, "csr is required"},
 		{"bad CSR", &identityv1.CertifyRequest{Identity: web.String(), Token: e.token(t, web), Csr: []byte("not DER")}, codes.InvalidArgument, "malformed CSR"},
-		{"CSR of another identity", &identityv1.CertifyRequest{Identity: web.String(), Token: e.token(t, web), Csr: csrFor(t, db)}, codes.PermissionDenied, "identity mismatch"},
+		{"CSR of another identity", &identityv1.CertifyRequest{Identity: web.String(), Token: e.token(t, web), Csr: catest.CSR(t, db)}, codes.PermissionDenied, "identity mismatch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
@@ -32,33 +33,13 @@ func newReloadEnv(t *testing.T) *reloadEnv {
 	t.Helper()
 	e := &reloadEnv{dir: t.TempDir(), metrics: prometheus.NewRegistry()}
 	e.certFile, e.keyFile, e.anchorsFile = filepath.Join(e.dir, "issuer.crt"), filepath.Join(e.dir, "issuer.key"), filepath.Join(e.dir, "anchors.pem")
-	var err error
-	if e.anchor, err = ca.NewAnchor("cluster.local", ca.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(e.anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := issuer.WriteFiles(e.certFile, e.keyFile); err != nil {
+	p := catest.New(t, "cluster.local", catest.Options{})
+	e.anchor, e.authority = p.Anchor, p.CA
+	if err := p.Issuer.WriteFiles(e.certFile, e.keyFile); err != nil {
 		t.Fatal(err)
 	}
 	e.writeAnchors(t, e.anchor)
-	bundle, err := spiffe.NewBundle("cluster.local", e.anchor.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewHMACTokens(key, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.authority, err = ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens}); err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	e.r, err = NewReloader(ReloaderConfig{
 		CA: e.authority, IssuerCert: e.certFile, IssuerKey: e.keyFile, TrustAnchors: e.anchorsFile,
 		Interval: 10 * time.Millisecond, Registerer: e.metrics,

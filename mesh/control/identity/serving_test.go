@@ -2,9 +2,6 @@ package identity
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -15,6 +12,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
@@ -38,43 +36,11 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// servingCA is an anchor, an issuer of issuerLifetime (0: the default)
-// and a CA over them on clock.
-func servingCA(t *testing.T, clock *testClock, issuerLifetime time.Duration) (*ca.KeyPair, *spiffe.Bundle, *ca.CA) {
-	t.Helper()
-	opts := ca.Options{Now: clock.Now}
-	anchor, err := ca.NewAnchor("cluster.local", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{Now: clock.Now, Lifetime: issuerLifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := spiffe.NewBundle("cluster.local", anchor.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewHMACTokens(key, clock.Now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens, Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return anchor, bundle, authority
-}
-
 func TestServingCertRenewal(t *testing.T) {
 	clock := &testClock{t: time.Now()}
-	anchor, bundle, authority := servingCA(t, clock, 0)
+	p := catest.New(t, "cluster.local", catest.Options{Now: clock.Now})
 	id := spiffe.ControlPlaneID("cluster.local")
-	sc, err := NewServingCert(ServingConfig{CA: authority, ID: id, Now: clock.Now})
+	sc, err := NewServingCert(ServingConfig{CA: p.CA, ID: id, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +59,7 @@ func TestServingCertRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, err := bundle.Verify(chain, clock.Now(), x509.ExtKeyUsageServerAuth); err != nil || got != id {
+	if got, err := p.Bundle.Verify(chain, clock.Now(), x509.ExtKeyUsageServerAuth); err != nil || got != id {
 		t.Fatalf("serving certificate verifies as %v, %v; want %s", got, err, id)
 	}
 	lifetime := first.Leaf.NotAfter.Sub(clock.Now())
@@ -112,11 +78,11 @@ func TestServingCertRenewal(t *testing.T) {
 	}
 
 	// An issuer rotation: the next handshake gets a leaf of the new issuer.
-	issuer2, err := ca.NewIssuer(anchor, ca.Options{Now: clock.Now})
+	issuer2, err := ca.NewIssuer(p.Anchor, ca.Options{Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := authority.SetIssuer(issuer2); err != nil {
+	if err := p.CA.SetIssuer(issuer2); err != nil {
 		t.Fatal(err)
 	}
 	third := get()
@@ -133,8 +99,8 @@ func TestServingCertRenewal(t *testing.T) {
 // saying why.
 func TestServingCertIssuerExpired(t *testing.T) {
 	clock := &testClock{t: time.Now()}
-	_, _, authority := servingCA(t, clock, 2*time.Hour) // leaves are capped at the issuer's 2 h
-	sc, err := NewServingCert(ServingConfig{CA: authority, ID: spiffe.ControlPlaneID("cluster.local"), Now: clock.Now})
+	p := catest.New(t, "cluster.local", catest.Options{Now: clock.Now, IssuerLifetime: 2 * time.Hour}) // leaves are capped at the issuer's 2 h
+	sc, err := NewServingCert(ServingConfig{CA: p.CA, ID: spiffe.ControlPlaneID("cluster.local"), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +124,7 @@ func TestServingCertIssuerExpired(t *testing.T) {
 
 func TestServingCertConfig(t *testing.T) {
 	clock := &testClock{t: time.Now()}
-	_, _, authority := servingCA(t, clock, 0)
+	authority := catest.New(t, "cluster.local", catest.Options{Now: clock.Now}).CA
 	for _, tc := range []struct {
 		name string
 		cfg  ServingConfig
@@ -181,25 +147,14 @@ func TestServingCertConfig(t *testing.T) {
 func TestServingTLS(t *testing.T) {
 	leakcheck.Check(t)
 	clock := &testClock{t: time.Now()}
-	_, bundle, authority := servingCA(t, clock, 0)
+	p := catest.New(t, "cluster.local", catest.Options{Now: clock.Now})
 	ctl := spiffe.ControlPlaneID("cluster.local")
-	sc, err := NewServingCert(ServingConfig{CA: authority, ID: ctl, Now: clock.Now})
+	sc, err := NewServingCert(ServingConfig{CA: p.CA, ID: ctl, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf := func(authority *ca.CA, id spiffe.ID) *tls.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := authority.IssueServing(key.Public(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &tls.Certificate{Certificate: c.Chain, PrivateKey: key, Leaf: c.Leaf}
-	}
 	web := spiffe.MustNew("cluster.local", "shop", "web")
-	_, otherBundle, other := servingCA(t, clock, 0)
+	other := catest.New(t, "cluster.local", catest.Options{Now: clock.Now})
 
 	// handshake returns how many certificates the client presented and
 	// each side's error.
@@ -245,7 +200,7 @@ func TestServingTLS(t *testing.T) {
 		serverErr = <-done
 		return presented, serverErr, clientErr
 	}
-	trust := func() *spiffe.Bundle { return bundle }
+	trust := func() *spiffe.Bundle { return p.Bundle }
 
 	for _, tc := range []struct {
 		name      string
@@ -253,7 +208,7 @@ func TestServingTLS(t *testing.T) {
 		presented int
 	}{
 		{"no client certificate", nil, 0},
-		{"client certificate from the CA", leaf(authority, web), 2},
+		{"client certificate from the CA", p.TLSCertificate(t, web), 2},
 	} {
 		cert := func() *tls.Certificate { return tc.cert }
 		presented, srvErr, cliErr := handshake(certs.ControlPlaneTLSConfig(ctl, trust, cert))
@@ -264,7 +219,7 @@ func TestServingTLS(t *testing.T) {
 
 	// A certificate of another anchor, presented regardless: the server
 	// refuses it.
-	foreign := leaf(other, web)
+	foreign := other.TLSCertificate(t, web)
 	cfg := certs.ControlPlaneTLSConfig(ctl, trust, nil)
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return foreign, nil }
 	if _, srvErr, _ := handshake(cfg); srvErr == nil || !strings.Contains(srvErr.Error(), "client certificate rejected") {
@@ -277,7 +232,7 @@ func TestServingTLS(t *testing.T) {
 		t.Errorf("untrusted own certificate: server %v, client %v, %d certificates presented; want success with none", srvErr, cliErr, presented)
 	}
 	// A client trusting another anchor refuses the server.
-	if _, srvErr, cliErr := handshake(certs.ControlPlaneTLSConfig(ctl, func() *spiffe.Bundle { return otherBundle }, func() *tls.Certificate { return foreign })); cliErr == nil || srvErr == nil {
+	if _, srvErr, cliErr := handshake(certs.ControlPlaneTLSConfig(ctl, func() *spiffe.Bundle { return other.Bundle }, func() *tls.Certificate { return foreign })); cliErr == nil || srvErr == nil {
 		t.Errorf("a client trusting another anchor connected: server %v, client %v", srvErr, cliErr)
 	} else if !strings.Contains(cliErr.Error(), "control plane: server certificate rejected") {
 		t.Errorf("a client trusting another anchor: %v, want the server's certificate rejected", cliErr)

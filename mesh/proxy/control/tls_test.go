@@ -21,7 +21,7 @@ import (
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
-	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
@@ -106,40 +106,9 @@ func (h errLog) WithGroup(string) slog.Handler      { return h }
 // with an error naming the expected and the presented identity.
 func TestControlPlaneIdentityMismatch(t *testing.T) {
 	leakcheck.Check(t)
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := spiffe.NewBundle("cluster.local", anchor.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hmacKey, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tokens, err := ca.NewHMACTokens(hmacKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authority, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki := catest.New(t, "cluster.local", catest.Options{})
 	impostor := spiffe.MustNew("cluster.local", "shop", "web")
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := authority.IssueServing(key.Public(), impostor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serverCert := tls.Certificate{Certificate: c.Chain, PrivateKey: key, Leaf: c.Leaf}
+	serverCert := pki.TLSCertificate(t, impostor)
 	fakeID := &fakeIdentity{certify: func(context.Context, *identityv1.CertifyRequest) (*identityv1.CertifyResponse, error) {
 		return &identityv1.CertifyResponse{LeafCertificate: []byte("leaf")}, nil
 	}}
@@ -148,19 +117,19 @@ func TestControlPlaneIdentityMismatch(t *testing.T) {
 			identityv1.RegisterIdentityServer(s, fakeID)
 			destinationv1.RegisterDestinationServer(s, newFakeDestination())
 		},
-		opts: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS13}))}}
+		opts: []grpc.ServerOption{grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{*serverCert}, MinVersion: tls.VersionTLS13}))}}
 	srv.start()
 	t.Cleanup(srv.stop)
 
 	want := spiffe.ControlPlaneID("cluster.local")
-	cfg := certs.ControlPlaneTLSConfig(want, func() *spiffe.Bundle { return bundle }, nil)
+	cfg := certs.ControlPlaneTLSConfig(want, func() *spiffe.Bundle { return pki.Bundle }, nil)
 	names := func(msg string) bool {
 		return strings.Contains(msg, "expected server "+want.String()) && strings.Contains(msg, "certificate for "+impostor.String())
 	}
 
 	conn := NewConn(srv.addr, ConnConfig{TLS: cfg})
 	t.Cleanup(conn.Close)
-	_, _, err = (&Certifier{Conn: conn}).Certify(t.Context(), []byte("csr"), "spiffe://cluster.local/ns/a/sa/b", "tok")
+	_, _, err := (&Certifier{Conn: conn}).Certify(t.Context(), []byte("csr"), "spiffe://cluster.local/ns/a/sa/b", "tok")
 	if StatusCode(err) != CodeUnavailable || !names(err.Error()) {
 		t.Fatalf("Certify from an impostor: %v; want Unavailable naming %s and %s", err, want, impostor)
 	}

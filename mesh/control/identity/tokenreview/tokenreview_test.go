@@ -2,9 +2,6 @@ package tokenreview_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -32,6 +29,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/tokenreview"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
@@ -368,42 +366,21 @@ func TestNew(t *testing.T) {
 // with the identity its ServiceAccount token proves, and only that one.
 func TestCertify(t *testing.T) {
 	leakcheck.Check(t)
-	anchor, err := ca.NewAnchor("cluster.local", ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(anchor, ca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle, err := spiffe.NewBundle("cluster.local", anchor.Cert)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The fixture's issuer and bundle, under CAs that verify ServiceAccount
+	// tokens instead of its HMAC tokens.
+	pki := catest.New(t, "cluster.local", catest.Options{})
 	newCA := func(client kubernetes.Interface) *ca.CA {
 		t.Helper()
-		authority, err := ca.New(ca.Config{TrustDomain: "cluster.local", Issuer: issuer, Bundle: bundle, Tokens: newVerifier(t, client)})
+		authority, err := ca.New(ca.Config{TrustDomain: "cluster.local", Issuer: pki.Issuer, Bundle: pki.Bundle, Tokens: newVerifier(t, client)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return authority
 	}
-	csrFor := func(id spiffe.ID) []byte {
-		t.Helper()
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der
-	}
 	web, db := spiffe.MustNew("cluster.local", "shop", "web"), spiffe.MustNew("cluster.local", "shop", "db")
 
 	authority := newCA(newAPI(serviceAccount("shop", "web", "web-0"), nil))
-	cert, err := authority.Certify(t.Context(), csrFor(web), web.String(), token)
+	cert, err := authority.Certify(t.Context(), catest.CSR(t, web), web.String(), token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,12 +390,12 @@ func TestCertify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, err := bundle.Verify(chain, time.Now(), x509.ExtKeyUsageClientAuth); err != nil || got != web {
+	if got, err := pki.Bundle.Verify(chain, time.Now(), x509.ExtKeyUsageClientAuth); err != nil || got != web {
 		t.Errorf("the certificate verifies as %v, %v; want %v", got, err, web)
 	}
 
 	// web's token does not buy db's certificate.
-	if _, err := authority.Certify(t.Context(), csrFor(db), db.String(), token); !errors.Is(err, ca.ErrIdentityMismatch) {
+	if _, err := authority.Certify(t.Context(), catest.CSR(t, db), db.String(), token); !errors.Is(err, ca.ErrIdentityMismatch) {
 		t.Errorf("db's CSR with web's token: %v, want ErrIdentityMismatch", err)
 	}
 	// The API server's verdicts keep their class through the CA.
@@ -430,7 +407,7 @@ func TestCertify(t *testing.T) {
 		{newAPI(authenticationv1.TokenReviewStatus{}, apierrors.NewServiceUnavailable("down")), ca.ClassUnavailable},
 		{newAPI(authenticationv1.TokenReviewStatus{}, apierrors.NewForbidden(tokenReviews, "", errors.New("no RBAC"))), ca.ClassUnavailable},
 	} {
-		_, err := newCA(tt.client).Certify(t.Context(), csrFor(web), web.String(), token)
+		_, err := newCA(tt.client).Certify(t.Context(), catest.CSR(t, web), web.String(), token)
 		if c := ca.ClassOf(err); c != tt.want {
 			t.Errorf("Certify = %v (%v), want class %v", err, c, tt.want)
 		}

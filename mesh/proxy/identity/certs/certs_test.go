@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca/catest"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
@@ -47,29 +48,8 @@ func newEnv(t testing.TB, now func() time.Time) *env {
 	if now == nil {
 		now = time.Now
 	}
-	e := &env{now: now}
-	var err error
-	if e.anchor, err = ca.NewAnchor(td, ca.Options{Now: now}); err != nil {
-		t.Fatal(err)
-	}
-	issuer, err := ca.NewIssuer(e.anchor, ca.Options{Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.bundle, err = spiffe.NewBundle(td, e.anchor.Cert); err != nil {
-		t.Fatal(err)
-	}
-	key, err := ca.NewHMACKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.tokens, err = ca.NewHMACTokens(key, now); err != nil {
-		t.Fatal(err)
-	}
-	if e.ca, err = ca.New(ca.Config{Issuer: issuer, Bundle: e.bundle, Tokens: e.tokens, Now: now}); err != nil {
-		t.Fatal(err)
-	}
-	return e
+	p := catest.New(t, td, catest.Options{Now: now})
+	return &env{now: now, anchor: p.Anchor, bundle: p.Bundle, tokens: p.Tokens, ca: p.CA}
 }
 
 // certifier is the CA as a Certifier, as the gRPC client will present it.
