@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -40,13 +41,16 @@ type identityFlags struct {
 // with a certificate that chains to the trust bundle, and the proxy
 // presents its own certificate once it has one. Without it the proxy has
 // no anchors to verify anything with, and talks h2c.
-func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
+//
+// root is the process's logger without a component: each part adds its
+// own, once.
+func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog.Logger) error {
 	if f.id == "" {
 		if f.tokenFile != "" || f.anchorsFile != "" || f.identityAddr != "" || f.controlPlaneID != "" {
 			return errors.New("--identity-token-file, --trust-anchors, --identity-addr and --control-plane-identity need --identity-id")
 		}
 		if f.destinationAddr != "" {
-			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: cfg.Logger.With("component", "destination")}
+			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: root.With("component", "destination")}
 			cfg.Endpoints = f.dst
 		}
 		return nil
@@ -82,7 +86,7 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
 	if err != nil {
 		return fmt.Errorf("--trust-anchors %s: %w", f.anchorsFile, err)
 	}
-	log := cfg.Logger.With("component", "identity")
+	log := root.With("component", "identity")
 	var (
 		connCfg control.ConnConfig
 		mgr     atomic.Pointer[certs.Manager] // f.mgr, for the handshakes
@@ -108,12 +112,12 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config) error {
 		log.Info("control plane over TLS", "control_plane_identity", controlID.String())
 	}
 	if f.destinationAddr != "" {
-		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, connCfg), Log: cfg.Logger.With("component", "destination")}
+		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, connCfg), Log: root.With("component", "destination")}
 		cfg.Endpoints = f.dst
 	}
 	certifier := &control.Certifier{Conn: control.NewConn(addr, connCfg)}
 	f.mgr, err = certs.New(certs.Config{
-		ID: id, Bundle: bundle, Certifier: certifier, Logger: log,
+		ID: id, Bundle: bundle, Certifier: certifier, Logger: root, // it adds component=identity
 		Token: func(context.Context) (string, error) {
 			b, err := os.ReadFile(f.tokenFile)
 			if err != nil {

@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.TCPRoutes = append(cfg.TCPRoutes, proxy.TCPRoute{Addr: addr, Authority: auth})
 	}
-	if err := ident.apply(ctx, &cfg); err != nil {
+	if err := ident.apply(ctx, &cfg, log); err != nil {
 		return err
 	}
 	switch {

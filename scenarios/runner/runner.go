@@ -178,7 +178,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}
 	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
 	lc := local.Config{
-		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log.With("component", "simulator"),
+		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log, // the simulator adds component=simulator
 		ProxyArgs:    proxyArgs(sc.Mesh.Balancer),
 		ControlPlane: sc.Mesh.ControlPlane,
 		LeafLifetime: sc.Mesh.LeafLifetime,

@@ -269,7 +269,7 @@ func (r *run) executeScale(ctx context.Context, res *results.Result) error {
 	r.progressf("scenario %s on %s (seed %d): the control plane with %d services × %d endpoints, %d watchers × %d services, %d changes every %s",
 		r.sc.Name, r.o.Env, r.seed, cfg.Services, cfg.EndpointsPerService, cfg.Watchers, cfg.WatchesPerWatcher, cfg.Changes, cfg.ChangeInterval)
 	env, err := local.New(local.Config{
-		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log.With("component", "simulator"),
+		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log, // the simulator adds component=simulator
 		ControlPlane: true,
 	})
 	if err != nil {
