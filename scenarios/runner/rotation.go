@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -203,9 +202,9 @@ func sidecarIdentity(ctx context.Context, env *local.Env, m map[string]float64) 
 		if !p.Meshed() {
 			continue
 		}
-		vals, err := gauges(ctx, p.AdminAddr(), "identity_cert_refresh_count", "identity_cert_refresh_failures")
+		vals, err := p.Gauges(ctx, "identity_cert_refresh_count", "identity_cert_refresh_failures")
 		if err != nil {
-			return fmt.Errorf("%s: %w", p.Name(), err)
+			return err
 		}
 		least = math.Min(least, vals[0])
 		failures += vals[1]
@@ -215,39 +214,4 @@ func sidecarIdentity(ctx context.Context, env *local.Env, m map[string]float64) 
 	}
 	m["cert_refresh_failures"] = failures
 	return nil
-}
-
-// gauges reads unlabelled samples from a sidecar's /metrics, in the order
-// of names; a missing one is an error.
-func gauges(ctx context.Context, admin string, names ...string) ([]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := make([]float64, len(names))
-	found := make([]bool, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		for i, n := range names {
-			if v, ok := strings.CutPrefix(line, n+" "); ok {
-				if out[i], err = strconv.ParseFloat(v, 64); err == nil {
-					found[i] = true
-				}
-			}
-		}
-	}
-	for i, ok := range found {
-		if !ok {
-			return nil, fmt.Errorf("no %s in /metrics", names[i])
-		}
-	}
-	return out, nil
 }

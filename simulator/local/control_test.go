@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,11 +94,11 @@ func TestIdentityRotation(t *testing.T) {
 	refreshes := func() map[string]string {
 		out := map[string]string{}
 		for _, p := range env.meshedPods() {
-			v, err := env.metric(ctx, p, "identity_cert_refresh_count")
+			v, err := p.Gauges(ctx, "identity_cert_refresh_count")
 			if err != nil {
 				t.Fatal(err)
 			}
-			out[p.name] = v
+			out[p.name] = strconv.FormatFloat(v[0], 'f', -1, 64)
 		}
 		return out
 	}

@@ -257,14 +257,13 @@ func (e *Env) ControlTLSConfig() *tls.Config {
 func (e *Env) waitAnchors(ctx context.Context, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, AnchorPropagationTimeout)
 	defer cancel()
-	want := strconv.Itoa(n)
 	for {
 		var behind []string
 		for _, p := range e.meshedPods() {
 			if !p.Ready() {
 				continue // down or paused: it reads the file when it comes back
 			}
-			if v, err := e.metric(ctx, p, "identity_trust_anchors"); err != nil || v != want {
+			if v, err := p.Gauges(ctx, "identity_trust_anchors"); err != nil || v[0] != float64(n) {
 				behind = append(behind, p.name)
 			}
 		}
@@ -297,26 +296,39 @@ func (e *Env) meshedPods() []*Pod {
 	return out
 }
 
-// metric reads one unlabelled sample from a sidecar's /metrics.
-func (e *Env) metric(ctx context.Context, p *Pod, name string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeTimeout)
+// Gauges reads unlabelled samples from the pod's sidecar /metrics, in the
+// order of names; a missing one is an error naming it.
+func (p *Pod) Gauges(ctx context.Context, names ...string) ([]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.env.cfg.ProbeTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	resp, err := e.httpc.Do(req)
+	resp, err := p.env.httpc.Do(req)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	out := make([]float64, len(names))
+	found := make([]bool, len(names))
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return v, nil
+		line := sc.Text()
+		for i, n := range names {
+			if v, ok := strings.CutPrefix(line, n+" "); ok {
+				if out[i], err = strconv.ParseFloat(v, 64); err == nil {
+					found[i] = true
+				}
+			}
 		}
 	}
-	return "", fmt.Errorf("%s: no %s in /metrics", p.name, name)
+	for i, ok := range found {
+		if !ok {
+			return nil, fmt.Errorf("%s: no %s in /metrics", p.name, names[i])
+		}
+	}
+	return out, nil
 }
 
 // The identity faults act on the controller pod (faultinject.Authority).

@@ -54,18 +54,7 @@ func (r *FileRegistry) Path() string { return r.path }
 
 // Set implements Registry.
 func (r *FileRegistry) Set(authority string, endpoints []endpoint.Endpoint) error {
-	if err := checkField("authority", authority); err != nil {
-		return err
-	}
-	for _, ep := range endpoints {
-		if err := checkEndpoint(ep); err != nil {
-			return fmt.Errorf("authority %s: %w", authority, err)
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.table[strings.ToLower(authority)] = slices.Clone(endpoints)
-	return r.write()
+	return r.SetAll(map[string][]endpoint.Endpoint{authority: endpoints})
 }
 
 // SetAll sets every authority of table as Set does, in one atomic
