@@ -426,6 +426,13 @@ func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy 
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = pr.In.Host
+			// ReverseProxy clones the request, and Request.Clone copies
+			// the Trailer map as it is when the headers arrive: declared
+			// names, no values. The server fills the values into the
+			// incoming request's map at the body's end, and the transport
+			// sends the outgoing map's after the body, so the two must be
+			// one map or the backend gets every trailer empty.
+			pr.Out.Trailer = pr.In.Trailer
 			// A peer-supplied marker is only trusted on the inbound side.
 			if l.dir == dirOutbound {
 				pr.Out.Header.Del(OrigProtoHeader)

@@ -240,6 +240,26 @@ func testHTTP(t *testing.T, m *mesh, c *http.Client, wantProto string) {
 			t.Fatalf("trailer %s = %q, want done (trailers %v)", demo.TrailerName, got, resp.Trailer)
 		}
 	})
+	t.Run("request-trailers", func(t *testing.T) {
+		// A body of unknown length, so HTTP/1.1 sends it chunked, with
+		// a trailer declared before and set after the body.
+		req, err := http.NewRequest("POST", base+"/trailers", io.MultiReader(strings.NewReader("body before trailers")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = svcHTTP
+		req.Trailer = http.Header{"Skiff-Checksum": nil}
+		req.Body = &trailerBody{Reader: strings.NewReader("body before trailers"), set: func() { req.Trailer.Set("Skiff-Checksum", "c0ffee") }}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get(demo.RequestTrailerPrefix + "Skiff-Checksum"); got != "c0ffee" {
+			t.Fatalf("the backend saw request trailer Skiff-Checksum = %q, want c0ffee (status %d)", got, resp.StatusCode)
+		}
+	})
 	t.Run("streaming", func(t *testing.T) {
 		resp, body := do(t, c, "GET", base+"/stream?n=4&interval=1ms", svcHTTP, nil, nil)
 		if resp.StatusCode != 200 || strings.Count(string(body), "\n") < 4 {
@@ -272,6 +292,24 @@ func testHTTP(t *testing.T, m *mesh, c *http.Client, wantProto string) {
 		testUpgrade(t, m.entry)
 	})
 }
+
+// trailerBody calls set when its reader is exhausted: the way a client
+// fills in a trailer it could only compute from the whole body.
+type trailerBody struct {
+	io.Reader
+	set  func()
+	once sync.Once
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF {
+		b.once.Do(b.set)
+	}
+	return n, err
+}
+
+func (b *trailerBody) Close() error { return nil }
 
 func testUpgrade(t *testing.T, addr string) {
 	c, err := net.Dial("tcp", addr)

@@ -248,8 +248,22 @@ func headerHasToken(h http.Header, key, token string) bool {
 	return false
 }
 
-// handleTrailers writes a body, then the announced trailer Skiff-Trailer: done.
+// RequestTrailerPrefix starts the response headers in which /trailers
+// echoes the trailers of the request: X-Request-Trailer-Name: value.
+const RequestTrailerPrefix = "X-Request-Trailer-"
+
+// handleTrailers reads the request body to its end, echoes the request's
+// trailers as RequestTrailerPrefix headers, then writes a body and the
+// announced trailer Skiff-Trailer: done.
 func (s *Server) handleTrailers(w *recorder, r *http.Request, f *Faults) {
+	// Request trailers arrive only once the body has been read.
+	if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, maxAdminBody)); err != nil {
+		http.Error(w, "reading the request body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	for k, vs := range r.Trailer {
+		w.Header()[RequestTrailerPrefix+k] = vs
+	}
 	w.Header().Set("Trailer", TrailerName)
 	if f.SizeSet {
 		writePayload(w, f.Size)
