@@ -37,6 +37,10 @@ const (
 	DefaultConnectTimeout = 1 * time.Second
 	// DefaultMaxHeaderBytes bounds a request's header block.
 	DefaultMaxHeaderBytes = 64 << 10
+	// DefaultAuthorityIdleTimeout is how long an authority no request
+	// asks for is remembered, with its discovery watch.
+	DefaultAuthorityIdleTimeout = time.Minute
+	DefaultMaxAuthorities       = 10000
 )
 
 // DefaultOpaquePorts are ports whose traffic is never HTTP detected
@@ -97,6 +101,12 @@ type Config struct {
 	MaxInFlight int
 	// DrainTimeout bounds the graceful shutdown.
 	DrainTimeout time.Duration
+	// AuthorityIdleTimeout is how long an outbound authority that no
+	// request asks for keeps its entry and its discovery watch.
+	AuthorityIdleTimeout time.Duration
+	// MaxAuthorities bounds the authorities watched at once; a new one
+	// beyond it makes the least recently used ones forgotten.
+	MaxAuthorities int
 	// Failover lists, per authority, the authorities to use when it has no
 	// ready endpoint or none of its endpoints accepts a connection: the
 	// same request then goes to the first fallback that can take it.
@@ -154,6 +164,12 @@ func (c *Config) normalize() error {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.AuthorityIdleTimeout <= 0 {
+		c.AuthorityIdleTimeout = DefaultAuthorityIdleTimeout
+	}
+	if c.MaxAuthorities <= 0 {
+		c.MaxAuthorities = DefaultMaxAuthorities
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

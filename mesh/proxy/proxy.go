@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -65,10 +64,10 @@ type Proxy struct {
 	// Connection pools per direction, so upstream connections carry the
 	// right direction label; tlsOut carries mutual TLS to meshed peers.
 	out, in, tlsOut pools
-	serverTLS       *tls.Config    // inbound mTLS, with ALPN; nil without identity
-	expected        sync.Map       // endpoint address -> spiffe.ID it must prove
-	mtlsFailures    *atomic.Uint64 // inbound handshakes that failed
-	plaintextDenied *atomic.Uint64 // inbound connections refused in strict mode
+	serverTLS       *tls.Config     // inbound mTLS, with ALPN; nil without identity
+	peers           *peerIdentities // what meshed endpoints must prove; nil without identity
+	mtlsFailures    *atomic.Uint64  // inbound handshakes that failed
+	plaintextDenied *atomic.Uint64  // inbound connections refused in strict mode
 
 	destinations *destinations
 	listeners    []*listener
@@ -77,6 +76,7 @@ type Proxy struct {
 
 	connectRetries *atomic.Uint64
 	failovers      *atomic.Uint64
+	identityErrors map[string]*atomic.Uint64 // by identityErrorLabel
 
 	tcpMu    sync.Mutex
 	tcpConns map[*conn]struct{}
@@ -118,7 +118,16 @@ func New(cfg Config) (*Proxy, error) {
 	p.failovers = p.metrics.Counter("outbound_failover_total", "")
 	p.mtlsFailures = p.metrics.Counter("inbound_tls_handshake_failures_total", "")
 	p.plaintextDenied = p.metrics.Counter("inbound_tcp_authz_deny_total", `reason="plaintext"`)
-	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.learnIdentities)
+	if cfg.Identity != nil {
+		p.peers = newPeerIdentities(p.log)
+		p.identityErrors = make(map[string]*atomic.Uint64)
+		for _, reason := range []string{"invalid", "conflict", "unknown"} {
+			p.identityErrors[reason] = p.metrics.Counter("outbound_identity_errors_total", `reason="`+reason+`"`)
+		}
+	}
+	evicted := p.metrics.Counter("outbound_authorities_evicted_total", "")
+	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.peers, cfg.AuthorityIdleTimeout, cfg.MaxAuthorities, p.log, evicted)
+	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })
 	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
 	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
 	if cfg.Identity != nil {
@@ -246,53 +255,38 @@ func (p *Proxy) newTLSTransport(alpn string) *http.Transport {
 }
 
 // dialTLS connects to a meshed peer and completes mutual TLS, checking the
-// peer proves the identity discovery gave for its address. A failed
-// handshake is a connectError: nothing was sent.
+// peer proves the identity discovery gave for its address. An endpoint
+// whose identity cannot be used fails here, closed: it is never reached in
+// plaintext instead. A failed handshake is a connectError: nothing was sent.
 func (p *Proxy) dialTLS(ctx context.Context, network, addr, alpn string) (net.Conn, error) {
-	v, ok := p.expected.Load(addr)
-	if !ok {
-		return nil, &connectError{addr: addr, err: errors.New("no identity is known for this meshed endpoint")}
+	id, err := p.peers.lookup(addr)
+	if err != nil {
+		p.identityErrors[identityErrorLabel(err)].Add(1)
+		p.log.Debug("meshed endpoint not dialled: no usable identity", "addr", addr, "err", err)
+		return nil, &connectError{addr: addr, err: err}
 	}
 	raw, err := p.dialLabelled(ctx, dirOutbound, network, addr, tlsTrue)
 	if err != nil {
 		return nil, err
 	}
-	cfg := p.cfg.Identity.ClientTLSConfig(v.(spiffe.ID))
+	cfg := p.cfg.Identity.ClientTLSConfig(id)
 	if alpn != "" {
 		cfg.NextProtos = []string{alpn}
 	}
 	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		p.log.Warn("mTLS handshake with a peer failed", "addr", addr, "expected", v.(spiffe.ID).String(), "err", err)
+		p.log.Warn("mTLS handshake with a peer failed", "addr", addr, "expected", id.String(), "err", err)
 		return nil, &connectError{addr: addr, err: fmt.Errorf("mTLS handshake: %w", err)}
 	}
 	return tc, nil
 }
 
-// learnIdentities records the identity each meshed endpoint must prove.
-func (p *Proxy) learnIdentities(eps []endpoint.Endpoint) {
-	if p.cfg.Identity == nil {
-		return
-	}
-	for i := range eps {
-		if ep := &eps[i]; ep.Meshed && ep.Identity != "" {
-			if id, err := spiffe.Parse(ep.Identity); err == nil {
-				p.expected.Store(ep.Addr, id)
-			} else {
-				p.log.Warn("endpoint identity is not a SPIFFE ID; it will be reached without TLS", "addr", ep.Addr, "identity", ep.Identity, "err", err)
-			}
-		}
-	}
-}
-
-// mtlsTo reports whether an endpoint is reached over mutual TLS.
+// mtlsTo reports whether an endpoint is reached over mutual TLS: every
+// meshed endpoint discovery gives an identity for, usable or not (an
+// unusable one fails in dialTLS).
 func (p *Proxy) mtlsTo(ep *endpoint.Endpoint) bool {
-	if p.cfg.Identity == nil || !ep.Meshed || ep.Identity == "" {
-		return false
-	}
-	_, ok := p.expected.Load(ep.Addr)
-	return ok
+	return p.cfg.Identity != nil && ep.Meshed && ep.Identity != ""
 }
 
 // tlsLabel says whether traffic to ep is mutual TLS, or why not.
@@ -408,6 +402,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			})
 		}
 	}
+	g.Go(func() error { p.destinations.expire(gctx); return nil })
 	var adminSrv *http.Server
 	if p.admin != nil {
 		adminSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: p.errLog}
@@ -862,108 +857,3 @@ func (p *Proxy) adminHandler() http.Handler {
 	}
 	return mux
 }
-
-// writeBalancers lists every watched authority's endpoints with their
-// latency estimate and requests in flight: what the balancer decides on.
-func (p *Proxy) writeBalancers(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	p.destinations.mu.RLock()
-	auths := make([]string, 0, len(p.destinations.m))
-	for a := range p.destinations.m {
-		auths = append(auths, a)
-	}
-	p.destinations.mu.RUnlock()
-	sort.Strings(auths)
-	now := time.Now()
-	for _, a := range auths {
-		p.destinations.mu.RLock()
-		d := p.destinations.m[a]
-		p.destinations.mu.RUnlock()
-		fmt.Fprintf(w, "%s exists=%v\n", a, d.exists.Load())
-		for _, n := range d.bal.Nodes() {
-			ep := n.Endpoint()
-			fmt.Fprintf(w, "  %s meshed=%v in_flight=%d load_ms=%.3f\n", ep.Addr, ep.Meshed, n.InFlight(), n.Load(now)/1e6)
-		}
-	}
-}
-
-// destinations resolves authorities to balancers, watching each one's
-// endpoints from the first request on. The number of authorities is capped
-// so that random Host headers cannot grow memory without bound.
-type destinations struct {
-	src     endpoint.Source
-	opts    balance.Options
-	onLearn func([]endpoint.Endpoint) // sees every snapshot's endpoints
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.RWMutex
-	m      map[string]*destination
-}
-
-// maxDestinations caps watched authorities.
-const maxDestinations = 10000
-
-// discoveryWait bounds how long a first request waits for discovery.
-const discoveryWait = 3 * time.Second
-
-type destination struct {
-	bal    *balance.Balancer
-	ready  chan struct{}
-	once   sync.Once
-	exists atomic.Bool
-}
-
-func newDestinations(src endpoint.Source, opts balance.Options, onLearn func([]endpoint.Endpoint)) *destinations {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &destinations{src: src, opts: opts, onLearn: onLearn, ctx: ctx, cancel: cancel, m: make(map[string]*destination)}
-}
-
-// get returns the destination of authority, or nil when discovery does
-// not know it.
-func (ds *destinations) get(ctx context.Context, authority string) (*destination, error) {
-	if ds.src == nil {
-		return nil, nil
-	}
-	ds.mu.RLock()
-	d := ds.m[authority]
-	ds.mu.RUnlock()
-	if d == nil {
-		ds.mu.Lock()
-		if d = ds.m[authority]; d == nil {
-			if len(ds.m) >= maxDestinations {
-				ds.mu.Unlock()
-				return nil, errUnknownAuthority
-			}
-			d = &destination{bal: balance.New(ds.opts), ready: make(chan struct{})}
-			ds.m[authority] = d
-			go ds.src.Watch(ds.ctx, authority, func(s endpoint.Snapshot) {
-				d.exists.Store(s.Exists)
-				ds.onLearn(s.Endpoints) // identities first: the balancer may pick at once
-				d.bal.Update(s.Endpoints)
-				d.once.Do(func() { close(d.ready) })
-			})
-		}
-		ds.mu.Unlock()
-	}
-	select {
-	case <-d.ready:
-	default:
-		t := time.NewTimer(discoveryWait)
-		select {
-		case <-d.ready:
-			t.Stop()
-		case <-t.C:
-			return nil, errDiscovery
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		}
-	}
-	if !d.exists.Load() {
-		return nil, nil
-	}
-	return d, nil
-}
-
-func (ds *destinations) close() { ds.cancel() }

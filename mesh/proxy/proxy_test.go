@@ -32,7 +32,7 @@ func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	return nil
+	return slog.New(slog.DiscardHandler)
 }
 
 // startProxy runs a proxy until the test ends and checks it drains cleanly.

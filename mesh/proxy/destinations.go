@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+)
+
+// discoveryWait bounds how long a first request waits for discovery.
+const discoveryWait = 3 * time.Second
+
+// destinations resolves authorities to balancers, watching each one's
+// endpoints from its first request on. Every distinct Host or :authority a
+// client sends makes an entry and a watch, so both are bounded: an entry
+// unused for the idle timeout is forgotten and its watch cancelled, and
+// when the table is full the least recently used entries make room. A
+// client sending random authorities therefore costs a bounded table, not
+// memory that grows until every new authority fails.
+type destinations struct {
+	src     endpoint.Source
+	opts    balance.Options
+	peers   *peerIdentities // the identities meshed endpoints must prove; nil without mTLS
+	idle    time.Duration
+	max     int
+	log     *slog.Logger
+	evicted *atomic.Uint64 // entries forgotten, idle or to make room
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	mu     sync.RWMutex
+	m      map[string]*destination
+}
+
+type destination struct {
+	authority string
+	bal       *balance.Balancer
+	ready     chan struct{}
+	once      sync.Once
+	exists    atomic.Bool
+	// used is when a request last asked for the authority, in Unix
+	// nanoseconds, updated at most once a second.
+	used   atomic.Int64
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	ids  map[string]string // meshed endpoint address -> identity, as last learned
+	gone bool              // forgotten: learn nothing more
+}
+
+func newDestinations(src endpoint.Source, opts balance.Options, peers *peerIdentities, idle time.Duration, max int, log *slog.Logger, evicted *atomic.Uint64) *destinations {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &destinations{
+		src: src, opts: opts, peers: peers, idle: idle, max: max, log: log, evicted: evicted,
+		ctx: ctx, cancel: cancel, m: make(map[string]*destination),
+	}
+}
+
+// get returns the destination of authority, or nil when discovery does
+// not know it.
+func (ds *destinations) get(ctx context.Context, authority string) (*destination, error) {
+	if ds.src == nil {
+		return nil, nil
+	}
+	now := time.Now().UnixNano()
+	ds.mu.RLock()
+	d := ds.m[authority]
+	ds.mu.RUnlock()
+	if d == nil {
+		d = ds.add(authority, now)
+	}
+	if now-d.used.Load() > int64(time.Second) {
+		d.used.Store(now)
+	}
+	select {
+	case <-d.ready:
+	default:
+		t := time.NewTimer(discoveryWait)
+		select {
+		case <-d.ready:
+			t.Stop()
+		case <-t.C:
+			return nil, errDiscovery
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	if !d.exists.Load() {
+		return nil, nil
+	}
+	return d, nil
+}
+
+// add starts watching authority, making room first when the table is full.
+func (ds *destinations) add(authority string, now int64) *destination {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if d := ds.m[authority]; d != nil {
+		return d
+	}
+	if len(ds.m) >= ds.max {
+		ds.evictOldestLocked()
+	}
+	ctx, cancel := context.WithCancel(ds.ctx)
+	d := &destination{authority: authority, bal: balance.New(ds.opts), ready: make(chan struct{}), cancel: cancel}
+	d.used.Store(now)
+	ds.m[authority] = d
+	go ds.src.Watch(ctx, authority, func(s endpoint.Snapshot) {
+		d.exists.Store(s.Exists)
+		d.learn(ds.peers, s.Endpoints) // identities first: the balancer may pick at once
+		d.bal.Update(s.Endpoints)
+		d.once.Do(func() { close(d.ready) })
+	})
+	return d
+}
+
+// evictOldestLocked forgets the least recently used eighth of the table:
+// one sort pays for many insertions while an attacker floods it.
+func (ds *destinations) evictOldestLocked() {
+	all := make([]*destination, 0, len(ds.m))
+	for _, d := range ds.m {
+		all = append(all, d)
+	}
+	slices.SortFunc(all, func(a, b *destination) int { return int(a.used.Load() - b.used.Load()) })
+	n := max(1, len(all)/8)
+	for _, d := range all[:n] {
+		ds.forgetLocked(d)
+	}
+	ds.log.Warn("too many authorities: forgot the least recently used", "forgotten", n, "max", ds.max)
+}
+
+// forgetLocked removes d: its watch ends, the identities it vouched for are
+// released. A request that already holds d finishes with it.
+func (ds *destinations) forgetLocked(d *destination) {
+	delete(ds.m, d.authority)
+	d.cancel()
+	d.forget(ds.peers)
+	ds.evicted.Add(1)
+}
+
+// expire forgets, every quarter of the idle timeout, the authorities no
+// request asked for during a whole idle timeout, until ctx is done.
+func (ds *destinations) expire(ctx context.Context) {
+	t := time.NewTicker(ds.idle / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			ds.sweep(now)
+		}
+	}
+}
+
+// sweep forgets the authorities unused since now minus the idle timeout.
+func (ds *destinations) sweep(now time.Time) {
+	cutoff := now.Add(-ds.idle).UnixNano()
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	for _, d := range ds.m {
+		if d.used.Load() < cutoff {
+			ds.forgetLocked(d)
+		}
+	}
+}
+
+func (ds *destinations) len() int {
+	ds.mu.RLock()
+	defer ds.mu.RUnlock()
+	return len(ds.m)
+}
+
+func (ds *destinations) close() { ds.cancel() }
+
+// learn records the identities of d's meshed endpoints in peers, releasing
+// the ones the previous snapshot vouched for and this one no longer does.
+func (d *destination) learn(peers *peerIdentities, eps []endpoint.Endpoint) {
+	if peers == nil {
+		return
+	}
+	next := make(map[string]string, len(eps))
+	for i := range eps {
+		if ep := &eps[i]; ep.Meshed && ep.Identity != "" {
+			next[ep.Addr] = ep.Identity
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gone {
+		return
+	}
+	peers.replace(d.authority, d.ids, next)
+	d.ids = next
+}
+
+// forget releases every identity d vouched for.
+func (d *destination) forget(peers *peerIdentities) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if peers != nil {
+		peers.replace(d.authority, d.ids, nil)
+	}
+	d.ids, d.gone = nil, true
+}
+
+// writeBalancers lists every watched authority's endpoints with their
+// latency estimate and requests in flight: what the balancer decides on.
+func (p *Proxy) writeBalancers(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	ds := p.destinations
+	ds.mu.RLock()
+	all := make([]*destination, 0, len(ds.m))
+	for _, d := range ds.m {
+		all = append(all, d)
+	}
+	ds.mu.RUnlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].authority < all[j].authority })
+	now := time.Now()
+	for _, d := range all {
+		fmt.Fprintf(w, "%s exists=%v idle_s=%.0f\n", d.authority, d.exists.Load(), now.Sub(time.Unix(0, d.used.Load())).Seconds())
+		for _, n := range d.bal.Nodes() {
+			ep := n.Endpoint()
+			fmt.Fprintf(w, "  %s meshed=%v in_flight=%d load_ms=%.3f\n", ep.Addr, ep.Meshed, n.InFlight(), n.Load(now)/1e6)
+		}
+	}
+}

@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+)
+
+// TestIdentityFailsClosed: a meshed endpoint whose identity discovery gave
+// but the proxy cannot use is never reached in plaintext. It used to be
+// (a warning, then the request went through without TLS).
+func TestIdentityFailsClosed(t *testing.T) {
+	leakcheck.Check(t)
+	k := newPKI(t)
+	backend := startDemo(t, "echo-1")
+	// The endpoint is a plaintext inbound proxy: a downgrade would reach
+	// the backend and answer 200.
+	in := startProxy(t, Config{OutboundAddr: "-", InboundAddr: "127.0.0.1:0", InboundForward: backend.Addr()})
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{
+		svcHTTP: {{Addr: in.Addr("inbound").String(), Meshed: true, Identity: "web.shop.serviceaccount.identity.cluster.local"}},
+	})
+	out := startProxy(t, Config{Endpoints: src, Identity: k.identity(t, clientID)})
+	for _, c := range []*http.Client{h1Client(t), h2cClient(t)} {
+		resp, _ := do(t, c, "GET", "http://"+out.Addr("outbound").String()+"/", svcHTTP, nil, nil)
+		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get(ErrorHeader), "not a SPIFFE ID") {
+			t.Fatalf("got %d %q; want 502 naming the unusable identity", resp.StatusCode, resp.Header.Get(ErrorHeader))
+		}
+	}
+	if got := backend.Stats().Requests; got != 0 {
+		t.Fatalf("the backend received %d requests: the proxy downgraded to plaintext", got)
+	}
+	if m := scrape(t, out); !strings.Contains(m, `outbound_identity_errors_total{reason="invalid"} `) || strings.Contains(m, `outbound_identity_errors_total{reason="invalid"} 0`) {
+		t.Fatalf("no identity error counted:\n%s", grepLines(m, "outbound_identity_errors_total"))
+	}
+}
+
+// TestPeerIdentitiesExpire: the identity table holds only what watched
+// authorities list now; agreement is required across authorities.
+func TestPeerIdentitiesExpire(t *testing.T) {
+	tab := newPeerIdentities(testLogger(t))
+	const a, b = "10.0.0.1:4143", "10.0.0.2:4143"
+	web, api := clientID.String(), serverID.String()
+	tab.replace("svc-1", nil, map[string]string{a: web, b: api})
+	tab.replace("svc-2", nil, map[string]string{a: web})
+	if id, err := tab.lookup(a); err != nil || id != clientID {
+		t.Fatalf("lookup(a) = %v, %v", id, err)
+	}
+	// svc-1 drops a: svc-2 still vouches for it.
+	tab.replace("svc-1", map[string]string{a: web, b: api}, map[string]string{b: api})
+	if _, err := tab.lookup(a); err != nil {
+		t.Fatalf("a is still listed by svc-2: %v", err)
+	}
+	// svc-3 claims a is someone else: a conflict fails closed.
+	tab.replace("svc-3", nil, map[string]string{a: api})
+	if _, err := tab.lookup(a); identityErrorLabel(err) != "conflict" {
+		t.Fatalf("conflicting identities: got %v", err)
+	}
+	tab.replace("svc-3", map[string]string{a: api}, nil)
+	tab.replace("svc-2", map[string]string{a: web}, nil)
+	tab.replace("svc-1", map[string]string{b: api}, nil)
+	if n := tab.len(); n != 0 {
+		t.Fatalf("%d entries left after every authority let go", n)
+	}
+	if _, err := tab.lookup(a); identityErrorLabel(err) != "unknown" {
+		t.Fatalf("forgotten address: got %v", err)
+	}
+}
+
+// TestIdentityForgottenWithEndpoint: when discovery drops a meshed
+// endpoint, the proxy forgets the identity it had to prove.
+func TestIdentityForgottenWithEndpoint(t *testing.T) {
+	leakcheck.Check(t)
+	k := newPKI(t)
+	ep := endpoint.Endpoint{Addr: "127.0.0.1:1", Meshed: true, Identity: serverID.String()}
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {ep}})
+	p := startProxy(t, Config{Endpoints: src, Identity: k.identity(t, clientID)})
+	if _, err := p.destinations.get(context.Background(), svcHTTP); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := p.peers.lookup(ep.Addr); err != nil || id != serverID {
+		t.Fatalf("learned %v, %v", id, err)
+	}
+	src.Set(map[string][]endpoint.Endpoint{svcHTTP: {}})
+	testwait.For(t, "the identity to be forgotten", func() (bool, error) { return p.peers.len() == 0, nil })
+}
+
+// TestAuthoritiesBounded: distinct authorities beyond the cap make room by
+// forgetting the least recently used, watches included. The proxy used to
+// keep all of them: after 10,000, every new authority got 502, and each
+// kept a watcher goroutine.
+func TestAuthoritiesBounded(t *testing.T) {
+	leakcheck.Check(t)
+	backend := startDemo(t, "echo-1")
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}, "late.test.svc": {{Addr: backend.Addr()}}})
+	const max = 64
+	p := startProxy(t, Config{Endpoints: src, MaxAuthorities: max})
+	c := h2cClient(t)
+	base := "http://" + p.Addr("outbound").String()
+	for i := range 4 * max {
+		resp, _ := do(t, c, "GET", base+"/", fmt.Sprintf("random-%d.example", i), nil, nil)
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("unknown authority: %d", resp.StatusCode)
+		}
+	}
+	if n := p.destinations.len(); n > max {
+		t.Fatalf("%d authorities watched, cap %d", n, max)
+	}
+	resp, _ := do(t, c, "GET", base+"/", "late.test.svc", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a known authority after the flood: %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
+	}
+	if m := scrape(t, p); !strings.Contains(m, "outbound_authorities_evicted_total ") {
+		t.Fatalf("evictions not counted:\n%s", grepLines(m, "authorities"))
+	}
+}
+
+// TestAuthoritiesExpire runs the destination table in virtual time: an
+// authority nobody asks for is forgotten after the idle timeout, and its
+// watch ends (synctest fails the test if a watch goroutine outlives it).
+func TestAuthoritiesExpire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := endpoint.NewStatic(map[string][]endpoint.Endpoint{"busy": {{Addr: "127.0.0.1:1"}}, "quiet": {{Addr: "127.0.0.1:2"}}})
+		var evicted atomic.Uint64
+		ds := newDestinations(src, balance.Options{}, nil, time.Minute, 100, testLogger(t), &evicted)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { ds.expire(ctx); close(done) }()
+		for _, a := range []string{"busy", "quiet", "unknown"} {
+			if _, err := ds.get(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range 8 { // two idle timeouts; "busy" is asked for throughout
+			time.Sleep(15 * time.Second)
+			ds.get(ctx, "busy")
+		}
+		synctest.Wait()
+		if n := ds.len(); n != 1 {
+			t.Fatalf("%d authorities left, want only the busy one", n)
+		}
+		if evicted.Load() != 2 {
+			t.Fatalf("evicted %d, want 2", evicted.Load())
+		}
+		cancel()
+		ds.close()
+		<-done
+	})
+}
