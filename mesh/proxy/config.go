@@ -35,6 +35,9 @@ const (
 	DefaultMaxInFlight    = 2000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultConnectTimeout = 1 * time.Second
+	// DefaultHeaderTimeout bounds the wait for a request's headers (and,
+	// on declared HTTP ports, for the first bytes).
+	DefaultHeaderTimeout = 10 * time.Second
 	// DefaultMaxHeaderBytes bounds a request's header block.
 	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultAuthorityIdleTimeout is how long an authority no request
@@ -91,6 +94,9 @@ type Config struct {
 	TCPRoutes []TCPRoute
 	// DetectTimeout bounds the wait for a client's first bytes.
 	DetectTimeout time.Duration
+	// HeaderTimeout bounds the wait for a request's header block, from
+	// its first byte (slowloris costs a connection for this long).
+	HeaderTimeout time.Duration
 	// ConnectTimeout bounds each upstream dial.
 	ConnectTimeout time.Duration
 	// MaxConnections bounds open client connections per listener; beyond
@@ -152,6 +158,9 @@ func (c *Config) normalize() error {
 	}
 	if c.DetectTimeout <= 0 {
 		c.DetectTimeout = DefaultDetectTimeout
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = DefaultHeaderTimeout
 	}
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout

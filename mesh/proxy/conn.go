@@ -39,7 +39,24 @@ type tlsConn struct {
 	net.Conn // a *tls.Conn
 	tc       *tls.Conn
 	base     *conn
+	br       *bufio.Reader // detection buffer (no ALPN); nil once drained
 }
+
+// Read drains what detection peeked, then reads the TLS stream.
+func (c *tlsConn) Read(p []byte) (int, error) {
+	if br := c.br; br != nil {
+		if br.Buffered() > 0 {
+			return br.Read(p)
+		}
+		c.br = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// tlsReader reads the TLS stream under a tlsConn, for its detection buffer.
+type tlsReader struct{ c *tlsConn }
+
+func (r tlsReader) Read(p []byte) (int, error) { return r.c.Conn.Read(p) }
 
 func (c *tlsConn) Close() error {
 	err := c.Conn.Close()

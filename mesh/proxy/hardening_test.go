@@ -1,9 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -155,4 +160,102 @@ func TestAuthoritiesExpire(t *testing.T) {
 		ds.close()
 		<-done
 	})
+}
+
+// idApp is an application that answers with the client identity header
+// it received, so a test sees exactly what reached it.
+func idApp(t *testing.T) *httptest.Server {
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "client-id=%q", r.Header.Values(ClientIDHeader))
+	}))
+	t.Cleanup(app.Close)
+	return app
+}
+
+const forgedID = "spiffe://cluster.local/ns/kube-system/sa/admin"
+
+// rawRequest sends raw on c (written in the given pieces, with pause
+// between them) and reads one response.
+func rawRequest(t *testing.T, c net.Conn, pause time.Duration, pieces ...string) (*http.Response, string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	for i, piece := range pieces {
+		if i > 0 {
+			time.Sleep(pause) // the client's own slowness is the behaviour under test
+		}
+		if _, err := io.WriteString(c, piece); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no HTTP response: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestNoALPNIsDetected: a client with a valid mesh certificate that offers
+// no ALPN is served by the HTTP layer after detection on the decrypted
+// stream. It used to pass through as opaque TCP: uncounted, and its own
+// Skiff-Client-Id header reached the application verbatim.
+func TestNoALPNIsDetected(t *testing.T) {
+	leakcheck.Check(t)
+	k := newPKI(t)
+	app := idApp(t)
+	in := startProxy(t, Config{OutboundAddr: "-", InboundAddr: "127.0.0.1:0", InboundForward: app.Listener.Addr().String(),
+		Identity: k.identity(t, serverID), RequireMTLS: true, ForwardClientID: true})
+	client := k.identity(t, clientID)
+	for _, method := range []string{"GET", "PROPFIND"} {
+		t.Run(method, func(t *testing.T) {
+			raw, err := net.Dial("tcp", in.Addr("inbound").String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			tc := tls.Client(raw, client.ClientTLSConfig(serverID)) // no NextProtos: no ALPN
+			resp, body := rawRequest(t, tc, 0, method+" / HTTP/1.1\r\nHost: app\r\n"+ClientIDHeader+": "+forgedID+"\r\n\r\n")
+			if want := fmt.Sprintf("client-id=%q", []string{clientID.String()}); resp.StatusCode != 200 || body != want {
+				t.Fatalf("the app got %s (status %d); want %s: only the handshake's identity", body, resp.StatusCode, want)
+			}
+		})
+	}
+	m := scrape(t, in)
+	if !strings.Contains(m, `request_total{direction="inbound",authority="app",tls="true",client_id="`+clientID.String()+`"} 2`) {
+		t.Fatalf("the requests were not counted:\n%s", grepLines(m, "request_total"))
+	}
+}
+
+// TestForgedClientIDNeverForwarded: on plaintext paths too, an identity
+// header a client wrote reaches the application on no path: extension
+// methods, and a client that stalls in the middle of its first line past
+// the detection timeout (both used to be forwarded as opaque bytes).
+func TestForgedClientIDNeverForwarded(t *testing.T) {
+	leakcheck.Check(t)
+	app := idApp(t)
+	in := startProxy(t, Config{OutboundAddr: "-", InboundAddr: "127.0.0.1:0", InboundForward: app.Listener.Addr().String(), DetectTimeout: 100 * time.Millisecond})
+	cases := []struct {
+		name   string
+		pause  time.Duration
+		pieces []string
+	}{
+		{"get", 0, []string{"GET / HTTP/1.1\r\nHost: app\r\n" + ClientIDHeader + ": " + forgedID + "\r\n\r\n"}},
+		{"extension-method", 0, []string{"PROPFIND / HTTP/1.1\r\nHost: app\r\n" + ClientIDHeader + ": " + forgedID + "\r\n\r\n"}},
+		{"stalled-first-line", 300 * time.Millisecond, []string{"PROPF", "IND / HTTP/1.1\r\nHost: app\r\n" + ClientIDHeader + ": " + forgedID + "\r\n\r\n"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", in.Addr("inbound").String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			resp, body := rawRequest(t, c, tc.pause, tc.pieces...)
+			if resp.StatusCode != 200 || body != `client-id=[]` {
+				t.Fatalf("the app got %s (status %d); want no identity header", body, resp.StatusCode)
+			}
+		})
+	}
 }

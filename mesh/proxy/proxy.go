@@ -49,9 +49,6 @@ const (
 	tlsNoIdentity = "no_identity" // discovery gave no identity to check
 )
 
-// headerTimeout bounds the wait for a request's headers.
-const headerTimeout = 30 * time.Second
-
 // Proxy is a running sidecar. Build it with New, serve with Run.
 type Proxy struct {
 	cfg     Config
@@ -342,7 +339,7 @@ type server struct {
 func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 	s := &http.Server{
 		Handler:           l,
-		ReadHeaderTimeout: headerTimeout,
+		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       5 * time.Minute,
 		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ErrorLog:          p.errLog,
@@ -551,24 +548,22 @@ func (l *listener) serveConn(tc *net.TCPConn) {
 	// to opaque ports: look for a ClientHello first (briefly on opaque
 	// ports, whose clients may wait for the server to speak).
 	mtls := l.dir == dirInbound && p.cfg.Identity != nil
-	opaque := l.route != "" || hasPort(p.cfg.OpaquePorts, port)
-	if opaque && !mtls {
+	k := kind{
+		opaque:       l.route != "" || hasPort(p.cfg.OpaquePorts, port),
+		declaredHTTP: hasPort(p.cfg.HTTPPorts, port) || hasPort(p.cfg.HTTPPorts, l.port),
+	}
+	if k.opaque && !mtls {
 		l.serveTCP(c, c)
 		return
 	}
-	declaredHTTP := hasPort(p.cfg.HTTPPorts, port) || hasPort(p.cfg.HTTPPorts, l.port)
-	timeout := p.cfg.DetectTimeout
-	switch {
-	case opaque:
+	timeout := k.detectTimeout(p.cfg)
+	if k.opaque {
 		timeout = opaqueTLSWait
-	case declaredHTTP:
-		// No opaque fallback: only HTTP/1 or HTTP/2 is left to tell apart.
-		timeout = headerTimeout
 	}
 	c.br = bufio.NewReaderSize(rawReader{c}, 64)
 	proto, reason, err := detect.Detect(c.br, tc, timeout)
 	if mtls && proto == detect.TLS {
-		l.serveTLS(c)
+		l.serveTLS(c, k)
 		return
 	}
 	if p.cfg.RequireMTLS && l.dir == dirInbound {
@@ -577,26 +572,56 @@ func (l *listener) serveConn(tc *net.TCPConn) {
 		c.Close()
 		return
 	}
-	if opaque {
+	if k.opaque {
 		l.serveTCP(c, c)
 		return
+	}
+	l.dispatch(c, c, c.br, k, proto, reason, err)
+}
+
+// kind is what a connection's ports say about its traffic.
+type kind struct {
+	opaque       bool // forwarded as TCP without detection
+	declaredHTTP bool // HTTP without the opaque fallback
+}
+
+func (k kind) detectTimeout(cfg Config) time.Duration {
+	if k.declaredHTTP {
+		// No opaque fallback: only HTTP/1 or HTTP/2 is left to tell apart.
+		return cfg.HeaderTimeout
+	}
+	return cfg.DetectTimeout
+}
+
+// dispatch hands a detected stream to the server of its protocol, or to
+// TCP forwarding. client is c itself or the mutual-TLS stream over it; br
+// holds the bytes detection peeked from client.
+func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, proto detect.Protocol, reason detect.Reason, err error) {
+	p := l.p
+	// A client that sent the start of an HTTP request and then stalled is
+	// an HTTP client (slow, or probing): the HTTP server's header timeout
+	// deals with it. Passing its bytes on as opaque TCP would let what it
+	// sends later skip the HTTP layer, and with it the removal of
+	// identity headers it may not send.
+	if reason == detect.ReasonTimeout && br.Buffered() > 0 {
+		proto = detect.HTTP1
 	}
 	switch {
 	case proto == detect.HTTP2:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+proto.String()+`"`).Add(1)
-		l.h2.queue.push(c)
-	case proto == detect.HTTP1 || declaredHTTP:
+		l.h2.queue.push(client)
+	case proto == detect.HTTP1 || k.declaredHTTP:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+detect.HTTP1.String()+`"`).Add(1)
-		l.h1.queue.push(c)
+		l.h1.queue.push(client)
 	default:
 		p.metrics.Counter("protocol_detect_opaque_total", `direction="`+l.dir+`",reason="`+string(reason)+`"`).Add(1)
 		// A client that left (or failed) before sending anything has
 		// nothing to forward.
-		if (reason == detect.ReasonEOF || err != nil) && c.br.Buffered() == 0 {
-			c.Close()
+		if (reason == detect.ReasonEOF || err != nil) && br.Buffered() == 0 {
+			client.Close()
 			return
 		}
-		l.serveTCP(c, c)
+		l.serveTCP(c, client)
 	}
 }
 
@@ -604,8 +629,12 @@ func (l *listener) serveConn(tc *net.TCPConn) {
 const opaqueTLSWait = 300 * time.Millisecond
 
 // serveTLS terminates mutual TLS from a peer, then serves what it carries:
-// the protocol its ALPN names, or opaque bytes when it names none.
-func (l *listener) serveTLS(c *conn) {
+// the protocol its ALPN names; without ALPN, what detection finds in the
+// decrypted stream, exactly as for plaintext. (Taking a stream without
+// ALPN for opaque bytes let a client with a valid certificate send HTTP
+// past the HTTP layer: uncounted, and with identity headers it wrote
+// itself reaching the application.)
+func (l *listener) serveTLS(c *conn, k kind) {
 	p := l.p
 	tc := tls.Server(c, p.serverTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DetectTimeout)
@@ -626,13 +655,17 @@ func (l *listener) serveTLS(c *conn) {
 	}
 	c.tls = true
 	w := &tlsConn{Conn: tc, tc: tc, base: c}
-	switch cs.NegotiatedProtocol {
-	case "h2":
+	switch {
+	case cs.NegotiatedProtocol == "h2":
 		l.h2.queue.push(w)
-	case "http/1.1":
+	case cs.NegotiatedProtocol == "http/1.1":
 		l.h1.queue.push(w)
-	default:
+	case k.opaque:
 		l.serveTCP(c, w)
+	default:
+		w.br = bufio.NewReaderSize(tlsReader{w}, 64)
+		proto, reason, err := detect.Detect(w.br, tc, k.detectTimeout(p.cfg))
+		l.dispatch(c, w, w.br, k, proto, reason, err)
 	}
 }
 

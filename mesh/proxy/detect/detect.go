@@ -56,30 +56,42 @@ func (p Protocol) String() string {
 // h2Preface is the HTTP/2 client connection preface (RFC 9113 §3.4).
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-// methods are the request-line openings recognised as HTTP/1: the methods
-// of RFC 9110 §9 plus PATCH (RFC 5789), each followed by the space that ends
-// the token. Methods are case-sensitive. "PRI" is reserved for the HTTP/2
-// preface and is not here. Extension methods (WebDAV's PROPFIND, MKCOL…)
-// are deliberately absent: such clients are classified Opaque and still
-// work, forwarded as TCP.
+// methods are the request-line openings recognised as HTTP/1 whatever
+// follows: the methods of RFC 9110 §9 plus PATCH (RFC 5789), each followed
+// by the space that ends the token. Methods are case-sensitive. "PRI" is
+// reserved for the HTTP/2 preface and is never HTTP/1.
 var methods = [...]string{
 	"GET ", "HEAD ", "POST ", "PUT ", "DELETE ",
 	"CONNECT ", "OPTIONS ", "TRACE ", "PATCH ",
 }
 
+// MaxExtensionMethod is the longest extension method (WebDAV's PROPFIND,
+// MKCOL, VERSION-CONTROL…) recognised: "METHOD https://" must fit in
+// MaxPeek bytes.
+const MaxExtensionMethod = MaxPeek - len(" https://")
+
 // MaxPeek is the largest number of bytes Classify ever needs: the length of
-// the HTTP/2 preface, longer than any "METHOD ". Classify never returns
-// Unknown for an input of MaxPeek bytes or more.
+// the HTTP/2 preface, longer than any "METHOD " and than an extension
+// method with the start of its target. Classify never returns Unknown for
+// an input of MaxPeek bytes or more.
 const MaxPeek = len(h2Preface) // 24
 
 // Classify looks at the first bytes a client sent and returns [Unknown] when
-// more bytes are needed to decide: b is empty, or a strict prefix of the
-// HTTP/2 preface or of some "METHOD ". Otherwise it returns [HTTP2] when b
-// starts with the whole preface, [HTTP1] when it starts with a known method
-// and a space, [TLS] when it starts with a TLS handshake record, and
-// [Opaque] for anything else. Once decided for some b, the
-// answer is the same for every extension of b. Bytes past MaxPeek are
-// ignored. Classify does not allocate.
+// more bytes are needed to decide. It returns [HTTP2] when b starts with the
+// whole preface; [HTTP1] when it starts with a known method and a space, or
+// with an extension method (up to [MaxExtensionMethod] capital letters,
+// '-' or '_') and a space followed by an origin-form ("/"), asterisk-form
+// ("*") or absolute-form ("http://", "https://") request target; [TLS]
+// when it starts with a TLS handshake record; and [Opaque] for anything
+// else. Extension methods need the start of the target, so that a
+// plain-text protocol of capitalised words ("SET key value" to Redis) is
+// not taken for HTTP. Once decided for some b, the answer is the same for
+// every extension of b. Bytes past MaxPeek are ignored. Classify does not
+// allocate.
+//
+// Every HTTP/1 request a server would accept is HTTP1 here, so none can
+// pass through the proxy as opaque bytes, past the HTTP layer and the
+// headers it removes.
 func Classify(b []byte) Protocol {
 	if len(b) == 0 {
 		return Unknown
@@ -87,10 +99,7 @@ func Classify(b []byte) Protocol {
 	if len(b) > MaxPeek {
 		b = b[:MaxPeek]
 	}
-	// Cheap rejection of most non-HTTP traffic.
-	switch b[0] {
-	case 'G', 'H', 'P', 'D', 'C', 'O', 'T':
-	case 0x16: // a TLS handshake record: ContentType 22, version 3.x
+	if b[0] == 0x16 { // a TLS handshake record: ContentType 22, version 3.x
 		if len(b) < 2 {
 			return Unknown
 		}
@@ -98,32 +107,80 @@ func Classify(b []byte) Protocol {
 			return TLS
 		}
 		return Opaque
-	default:
-		return Opaque
 	}
-	more := false
-	if b[0] == 'P' {
+	if b[0] < 'A' || b[0] > 'Z' {
+		return Opaque // most non-HTTP traffic ends here
+	}
+	if b[0] == 'P' && len(b) >= 3 && string(b[:3]) == "PRI" {
+		if len(b) > 3 && isMethodByte(b[3]) {
+			// PRIX...: an ordinary token.
+			return classifyRequestLine(b)
+		}
+		// The HTTP/2 preface, or nothing.
 		if len(b) >= len(h2Preface) {
 			if string(b[:len(h2Preface)]) == h2Preface {
 				return HTTP2
 			}
-		} else if string(b) == h2Preface[:len(b)] {
-			more = true
+			return Opaque
 		}
+		if string(b) == h2Preface[:len(b)] {
+			return Unknown
+		}
+		return Opaque
 	}
+	return classifyRequestLine(b)
+}
+
+// classifyRequestLine classifies b, which starts with a capital letter and
+// is not the preface, as the start of a request line.
+func classifyRequestLine(b []byte) Protocol {
 	for _, m := range methods {
 		if len(b) >= len(m) {
 			if string(b[:len(m)]) == m {
 				return HTTP1
 			}
-		} else if string(b) == m[:len(b)] {
-			more = true
 		}
 	}
-	if more {
+	i := 1
+	for i < len(b) && isMethodByte(b[i]) {
+		i++
+	}
+	if i > MaxExtensionMethod {
+		return Opaque
+	}
+	if i == len(b) {
+		return Unknown // the method may go on, then a space
+	}
+	if b[i] != ' ' {
+		return Opaque
+	}
+	if i == 3 && string(b[:3]) == "PRI" {
+		return Opaque
+	}
+	target := b[i+1:]
+	if len(target) == 0 {
 		return Unknown
 	}
+	switch target[0] {
+	case '/', '*':
+		return HTTP1
+	case 'h':
+		for _, scheme := range [...]string{"http://", "https://"} {
+			if len(target) >= len(scheme) {
+				if string(target[:len(scheme)]) == scheme {
+					return HTTP1
+				}
+			} else if string(target) == scheme[:len(target)] {
+				return Unknown
+			}
+		}
+	}
 	return Opaque
+}
+
+// isMethodByte reports whether c may appear in a recognised method name.
+func isMethodByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c == '-' || c == '_'
 }
 
 // Reason says why Detect returned [Opaque]; it is [ReasonNone] for HTTP.

@@ -35,15 +35,32 @@ func TestClassify(t *testing.T) {
 		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r", Unknown},
 		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\rX", Opaque},
 		{"PRI * HTTP/1.1\r\n\r\nSM\r\n\r\n", Opaque},
-		{"PROPFIND / HTTP/1.1\r\n", Opaque}, // extension method: opaque
+		{"PROPFIND / HTTP/1.1\r\n", HTTP1}, // extension methods are HTTP
+		{"MKCOL /dav/x HTTP/1.1\r\n", HTTP1},
+		{"VERSION-CONTROL * HTTP/1.1", HTTP1},
+		{"M-SEARCH http://h/ HTTP/1.1", HTTP1},
+		{"PURGE https://h/", HTTP1},
+		{"PURGE htt", Unknown},
+		{"PURGE htx", Opaque},
+		{"PURGE ", Unknown},
+		{"SET key value\r\n", Opaque}, // Redis inline: capitalised words, no target
+		{"EHLO mail.example\r\n", Opaque},
+		{"PRIX / HTTP/1.1", HTTP1},
+		{"PRI-", Unknown},
+		{"BASELINE-CONTROL / HTTP/1.1", Opaque}, // longer than MaxExtensionMethod
+		{"ABCDEFGHIJKLMNO ", Unknown},
+		{"ABCDEFGHIJKLMNOP", Opaque},
 		{"get / HTTP/1.1\r\n", Opaque},      // methods are case-sensitive
 		{"GET\t/ HTTP/1.1\r\n", Opaque},
 		{"GET/", Opaque},
-		{"GETS ", Opaque},
-		{"HEADS", Opaque},
+		{"GETS ", Unknown},
+		{"GETS /", HTTP1},
+		{"HEADS", Unknown},
+		{"HEADS\r\n", Opaque},
 		{"C", Unknown},
 		{"CONNEC", Unknown},
-		{"CONNECTX", Opaque},
+		{"CONNECTX", Unknown},
+		{"CONNECTX host:443 HTTP/1.1", Opaque},
 		{" GET /", Opaque},
 		{"\r\nGET /", Opaque},
 		{string(tlsClientHello), TLS},
@@ -425,11 +442,30 @@ func checkStable(t *testing.T, data []byte) Protocol {
 		}
 	case HTTP1:
 		sp := bytes.IndexByte(data, ' ')
-		if sp < 0 || !isMethod(string(data[:sp+1])) {
-			t.Fatalf("Classify(%q) = http1 without a known method", data)
+		if sp < 0 {
+			t.Fatalf("Classify(%q) = http1 without a method", data)
+		}
+		if !isMethod(string(data[:sp+1])) && !isExtensionRequest(data, sp) {
+			t.Fatalf("Classify(%q) = http1 without a known method or an extension method and target", data)
 		}
 	}
 	return p
+}
+
+// isExtensionRequest: data[:sp] is an extension method and a request
+// target starts after the space.
+func isExtensionRequest(data []byte, sp int) bool {
+	if sp == 0 || sp > MaxExtensionMethod || string(data[:sp]) == "PRI" {
+		return false
+	}
+	for _, c := range data[:sp] {
+		if !(c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	t := data[sp+1:]
+	return bytes.HasPrefix(t, []byte("/")) || bytes.HasPrefix(t, []byte("*")) ||
+		bytes.HasPrefix(t, []byte("http://")) || bytes.HasPrefix(t, []byte("https://"))
 }
 
 func isMethod(s string) bool {
