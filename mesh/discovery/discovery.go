@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,27 +109,96 @@ type Source interface {
 // InvalidArgument).
 var ErrInvalidAuthority = errors.New("invalid authority")
 
-// NormalizeAuthority lower-cases authority, drops a trailing dot from
-// its host and checks that it is host or host:port (an IPv6 host in
-// brackets), with a port from 1 to 65535. The error wraps
-// ErrInvalidAuthority and says what is wrong.
+// Limits of an authority, from DNS (RFC 1035 §2.3.4: a label is at most 63
+// bytes, a name at most 253 written without its trailing dot). An
+// authority longer than maxAuthorityLen (host, port, brackets and white
+// space) is refused before it is looked at, and is not quoted back.
+const (
+	maxLabelLen     = 63
+	maxHostLen      = 253
+	maxAuthorityLen = 1024
+)
+
+// NormalizeAuthority returns authority in the one form sources key it by,
+// or an error that wraps ErrInvalidAuthority and says what is wrong. The
+// form is host or host:port:
+//
+//   - white space around it is dropped and letters are lower-cased;
+//   - the port, when there is one, is a number from 1 to 65535 and loses
+//     its leading zeros;
+//   - a host name is labels separated by single dots. The one trailing dot
+//     of a fully qualified name ("web.shop.svc.cluster.local.") is
+//     dropped: it names the same host. An empty label (a leading dot, two
+//     dots in a row, or more than one trailing dot) is an error, as are a
+//     label over 63 bytes, a name over 253, and white space, control or
+//     non-ASCII bytes or any of "/;#@[]";
+//   - an IPv6 address is written in brackets with a port
+//     ("[fd00::1]:8080"), without a zone; brackets around anything else
+//     are an error.
+//
+// The result is its own normal form: NormalizeAuthority(result) returns
+// result, and it is never longer than authority.
 func NormalizeAuthority(authority string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(authority))
+	if len(authority) > maxAuthorityLen {
+		return "", fmt.Errorf("%w: %d bytes, more than the %d an authority may have", ErrInvalidAuthority, len(authority), maxAuthorityLen)
+	}
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w %q: "+format, append([]any{ErrInvalidAuthority, authority}, args...)...)
+	}
+	a := strings.TrimSpace(authority)
+	for _, r := range a {
+		// Checked before lower-casing, which maps some non-ASCII letters
+		// (the Kelvin sign) to ASCII ones.
+		if r <= ' ' || r >= 0x7f {
+			return "", invalid("it holds %q; want a DNS name or an IP address, and a port", r)
+		}
+	}
+	a = strings.ToLower(a)
 	host, port := a, ""
 	if strings.Contains(a, ":") {
 		h, p, err := net.SplitHostPort(a)
 		if err != nil {
-			return "", fmt.Errorf("%w %q: want host:port, e.g. name.namespace.svc.cluster.local:8080", ErrInvalidAuthority, authority)
+			if ip, err := netip.ParseAddr(strings.Trim(a, "[]")); err == nil && ip.Is6() {
+				return "", invalid("an IPv6 address goes in brackets with a port, as in [fd00::1]:8080")
+			}
+			return "", invalid("want host:port, e.g. name.namespace.svc.cluster.local:8080")
 		}
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
-			return "", fmt.Errorf("%w %q: port %q is not a number from 1 to 65535", ErrInvalidAuthority, authority, p)
+			return "", invalid("port %q is not a number from 1 to 65535", p)
 		}
 		host, port = h, strconv.FormatUint(n, 10)
 	}
+	if i := strings.IndexAny(host, "/;#@[]"); i >= 0 {
+		return "", invalid("host %q holds %q; want a DNS name or an IP address", host, host[i:i+1])
+	}
+	if strings.HasPrefix(a, "[") {
+		// SplitHostPort took the brackets off: what they held must be an
+		// IPv6 address, the only thing a URI puts in brackets.
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !ip.Is6() {
+			return "", invalid("%q is in brackets but is not an IPv6 address; only IPv6 addresses are, as in [fd00::1]:8080", host)
+		}
+		if ip.Zone() != "" {
+			return "", invalid("IPv6 zone %q: a zone names an interface of one host, not a destination in the mesh", ip.Zone())
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	written := host
 	host = strings.TrimSuffix(host, ".")
-	if host == "" || strings.ContainsAny(host, " \t\r\n/;#@[]") {
-		return "", fmt.Errorf("%w %q: want host:port, e.g. name.namespace.svc.cluster.local:8080", ErrInvalidAuthority, authority)
+	if host == "" {
+		return "", invalid("no host; want host:port, e.g. name.namespace.svc.cluster.local:8080")
+	}
+	if len(host) > maxHostLen {
+		return "", invalid("host name of %d bytes; DNS allows at most %d", len(host), maxHostLen)
+	}
+	for label := range strings.SplitSeq(host, ".") {
+		if label == "" {
+			return "", invalid("empty label in host %q (a leading dot or two dots in a row); only a fully qualified name's one trailing dot may be written", written)
+		}
+		if len(label) > maxLabelLen {
+			return "", invalid("label %q of %d bytes; DNS allows at most %d", label, len(label), maxLabelLen)
+		}
 	}
 	if port == "" {
 		return host, nil
