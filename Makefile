@@ -50,12 +50,8 @@ generate: ## Regenerate mesh/api's Go code from its .proto files (pinned buf, pr
 	$(GO) generate ./mesh/api
 
 .PHONY: fuzz
-fuzz: ## Run every fuzzer for 20s each
-	$(GO) test -run='^$$' -fuzz=FuzzClassify -fuzztime=20s ./mesh/proxy/detect/
-	$(GO) test -run='^$$' -fuzz=FuzzDetect -fuzztime=20s ./mesh/proxy/detect/
-	$(GO) test -run='^$$' -fuzz=FuzzParseFaults -fuzztime=20s ./simulator/demo/
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./scenarios/spec/
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./results/assert/
+fuzz: ## Run every fuzzer (found, not listed) for FUZZTIME each: 20s; nightly: make fuzz FUZZTIME=10m
+	FUZZTIME='$(or $(FUZZTIME),20s)' FUZZ='$(FUZZ)' GO='$(GO)' ./ci/fuzz.sh
 
 .PHONY: bench
 bench: build ## Measure the proxy: direct vs one vs two proxies at 500 req/s (text table + bench.json)
