@@ -38,7 +38,10 @@ const (
 	// DefaultHeaderTimeout bounds the wait for a request's headers (and,
 	// on declared HTTP ports, for the first bytes).
 	DefaultHeaderTimeout = 10 * time.Second
-	// DefaultMaxHeaderBytes bounds a request's header block.
+	// DefaultMaxHeaderBytes bounds a request's header list, counted as
+	// HTTP/2 counts it (each field's name and value plus 32 bytes,
+	// pseudo-header fields included), on HTTP/1 and HTTP/2 alike: beyond
+	// it, 431.
 	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultAuthorityIdleTimeout is how long an authority no request
 	// asks for is remembered, with its discovery watch.

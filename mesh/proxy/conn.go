@@ -28,6 +28,8 @@ type conn struct {
 	// Set once mutual TLS is terminated on this connection.
 	tls    bool
 	peerID string
+	// h1 follows the requests of a connection served as HTTP/1.
+	h1 *h1Scanner
 }
 
 // tlsConn is a terminated mutual-TLS connection handed on to the HTTP
@@ -71,6 +73,8 @@ func baseConn(c net.Conn) *conn {
 		return v
 	case *tlsConn:
 		return v.base
+	case *h1Conn:
+		return baseConn(v.Conn)
 	}
 	return nil
 }

@@ -259,3 +259,97 @@ func TestForgedClientIDNeverForwarded(t *testing.T) {
 		})
 	}
 }
+
+// TestObsFoldRejected: a request with a folded header line gets 400 (RFC
+// 9112 §5.2); net/http used to unfold it silently and the proxy forwarded
+// it. The scanner follows framing, so bodies that merely contain the
+// pattern pass, and pipelined requests are each judged.
+func TestObsFoldRejected(t *testing.T) {
+	leakcheck.Check(t)
+	m := newMesh(t, 1)
+	host := "Host: " + svcHTTP + "\r\n"
+	folded := "GET / HTTP/1.1\r\n" + host + "X-Long: first\r\n second\r\n\r\n"
+	cases := []struct {
+		name  string
+		raw   string
+		codes []int // the status of each response, in order
+	}{
+		{"folded", folded, []int{400}},
+		{"folded-tab", "GET / HTTP/1.1\r\n" + host + "X-Long: first\r\n\tsecond\r\n\r\n", []int{400}},
+		{"pipelined", "GET / HTTP/1.1\r\n" + host + "\r\n" + folded, []int{200, 400}},
+		{"body-with-fold-pattern", "POST /echo HTTP/1.1\r\n" + host + "Content-Length: 12\r\n\r\nab\r\n cd\r\n\tef" + "GET / HTTP/1.1\r\n" + host + "\r\n", []int{200, 200}},
+		{"chunked-then-folded", "POST /echo HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\nab\r\n \r\n0\r\nX-T: 1\r\n\r\n" + folded, []int{200, 400}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", m.entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tc.raw)
+			br := bufio.NewReader(c)
+			for i, want := range tc.codes {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != want {
+					t.Fatalf("response %d: %d %q, want %d", i, resp.StatusCode, b, want)
+				}
+				if want == 400 && !strings.Contains(string(b), "obsolete line folding") {
+					t.Fatalf("the 400 does not say why: %q", b)
+				}
+			}
+		})
+	}
+}
+
+// TestHeaderLimitAcrossHop: a header block the outbound edge accepts is
+// accepted by the next proxy too, and one it refuses is a 431 at the edge.
+// A 60 KB block of small fields used to pass the edge (HTTP/1 counts
+// bytes) and fail on the HTTP/2 hop (which counts 32 more per field) as a
+// 502.
+func TestHeaderLimitAcrossHop(t *testing.T) {
+	leakcheck.Check(t)
+	m := newMesh(t, 2)
+	cases := []struct {
+		name   string
+		fields int
+		size   int // bytes per value
+		want   int
+	}{
+		{"one-large-field", 1, 60 << 10, 200},
+		{"many-small-fields", 2000, 2, 431}, // ~30 KB as HTTP/1, ~100 KB as HTTP/2
+		{"just-under", 1, maxHeaderListSize - 300, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hdr := http.Header{}
+			for i := range tc.fields {
+				hdr.Set(fmt.Sprintf("X-F%d", i), strings.Repeat("v", tc.size))
+			}
+			for _, c := range []*http.Client{h1Client(t), h2cClient(t)} {
+				req, _ := http.NewRequest("GET", "http://"+m.entry+"/", nil)
+				req.Host, req.Header = svcHTTP, hdr
+				resp, err := c.Do(req)
+				if err != nil {
+					// An HTTP/2 client does not even send a list over
+					// the limit the edge advertises: refused at the edge.
+					if tc.want == 431 && strings.Contains(err.Error(), "larger than peer's advertised limit") {
+						continue
+					}
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tc.want {
+					t.Fatalf("%s: %d %q, want %d", resp.Proto, resp.StatusCode, resp.Header.Get(ErrorHeader), tc.want)
+				}
+			}
+		})
+	}
+}

@@ -128,6 +128,52 @@ func isGRPC(r *http.Request) bool {
 	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
 
+// maxHeaderListSize is the edge's limit on a request's header list.
+const maxHeaderListSize = DefaultMaxHeaderBytes
+
+// hopHeaderRoom is what the proxies' own servers accept beyond
+// maxHeaderListSize: room for what an outbound proxy adds to a request it
+// accepted (pseudo-header fields, Skiff-Orig-Proto, Content-Length).
+// Without it a header list just under the limit passed the outbound edge
+// and failed on the hop with a 502.
+const hopHeaderRoom = 1 << 10
+
+var errHeaderListSize = &requestError{http.StatusRequestHeaderFieldsTooLarge,
+	"request header fields too large: the header list exceeds " + strconv.Itoa(maxHeaderListSize>>10) + " KiB, counting 32 bytes per field as HTTP/2 does"}
+
+// headerListSize is r's header list size as HTTP/2 counts it (RFC 9113
+// §6.5.2), pseudo-header fields included.
+func headerListSize(r *http.Request) int {
+	const perField = 32
+	n := len(":method") + len(r.Method) + len(":path") + len(r.RequestURI) +
+		len(":authority") + len(r.Host) + len(":scheme") + len("https") + 4*perField
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + perField
+		}
+	}
+	return n
+}
+
+// checkRequest refuses what the proxy does not forward: a header list
+// over the limit, and HTTP/1 requests with folded header lines or framing
+// the connection's scanner could not follow.
+func checkRequest(r *http.Request, c *conn, dir string) error {
+	limit := maxHeaderListSize
+	if dir == dirInbound {
+		limit += hopHeaderRoom // what the client's proxy added
+	}
+	if c != nil && c.h1 != nil && r.ProtoMajor == 1 {
+		if err := c.h1.claim(r); err != nil {
+			return err
+		}
+	}
+	if headerListSize(r) > limit {
+		return errHeaderListSize
+	}
+	return nil
+}
+
 // ServeHTTP proxies one request: it counts it, enforces the in-flight
 // bound, forwards it through the listener's ReverseProxy and records the
 // response.
@@ -150,7 +196,10 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m := p.metrics
-	if l.inflight.acquire() {
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	if err := checkRequest(r, c, l.dir); err != nil {
+		writeError(rec, r, err)
+	} else if l.inflight.acquire() {
 		if r.ProtoMajor == 1 && r.Body != http.NoBody {
 			// An upstream may answer while the body still streams; without
 			// full duplex the HTTP/1.1 server would discard the rest of
@@ -159,6 +208,9 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		l.rp.ServeHTTP(rec, r)
 		l.inflight.release()
+		if c != nil && c.h1 != nil && rec.status != http.StatusSwitchingProtocols && (r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "") {
+			c.h1.resume() // still HTTP: check what follows
+		}
 	} else {
 		l.rejected.Add(1)
 		writeError(rec, r, errInFlight)
@@ -238,7 +290,13 @@ func errorStatus(err error) (status, grpcCode int) {
 		internal          = 13
 	)
 	var ne net.Error
+	var re *requestError
 	switch {
+	case errors.As(err, &re):
+		if re.status == http.StatusRequestHeaderFieldsTooLarge {
+			return re.status, resourceExhausted
+		}
+		return re.status, internal
 	case errors.Is(err, context.Canceled):
 		return 0, 1
 	case errors.Is(err, errInFlight):

@@ -341,9 +341,16 @@ func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 		Handler:           l,
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
 		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    DefaultMaxHeaderBytes,
-		ErrorLog:          p.errLog,
-		Protocols:         new(http.Protocols),
+		// The edge enforces maxHeaderListSize on every request
+		// (checkRequest); the server's own limit leaves room for what
+		// a peer proxy adds on the hop, so a request one proxy
+		// accepted is never refused by the next.
+		MaxHeaderBytes: maxHeaderListSize + hopHeaderRoom,
+		// OPTIONS * goes to the application, like every request, and
+		// keeps the scanner's count of requests right.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     p.errLog,
+		Protocols:                    new(http.Protocols),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:          1000,
 			MaxReceiveBufferPerConnection: 4 << 20,
@@ -612,7 +619,7 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 		l.h2.queue.push(client)
 	case proto == detect.HTTP1 || k.declaredHTTP:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+detect.HTTP1.String()+`"`).Add(1)
-		l.h1.queue.push(client)
+		l.serveH1(c, client)
 	default:
 		p.metrics.Counter("protocol_detect_opaque_total", `direction="`+l.dir+`",reason="`+string(reason)+`"`).Add(1)
 		// A client that left (or failed) before sending anything has
@@ -623,6 +630,13 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 		}
 		l.serveTCP(c, client)
 	}
+}
+
+// serveH1 hands client to the HTTP/1 server, scanned for what net/http
+// accepts but the proxy does not (h1Scanner).
+func (l *listener) serveH1(c *conn, client net.Conn) {
+	c.h1 = new(h1Scanner)
+	l.h1.queue.push(&h1Conn{Conn: client, scan: c.h1})
 }
 
 // opaqueTLSWait bounds the wait for a ClientHello on an opaque port.
@@ -659,7 +673,7 @@ func (l *listener) serveTLS(c *conn, k kind) {
 	case cs.NegotiatedProtocol == "h2":
 		l.h2.queue.push(w)
 	case cs.NegotiatedProtocol == "http/1.1":
-		l.h1.queue.push(w)
+		l.serveH1(c, w)
 	case k.opaque:
 		l.serveTCP(c, w)
 	default:

@@ -50,7 +50,7 @@ func TestClassify(t *testing.T) {
 		{"BASELINE-CONTROL / HTTP/1.1", Opaque}, // longer than MaxExtensionMethod
 		{"ABCDEFGHIJKLMNO ", Unknown},
 		{"ABCDEFGHIJKLMNOP", Opaque},
-		{"get / HTTP/1.1\r\n", Opaque},      // methods are case-sensitive
+		{"get / HTTP/1.1\r\n", Opaque}, // methods are case-sensitive
 		{"GET\t/ HTTP/1.1\r\n", Opaque},
 		{"GET/", Opaque},
 		{"GETS ", Unknown},
