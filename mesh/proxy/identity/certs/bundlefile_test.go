@@ -2,23 +2,52 @@ package certs_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
+// refusals counts the warnings the manager logs about one file: the
+// watcher's "trust anchors not reloaded" line, the observable proof that
+// it read the file and refused it.
+type refusals struct {
+	path string
+	n    atomic.Int64
+}
+
+func (h *refusals) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *refusals) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *refusals) WithGroup(string) slog.Handler                { return h }
+func (h *refusals) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "path" && a.Value.String() == h.path {
+			h.n.Add(1)
+			return false
+		}
+		return true
+	})
+	return nil
+}
+
 // TestWatchBundleFile: an anchor rotation done on the file alone reaches
-// the manager; garbage in the file changes nothing.
+// the manager; garbage in the file is read, refused, and changes nothing.
 func TestWatchBundleFile(t *testing.T) {
 	leakcheck.Check(t)
 	e := newEnv(t, nil)
-	m := e.manager(t, web)
 	path := filepath.Join(t.TempDir(), "anchors.pem")
+	refused := &refusals{path: path}
+	cfg := e.config(web)
+	cfg.Logger = slog.New(refused)
+	m := newManager(t, cfg, true)
 	write := func(data []byte) {
 		t.Helper()
 		// Renamed into place, as the simulator and the kubelet do.
@@ -38,14 +67,14 @@ func TestWatchBundleFile(t *testing.T) {
 		close(done)
 	}()
 	defer func() { cancel(); <-done }()
-	waitFor := func(what string, ok func(*spiffe.Bundle) bool) {
+	waitBundle := func(what string, want *spiffe.Bundle) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !ok(m.Bundle()); {
-			if time.Now().After(deadline) {
-				t.Fatalf("the manager never saw %s", what)
+		testwait.For(t, "the manager to hold "+what, func() (bool, error) {
+			if got := m.Bundle(); !got.Equal(want) {
+				return false, fmt.Errorf("it holds %d anchors", len(got.Anchors()))
 			}
-			time.Sleep(2 * time.Millisecond)
-		}
+			return true, nil
+		})
 	}
 
 	a2, err := ca.NewAnchor(td, ca.Options{})
@@ -57,10 +86,18 @@ func TestWatchBundleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(both.MarshalPEM())
-	waitFor("the bundle with both anchors", both.Equal)
+	waitBundle("the bundle with both anchors", both)
+	if n := refused.n.Load(); n != 0 {
+		t.Fatalf("%d refusals of valid files", n)
+	}
 
+	// The refusal is logged after the file was read and failed to parse,
+	// and after any bundle change it would have made: once it is seen, the
+	// bundle must be the one before the garbage.
 	write([]byte("-----BEGIN CERTIFICATE-----\ngarbage\n"))
-	time.Sleep(30 * time.Millisecond) // several reads of the garbage
+	testwait.For(t, "the watcher to refuse the malformed file", func() (bool, error) {
+		return refused.n.Load() > 0, nil
+	})
 	if !m.Bundle().Equal(both) {
 		t.Fatal("a malformed file replaced the bundle")
 	}
@@ -70,7 +107,7 @@ func TestWatchBundleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(onlyA2.MarshalPEM())
-	waitFor("the bundle without the old anchor", onlyA2.Equal)
+	waitBundle("the bundle without the old anchor", onlyA2)
 }
 
 // TestWatchBundleFileOff: a non-positive interval does not watch.
