@@ -39,6 +39,11 @@ func pipeHandshake(t *testing.T, client *certs.Manager, expected spiffe.ID, serv
 // virtual time: it renews at 70 % ± jitter, counts refreshes, serves the new
 // certificate to new handshakes, and a connection established before the
 // renewal keeps working after it.
+//
+// Its time.Sleep calls, like TestRetryKeepsCurrent's, are the time under
+// test passing on the bubble's clock, not waits for an event: each is
+// followed by synctest.Wait, after which every goroutine of the bubble is
+// blocked and what the manager did at that instant is settled.
 func TestRenewal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, nil) // time.Now is the bubble's clock
