@@ -116,7 +116,10 @@ func (h *HMACTokens) Verify(ctx context.Context, token string) (string, error) {
 		return "", fmt.Errorf("%w: no signature part", ErrInvalidToken)
 	}
 	signed, sig := token[:i], token[i+1:]
-	mac, err := base64.RawURLEncoding.DecodeString(sig)
+	// Strict: the last character of a signature carries two unused bits,
+	// which a lax decoder ignores, so one token could be spelled four ways
+	// (and dodge anything keyed by the token, such as a rate limit).
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(mac, h.mac(signed)) {
 		return "", fmt.Errorf("%w: bad signature (forged, corrupted, or signed with another key)", ErrInvalidToken)
 	}
