@@ -13,7 +13,11 @@ import (
 	"github.com/skiff-mesh/skiff/simulator/local"
 )
 
-var bins local.Binaries
+// bins are built once for every test; binErr says why they could not be.
+var (
+	bins   local.Binaries
+	binErr error
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "skiff-runner-test-")
@@ -21,17 +25,21 @@ func TestMain(m *testing.M) {
 		bins, err = local.BuildBinaries(context.Background(), dir)
 	}
 	if err != nil {
-		bins = local.Binaries{}
-		os.Stderr.WriteString("runner tests will skip: cannot build the binaries: " + err.Error() + "\n")
+		binErr = err
+		os.Stderr.WriteString("runner tests that run scenarios will fail: cannot build the binaries: " + err.Error() + "\n")
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
+// needBins fails the test when the binaries could not be built: a broken
+// build must fail `make test`, not skip the tests that would show it.
 func needBins(t *testing.T) {
-	if bins.Proxy == "" {
-		t.Skip("skipping: skiff-proxy and skiff-demo could not be built (see TestMain's message)")
+	t.Helper()
+	if binErr != nil {
+		first, _, _ := strings.Cut(binErr.Error(), "\n")
+		t.Fatalf("needs skiff-proxy, skiff-demo and skiff-controller from go build, which failed (full output above the tests): %s", first)
 	}
 }
 
