@@ -2,12 +2,15 @@ package local
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 // TestControlPlane runs the mesh with skiff-controller: endpoints from the
@@ -58,15 +61,9 @@ func TestControlPlane(t *testing.T) {
 	if err := env.Pods("echo")[1].Kill(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if seen := allOK(t, env, "echo", 10); len(seen) == 1 && seen["echo-0"] == 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a change after the controller's return never reached the client")
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitRouted(t, env, "echo") // via the restarted controller's Destination API
+	if seen := allOK(t, env, "echo", 10); seen["echo-0"] != 10 {
+		t.Errorf("answers after echo-1 was killed: %v; want all from echo-0", seen)
 	}
 }
 
@@ -111,30 +108,26 @@ func TestIdentityRotation(t *testing.T) {
 		if err := p.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for len(allOK(t, env, "echo", 10)) < 2 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s restarted but never served", p.name)
+		// Every request must succeed (allOK fails the test otherwise)
+		// while the balancer comes to send the restarted pod its share.
+		testwait.For(t, p.name+" to serve after its restart", func() (bool, error) {
+			if seen := allOK(t, env, "echo", 10); len(seen) < 2 {
+				return false, fmt.Errorf("answers from %v", seen)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return true, nil
+		})
 	}
 	restartAndServe(env.Pods("echo")[1]) // its leaf chains to the new anchor
 	// Step 3: wait until every sidecar has renewed since the rotation.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		now, renewed := refreshes(), true
+	testwait.For(t, "every sidecar to renew after the issuer rotation", func() (bool, error) {
+		now := refreshes()
 		for pod, n := range before {
-			renewed = renewed && now[pod] != n
+			if now[pod] == n {
+				return false, fmt.Errorf("refresh counts %v, then %v", before, now)
+			}
 		}
-		if renewed {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sidecars did not renew after the issuer rotation: %v then %v", before, now)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return true, nil
+	})
 	if err := env.RetireTrustAnchors(ctx); err != nil {
 		t.Fatal(err)
 	}

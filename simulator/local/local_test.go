@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 )
@@ -48,6 +49,9 @@ func TestMain(m *testing.M) {
 		bins, binErr = BuildBinaries(ctx, dir)
 		cancel()
 	}
+	if binErr != nil {
+		fmt.Fprintf(os.Stderr, "the end-to-end tests will fail: %v\n", binErr)
+	}
 	code := m.Run()
 	if dir != "" {
 		os.RemoveAll(dir)
@@ -55,11 +59,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// needBinaries fails the test when the binaries could not be built: a
+// broken build must fail `make test`, not skip the tests that would show it.
 func needBinaries(t *testing.T) {
 	t.Helper()
 	if binErr != nil {
 		first, _, _ := strings.Cut(binErr.Error(), "\n")
-		t.Skipf("needs skiff-proxy and skiff-demo from go build, which failed: %s", first)
+		t.Fatalf("needs the skiff binaries from go build, which failed (full output above the tests): %s", first)
 	}
 }
 
@@ -154,24 +160,93 @@ func podNames(eps []endpoint.Endpoint) []string {
 	return out
 }
 
-// waitEndpoints waits until the registry lists exactly pods for service.
-func waitEndpoints(t *testing.T, env *Env, service string, timeout time.Duration, pods ...string) time.Duration {
+// registryLists fails the test unless the registry lists exactly pods for
+// service now: Up, Kill and Restart publish before they return.
+func registryLists(t *testing.T, env *Env, service string, pods ...string) {
 	t.Helper()
-	start := time.Now()
-	for {
-		got := podNames(env.Endpoints(service))
-		if slices.Equal(got, pods) {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("after %s the registry lists %v for %s; want %v", timeout, got, service, pods)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if got := podNames(env.Endpoints(service)); !slices.Equal(got, pods) {
+		t.Fatalf("the registry lists %v for %s; want %v", got, service, pods)
 	}
 }
 
-// settle waits long enough for every sidecar to have re-read the registry.
-func settle(env *Env) { time.Sleep(3 * env.cfg.EndpointsPoll) }
+// waitEndpoints waits until the registry lists exactly pods for service,
+// for changes the environment makes on its own (a prober, a process
+// exit). It returns how long that took, for the log only.
+func waitEndpoints(t *testing.T, env *Env, service string, pods ...string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	testwait.For(t, fmt.Sprintf("the registry to list %v for %s", pods, service), func() (bool, error) {
+		if got := podNames(env.Endpoints(service)); !slices.Equal(got, pods) {
+			return false, fmt.Errorf("it lists %v", got)
+		}
+		return true, nil
+	})
+	return time.Since(start)
+}
+
+// waitRouted waits until the client sidecar balances service over exactly
+// the endpoints the registry lists for it (its /debug/balancer): the
+// registry change has reached the one proxy that routes the tests'
+// requests (a pod's sidecar hands inbound requests to its own workload).
+// The client must have sent service a request before: a sidecar watches
+// an authority from its first request on.
+func waitRouted(t *testing.T, env *Env, service string) {
+	t.Helper()
+	testwait.For(t, "the client sidecar to balance "+service+" over the registry's endpoints", func() (bool, error) {
+		var want []string
+		for _, ep := range env.Endpoints(service) {
+			want = append(want, ep.Addr)
+		}
+		slices.Sort(want)
+		got, err := balancerAddrs(env.Client(), env.Authority(service))
+		if err != nil {
+			return false, err
+		}
+		if !slices.Equal(got, want) {
+			return false, fmt.Errorf("it balances over %v; the registry lists %v", got, want)
+		}
+		return true, nil
+	})
+}
+
+// balancerAddrs returns, sorted, the endpoint addresses of the balancer
+// the pod's sidecar holds for authority, as its /debug/balancer lists
+// them: an "AUTHORITY exists=…" line, then one indented "ADDR …" line per
+// endpoint.
+func balancerAddrs(p *Pod, authority string) ([]string, error) {
+	resp, err := httpc.Get("http://" + p.AdminAddr() + "/debug/balancer")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/debug/balancer of %s: %s", p.Name(), resp.Status)
+	}
+	var addrs []string
+	found, in := false, false
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, " ") {
+			name, _, _ := strings.Cut(line, " ")
+			in = name == authority
+			found = found || in
+			continue
+		}
+		if in {
+			addr, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			addrs = append(addrs, addr)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%s has no balancer for %s (no request for it yet?)", p.Name(), authority)
+	}
+	slices.Sort(addrs)
+	return addrs, nil
+}
 
 // alive reports whether pid runs; a zombie (dead, not yet reaped by
 // whoever inherited it) does not.
@@ -212,7 +287,7 @@ func TestMeshedService(t *testing.T) {
 	if got := len(env.Processes()); got != 2*4+1 {
 		t.Errorf("%d processes; want 9 (4 pods × 2 + the client sidecar)", got)
 	}
-	waitEndpoints(t, env, "echo", 0, "echo-0", "echo-1", "echo-2")
+	registryLists(t, env, "echo", "echo-0", "echo-1", "echo-2")
 
 	t.Run("reaches every replica", func(t *testing.T) {
 		// Concurrent requests, so that the balancer's in-flight counts
@@ -243,13 +318,10 @@ func TestMeshedService(t *testing.T) {
 	t.Run("kill and restart", func(t *testing.T) {
 		p := mustPod(t, env, "echo-1")
 		old := p.Processes()
-		start := time.Now()
 		if err := p.Kill(); err != nil {
 			t.Fatal(err)
 		}
-		if d := waitEndpoints(t, env, "echo", time.Second, "echo-0", "echo-2"); time.Since(start) > time.Second {
-			t.Errorf("killed pod left the registry after %s", d)
-		}
+		registryLists(t, env, "echo", "echo-0", "echo-2")
 		for _, pr := range old {
 			if alive(pr.PID) {
 				t.Errorf("%s (pid %d) survived Kill", pr.Name, pr.PID)
@@ -258,7 +330,7 @@ func TestMeshedService(t *testing.T) {
 		if p.Ready() || len(p.Processes()) != 0 {
 			t.Error("a killed pod is ready or lists processes")
 		}
-		settle(env)
+		waitRouted(t, env, "echo")
 		seen := allOK(t, env, "echo", 30)
 		if seen["echo-1"] > 0 {
 			t.Errorf("the killed replica answered: %v", seen)
@@ -267,8 +339,8 @@ func TestMeshedService(t *testing.T) {
 		if err := p.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitEndpoints(t, env, "echo", 0, "echo-0", "echo-1", "echo-2")
-		settle(env)
+		registryLists(t, env, "echo", "echo-0", "echo-1", "echo-2")
+		waitRouted(t, env, "echo")
 		allOK(t, env, "echo", 10)
 	})
 
@@ -280,14 +352,14 @@ func TestMeshedService(t *testing.T) {
 		if !p.Paused() || len(p.Processes()) != 2 {
 			t.Error("a paused pod must stay listed with its processes")
 		}
-		d := waitEndpoints(t, env, "echo", 3*time.Second, "echo-0", "echo-1")
+		d := waitEndpoints(t, env, "echo", "echo-0", "echo-1")
 		t.Logf("paused pod out of the registry after %s", d)
 		if err := p.Resume(); err != nil {
 			t.Fatal(err)
 		}
-		d = waitEndpoints(t, env, "echo", 3*time.Second, "echo-0", "echo-1", "echo-2")
+		d = waitEndpoints(t, env, "echo", "echo-0", "echo-1", "echo-2")
 		t.Logf("resumed pod back after %s", d)
-		settle(env)
+		waitRouted(t, env, "echo")
 		allOK(t, env, "echo", 10)
 	})
 
@@ -335,15 +407,15 @@ func TestMeshedService(t *testing.T) {
 		}
 		// The registry lists echo's own pods, none now; the sidecars carry
 		// the failover rule and send echo's requests to the backup.
-		waitEndpoints(t, env, "echo", time.Second)
-		settle(env)
+		registryLists(t, env, "echo")
+		waitRouted(t, env, "echo") // no endpoint left: the failover rule applies
 		if seen := allOK(t, env, "echo", 10); seen["backup-0"] != 10 {
 			t.Errorf("answers during failover: %v", seen)
 		}
 		if err := env.Pods("echo")[0].Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		waitEndpoints(t, env, "echo", 0, "echo-0")
+		registryLists(t, env, "echo", "echo-0")
 	})
 
 	t.Run("close", func(t *testing.T) {
@@ -398,14 +470,14 @@ func TestProtocolsAndUnmeshed(t *testing.T) {
 	// Restart brings it back.
 	plain := env.Pods("plain")[0]
 	syscall.Kill(plain.Processes()[0].PID, syscall.SIGKILL)
-	waitEndpoints(t, env, "plain", time.Second)
+	waitEndpoints(t, env, "plain")
 	if plain.Ready() {
 		t.Error("a pod whose workload died is ready")
 	}
 	if err := plain.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitEndpoints(t, env, "plain", 0, "plain-0")
+	registryLists(t, env, "plain", "plain-0")
 
 	// Restart of a running pod: a graceful stop, new processes.
 	rpc := env.Pods("rpc")[0]
@@ -417,8 +489,7 @@ func TestProtocolsAndUnmeshed(t *testing.T) {
 	if len(after) != 2 || after[0].PID == before[0].PID || alive(before[0].PID) || alive(before[1].PID) {
 		t.Errorf("restart: processes %v, then %v", before, after)
 	}
-	waitEndpoints(t, env, "rpc", 0, "rpc-0")
-	settle(env)
+	registryLists(t, env, "rpc", "rpc-0")
 
 	// TCP, meshed via the client's TCP route, and direct.
 	if got := env.Authority("tcpecho"); got != "tcpecho.default.svc:9000" {
@@ -447,12 +518,22 @@ func TestProtocolsAndUnmeshed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	out, err := demo.Echo(rctx, cc, []byte("ping"))
-	if err != nil || string(out) != "ping" {
-		t.Errorf("gRPC echo via the client sidecar: %q, %v", out, err)
-	}
+	// The client sidecar has not asked for rpc yet, so /debug/balancer
+	// cannot show it caught up with the restart: the event is the echo
+	// itself. Attempts made before it caught up fail in the sidecar and
+	// never reach the workload, whose count of OKs must be exactly one.
+	testwait.For(t, "a gRPC echo via the client sidecar", func() (bool, error) {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		out, err := demo.Echo(rctx, cc, []byte("ping"))
+		if err != nil {
+			return false, err
+		}
+		if string(out) != "ping" {
+			t.Fatalf("gRPC echo via the client sidecar: %q", out)
+		}
+		return true, nil
+	})
 	if s, err := env.Pods("rpc")[0].Stats(ctx); err != nil || s.GRPC["OK"] != 1 {
 		t.Errorf("rpc stats %+v, %v", s, err)
 	}
@@ -481,15 +562,14 @@ func TestTwoEnvsAndContextEnd(t *testing.T) {
 	// The end of Up's context closes b, and only b.
 	procs := b.Processes()
 	cancel()
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pr := range procs {
-		for alive(pr.PID) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+	testwait.For(t, "b's processes to end with Up's context", func() (bool, error) {
+		for _, pr := range procs {
+			if alive(pr.PID) {
+				return false, fmt.Errorf("%s (pid %d) is alive", pr.Name, pr.PID)
+			}
 		}
-		if alive(pr.PID) {
-			t.Errorf("%s (pid %d) survived the end of Up's context", pr.Name, pr.PID)
-		}
-	}
+		return true, nil
+	})
 	if err := b.Up(t.Context(), spec); err == nil {
 		t.Error("Up on a closed environment succeeded")
 	}
@@ -512,9 +592,11 @@ func TestUpFailureCleansUp(t *testing.T) {
 		t.Errorf("processes left after a failed Up: %v", env.Processes())
 	}
 	// The sidecar that did start is gone, and the subnet is free again.
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.%d.1.1:4191", x), 200*time.Millisecond); err == nil {
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.%d.1.1:4191", x), 5*time.Second); err == nil {
 		c.Close()
 		t.Error("the sidecar still listens after a failed Up")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dialing the sidecar's admin port after a failed Up: %v; want connection refused", err)
 	}
 	l, err := tryLock(x)
 	if err != nil {
@@ -691,14 +773,20 @@ func TestCrashedHarnessLeavesNothing(t *testing.T) {
 	if len(pids) != 3 {
 		t.Fatalf("the child environment reported pids %v; want 3", pids)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+	err = testwait.Until(testwait.Timeout, func() (bool, error) {
+		for _, pid := range pids {
+			if alive(pid) {
+				return false, fmt.Errorf("pid %d is alive", pid)
+			}
 		}
-		if alive(pid) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Errorf("pid %d outlived its harness", pid)
+		return true, nil
+	})
+	if err != nil {
+		for _, pid := range pids {
+			if alive(pid) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("pid %d outlived its harness", pid)
+			}
 		}
 	}
 }
