@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 // echoServer is an upstream that echoes every connection, honouring
@@ -88,7 +91,7 @@ var leakChecked sync.Map // *testing.T → bool
 func checkNoLeak(t *testing.T) {
 	t.Helper()
 	var leaked []string
-	for deadline := time.Now().Add(2 * time.Second); ; {
+	err := testwait.Until(testwait.Timeout, func() (bool, error) {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		leaked = leaked[:0]
@@ -97,12 +100,9 @@ func checkNoLeak(t *testing.T) {
 				leaked = append(leaked, g)
 			}
 		}
-		if len(leaked) == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if len(leaked) > 0 {
+		return len(leaked) == 0, nil
+	})
+	if err != nil {
 		t.Errorf("%d goroutines leaked after Close:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
 	}
 }
@@ -121,6 +121,13 @@ func dial(t *testing.T, l *Link) *net.TCPConn {
 func roundTrip(t *testing.T, c net.Conn, msg string) time.Duration {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return echoed(t, c, msg)
+}
+
+// echoed writes msg and reads it back within the deadline already set on
+// c, returning how long that took.
+func echoed(t *testing.T, c net.Conn, msg string) time.Duration {
+	t.Helper()
 	start := time.Now()
 	if _, err := c.Write([]byte(msg)); err != nil {
 		t.Fatal(err)
@@ -208,8 +215,13 @@ func TestLatency(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if d := roundTrip(t, c, "again"); d >= lat {
-		t.Errorf("after removal the round trip still took %s", d)
+	// Removed: told by a count, not by one round trip's time. The toxics
+	// would hold 100 round trips for 100 × 125 ms at least, more than
+	// twice the deadline that they must now all fit in.
+	const n, deadline = 100, 5 * time.Second
+	c.SetDeadline(time.Now().Add(deadline))
+	for i := range n {
+		echoed(t, c, fmt.Sprintf("again %d", i))
 	}
 }
 
@@ -218,25 +230,39 @@ func TestLatencyDelaysWithoutThrottling(t *testing.T) {
 	// latency once, not once per chunk.
 	const lat = 100 * time.Millisecond
 	l := startLink(t, echoServer(t), 1)
+	stream := func() time.Duration {
+		c := dial(t, l)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		go func() {
+			for range 10 {
+				c.Write(make([]byte, 100))
+				// The pause is the behaviour under test: ten chunks, not
+				// one write the kernel would coalesce.
+				time.Sleep(5 * time.Millisecond)
+			}
+			c.CloseWrite()
+		}()
+		n, err := io.Copy(io.Discard, c)
+		if err != nil || n != 1000 {
+			t.Fatalf("read %d bytes, %v", n, err)
+		}
+		return time.Since(start)
+	}
+	// The same stream without the toxic, in the same run: its pauses and
+	// whatever the machine costs now.
+	base := stream()
 	if err := l.Add(Toxic{Name: "lat", Kind: Latency{Latency: lat}}); err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, l)
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	start := time.Now()
-	go func() {
-		for range 10 {
-			c.Write(make([]byte, 100))
-			time.Sleep(5 * time.Millisecond)
-		}
-		c.CloseWrite()
-	}()
-	n, err := io.Copy(io.Discard, c)
-	if err != nil || n != 1000 {
-		t.Fatalf("read %d bytes, %v", n, err)
+	d := stream()
+	if d < lat {
+		t.Errorf("10 chunks through %s of latency took %s", lat, d)
 	}
-	if d := time.Since(start); d < lat || d >= 10*lat {
-		t.Errorf("10 chunks through %s of latency took %s; want about one latency, not ten", lat, d)
+	// Counted in latencies: the toxic adds about one; a link that delayed
+	// each chunk after the previous one would add ten. Five is the line.
+	if added := float64(d-base) / float64(lat); added >= 5 {
+		t.Errorf("10 chunks through %s of latency took %s, %s without: %.1f latencies added; want about one, not ten", lat, d, base, added)
 	}
 }
 
@@ -244,30 +270,32 @@ func TestBandwidth(t *testing.T) {
 	const rate = 200 // KB/s = 200 bytes/ms
 	const size = 40000
 	l := startLink(t, echoServer(t), 1)
-	transfer := func() time.Duration {
+	transfer := func(size int) time.Duration {
 		c := dial(t, l)
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		start := time.Now()
 		go func() { c.Write(make([]byte, size)); c.CloseWrite() }()
 		n, err := io.Copy(io.Discard, c)
-		if err != nil || n != size {
-			t.Fatalf("read %d bytes, %v", n, err)
+		if err != nil || n != int64(size) {
+			t.Fatalf("read %d of %d bytes, %v", n, size, err)
 		}
 		return time.Since(start)
 	}
-	base := transfer()
+	base := transfer(size)
 	if err := l.Add(Toxic{Name: "bw", Kind: Bandwidth{Rate: rate}}); err != nil {
 		t.Fatal(err)
 	}
-	slow := transfer()
+	slow := transfer(size)
 	want := time.Duration(size/rate) * time.Millisecond
 	if slow < want*9/10 || slow <= base {
 		t.Errorf("%d bytes at %d KB/s took %s (unlimited: %s); want at least %s", size, rate, slow, base, want)
 	}
-	l.Remove("bw")
-	if d := transfer(); d >= want*9/10 {
-		t.Errorf("after removal the transfer still took %s", d)
+	if err := l.Remove("bw"); err != nil {
+		t.Fatal(err)
 	}
+	// Removed: told by a size, not by a time. The toxic would stretch 4 MB
+	// to 20 s, twice the deadline the transfer must now fit in.
+	transfer(100 * size)
 }
 
 func TestResetPeer(t *testing.T) {
@@ -457,16 +485,19 @@ func TestSlowClose(t *testing.T) {
 }
 
 func TestToxicityZeroIsUnaffected(t *testing.T) {
-	const lat = 200 * time.Millisecond
+	// Toxics no connection could outlive: an hour of latency, an immediate
+	// reset. A round trip within its deadline shows neither applied.
 	l := startLink(t, echoServer(t), 1)
-	if err := l.Add(Toxic{Name: "never", Toxicity: new(0.0), Kind: Latency{Latency: lat}}); err != nil {
+	if err := l.Add(Toxic{Name: "never", Toxicity: new(0.0), Kind: Latency{Latency: time.Hour}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Add(Toxic{Name: "never-rst", Toxicity: new(0.0), Kind: ResetPeer{}}); err != nil {
 		t.Fatal(err)
 	}
-	if d := medianRTT(t, l, 3); d >= lat {
-		t.Errorf("toxicity 0: round trip %s with a %s latency toxic", d, lat)
+	for range 3 {
+		c := dial(t, l)
+		roundTrip(t, c, "ping")
+		c.Close()
 	}
 }
 
@@ -587,7 +618,11 @@ func TestCloseEndsEverything(t *testing.T) {
 		c.Write([]byte("stuck"))
 		conns = append(conns, c)
 	}
-	time.Sleep(50 * time.Millisecond)
+	testwait.For(t, "the link to hold the 10 connections", func() (bool, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.conns) == 10, fmt.Errorf("it holds %d", len(l.conns))
+	})
 	done := make(chan error)
 	go func() { done <- l.Close() }()
 	select {
@@ -679,18 +714,19 @@ func TestMarker(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Close() })
 	c := dial(t, l)
-	for _, part := range []string{"xxCAN", "ARYyy CANARY z"} {
-		c.Write([]byte(part))
-		time.Sleep(20 * time.Millisecond) // separate reads, so the first marker straddles two
-	}
+	// The first part comes back before the second is sent: the link read
+	// it alone both ways, so the first marker straddles two reads.
+	roundTrip(t, c, "xxCAN")
+	c.Write([]byte("ARYyy CANARY z"))
 	c.CloseWrite()
-	io.ReadAll(c)
+	if rest, err := io.ReadAll(c); string(rest) != "ARYyy CANARY z" {
+		t.Fatalf("echoed %q, %v", rest, err)
+	}
 	// Two markers went up and came back down: four sightings.
-	deadline := time.Now().Add(5 * time.Second)
-	for l.MarkerHits() != 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("marker hits %d, want 4", l.MarkerHits())
-		}
-		time.Sleep(5 * time.Millisecond)
+	testwait.For(t, "four marker hits", func() (bool, error) {
+		return l.MarkerHits() >= 4, fmt.Errorf("%d hits", l.MarkerHits())
+	})
+	if n := l.MarkerHits(); n != 4 {
+		t.Errorf("marker hits %d, want 4", n)
 	}
 }
