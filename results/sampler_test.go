@@ -3,6 +3,7 @@ package results
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 func needProc(t *testing.T) {
@@ -60,6 +62,9 @@ func burnCPU(t *testing.T) {
 	runtime.KeepAlive(x)
 }
 
+// TestSampler runs the sampler in a synctest bubble: its time.Sleep calls
+// are the test's timeline on the bubble's clock, exact to the nanosecond,
+// not waits for an event.
 func TestSampler(t *testing.T) {
 	needProc(t)
 	first, second := startSleep(t), startSleep(t)
@@ -153,20 +158,14 @@ func TestSampleExited(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Killed but not reaped: a zombie, whose status has no VmRSS.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.For(t, "the killed child to become a zombie", func() (bool, error) {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i := strings.LastIndexByte(string(b), ')'); i > 0 && strings.HasPrefix(string(b[i+1:]), " Z") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the killed child never became a zombie")
-		}
-		time.Sleep(time.Millisecond)
-	}
+		i := strings.LastIndexByte(string(b), ')')
+		return i > 0 && strings.HasPrefix(string(b[i+1:]), " Z"), fmt.Errorf("stat %q", b)
+	})
 	if _, err := sample(pid); !errors.Is(err, errNoMemory) {
 		t.Errorf("a zombie: %v, want errNoMemory", err)
 	}
