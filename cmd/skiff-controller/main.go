@@ -4,7 +4,7 @@
 // /metrics).
 //
 //	skiff-controller all --registry-file endpoints.txt --identity-dev --trust-anchors-out anchors.pem --token-key-file token.key
-//	skiff-controller destination --discovery kube --tls-cert-file /var/run/skiff/tls/tls.crt --tls-key-file /var/run/skiff/tls/tls.key
+//	skiff-controller destination --discovery kube --tls-cert-file /var/run/skiff/tls/tls.crt --tls-key-file /var/run/skiff/tls/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
 //	skiff-controller identity --identity-issuer-cert issuer.crt --identity-issuer-key issuer.key --trust-anchors anchors.pem --token-key-file token.key
 //	skiff-controller all --discovery kube --token-verifier kube --identity-issuer-cert /var/run/skiff/issuer/tls.crt --identity-issuer-key /var/run/skiff/issuer/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
 //	skiff-controller all --plaintext ...   # for grpcurl -plaintext; proxies then need --control-plane-plaintext
@@ -13,14 +13,20 @@
 // --identity-reload-interval: replacing them rotates the issuer or the
 // anchors without a restart (docs/identity.md).
 //
-// The gRPC API is TLS 1.3 whenever the controller has a certificate. With
-// the identity service (identity, all) its own CA issues one for
-// --controller-identity (default
-// spiffe://<trust-domain>/ns/skiff/sa/skiff-controller, what the proxies
-// expect), renewed at 70 % of its lifetime and at once after an issuer
-// rotation; destination and policy alone read one from --tls-cert-file and
-// --tls-key-file, and serve plaintext without them, with a warning.
-// --plaintext opts out explicitly.
+// The gRPC API is TLS 1.3. With the identity service (identity, all) its
+// own CA issues the controller's certificate for --controller-identity
+// (default spiffe://<trust-domain>/ns/skiff/sa/skiff-controller, what the
+// proxies expect), renewed at 70 % of its lifetime and at once after an
+// issuer rotation; destination and policy alone read one from
+// --tls-cert-file and --tls-key-file. --plaintext opts out explicitly.
+//
+// Destination and Policy answer only clients that present a mesh
+// certificate verified against the trust anchors (the CA's, or
+// --trust-anchors); Identity.Certify is authenticated by its token. Watches
+// are capped per connection and per client identity
+// (--max-watches-per-connection, --max-watches-per-identity), Certify is
+// rate-limited per token (--certify-rate-per-token,
+// --certify-burst-per-token). See mesh/control/access and docs/identity.md.
 package main
 
 import (
@@ -36,6 +42,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -44,13 +51,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/skiff-mesh/skiff/internal/logging"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
+	"github.com/skiff-mesh/skiff/mesh/control/access"
 	"github.com/skiff-mesh/skiff/mesh/control/admin"
 	"github.com/skiff-mesh/skiff/mesh/control/destination"
 	"github.com/skiff-mesh/skiff/mesh/control/identity"
@@ -128,6 +135,10 @@ type options struct {
 	plaintext               bool
 	controllerID            string
 	tlsCertFile, tlsKeyFile string
+
+	maxWatchesPerConn, maxWatchesPerIdentity int
+	certifyRate                              float64
+	certifyBurst                             int
 }
 
 func (o *options) addFlags(fs *flag.FlagSet, svc services) {
@@ -135,16 +146,21 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin listen address: /live /ready /metrics")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight RPCs may take before they are cut")
 	o.log.AddFlags(fs)
-	fs.BoolVar(&o.plaintext, "plaintext", false, "serve gRPC without TLS (debugging, e.g. grpcurl -plaintext); proxies with an identity then need --control-plane-plaintext")
+	fs.BoolVar(&o.plaintext, "plaintext", false, "serve gRPC without TLS (debugging, e.g. grpcurl -plaintext): Destination and Policy then answer any client, unauthenticated; proxies with an identity need --control-plane-plaintext")
 	if svc.identity {
 		fs.StringVar(&o.controllerID, "controller-identity", "", "SPIFFE ID of the controller's TLS certificate, issued by its own CA; the proxies' --control-plane-identity (default spiffe://<trust-domain>/ns/skiff/sa/skiff-controller)")
 	} else {
-		fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM file: the certificate (then its chain) to serve gRPC over TLS with, re-read when it changes; its SPIFFE ID is what the proxies' --control-plane-identity expects (without it: plaintext)")
+		fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM file: the certificate (then its chain) to serve gRPC over TLS with, re-read when it changes; its SPIFFE ID is what the proxies' --control-plane-identity expects (required unless --plaintext)")
 		fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM file: the key of --tls-cert-file")
+		fs.StringVar(&o.trustAnchors, "trust-anchors", "", "PEM file: the mesh's trust anchors, which the proxies' client certificates must chain to, re-read when it changes (required with --tls-cert-file)")
 	}
+	fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 	if svc.destination || svc.identity {
-		fs.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain of workload identities")
 		fs.StringVar(&o.kubeconfig, "kubeconfig", "", "--discovery kube, --token-verifier kube: kubeconfig file (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+	}
+	if svc.destination || svc.policy {
+		fs.IntVar(&o.maxWatchesPerConn, "max-watches-per-connection", access.DefaultMaxWatchesPerConnection, "open watches (Destination and Policy streams) one connection may hold; beyond it RESOURCE_EXHAUSTED. A proxy opens one per authority it sends to")
+		fs.IntVar(&o.maxWatchesPerIdentity, "max-watches-per-identity", access.DefaultMaxWatchesPerIdentity, "open watches one client identity (SPIFFE ID) may hold over all its connections; beyond it RESOURCE_EXHAUSTED. Replicas of a workload share its identity: raise it for large deployments")
 	}
 	if svc.destination {
 		fs.StringVar(&o.discovery, "discovery", "local", "where endpoints come from: local (the simulator's registry file) or kube")
@@ -163,6 +179,8 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 		fs.StringVar(&o.tokenKeyFile, "token-key-file", "", "hmac: the key the simulator signs pod tokens with (hex, or the raw bytes); at least 32 bytes")
 		fs.DurationVar(&o.leafLifetime, "leaf-lifetime", 0, "workload certificate lifetime (0: 24h)")
 		fs.DurationVar(&o.reloadInterval, "identity-reload-interval", identity.DefaultReloadInterval, "how often the issuer and trust-anchor files are re-read, so they rotate without a restart (0: never)")
+		fs.Float64Var(&o.certifyRate, "certify-rate-per-token", identity.DefaultCertifyRate, "Certify requests per second one workload token may make, sustained; beyond it and the burst RESOURCE_EXHAUSTED")
+		fs.IntVar(&o.certifyBurst, "certify-burst-per-token", identity.DefaultCertifyBurst, "Certify requests one workload token may make at once")
 	}
 }
 
@@ -260,7 +278,10 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 			}
 			g.Go(func() error { return rl.Run(gctx) })
 		}
-		srv, err := identity.NewServer(identity.Config{CA: authority, Log: log, Registerer: metrics})
+		if o.certifyRate <= 0 || o.certifyBurst < 1 {
+			return fail(fmt.Errorf("--certify-rate-per-token %v, --certify-burst-per-token %d: want a positive rate and a burst of at least 1", o.certifyRate, o.certifyBurst))
+		}
+		srv, err := identity.NewServer(identity.Config{CA: authority, Log: log, Registerer: metrics, CertifyRate: o.certifyRate, CertifyBurst: o.certifyBurst})
 		if err != nil {
 			return fail(err)
 		}
@@ -273,7 +294,11 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 		closers = append(closers, srv)
 		names = append(names, "policy")
 	}
-	serverTLS, err := o.serverTLS(authority, log)
+	serverTLS, bundle, err := o.serverTLS(authority, log)
+	if err != nil {
+		return fail(err)
+	}
+	guard, err := o.guard(svc, bundle, serverTLS == nil, log, metrics)
 	if err != nil {
 		return fail(err)
 	}
@@ -283,10 +308,7 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
-	if serverTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
-	}
-	gs := grpc.NewServer(opts...)
+	gs := grpc.NewServer(append(opts, guard.ServerOptions(serverTLS)...)...)
 	for _, r := range register {
 		r(gs)
 	}
@@ -360,6 +382,37 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 	err = g.Wait()
 	log.Info("stopped", "err", err)
 	return err
+}
+
+// guard authenticates the gRPC clients and caps their watches
+// (mesh/control/access): Certify is public (a proxy's token authenticates
+// it), every other method needs a mesh client certificate verified
+// against bundle, except in plaintext.
+func (o *options) guard(svc services, bundle func() *spiffe.Bundle, plaintext bool, log *slog.Logger, reg prometheus.Registerer) (*access.Guard, error) {
+	if svc.destination || svc.policy {
+		if o.maxWatchesPerConn < 1 || o.maxWatchesPerIdentity < 1 {
+			return nil, fmt.Errorf("--max-watches-per-connection %d, --max-watches-per-identity %d: want at least 1", o.maxWatchesPerConn, o.maxWatchesPerIdentity)
+		}
+		if o.maxWatchesPerIdentity < o.maxWatchesPerConn {
+			log.Warn("--max-watches-per-identity is below --max-watches-per-connection: an identity's connection is capped by the former",
+				"max_watches_per_identity", o.maxWatchesPerIdentity, "max_watches_per_connection", o.maxWatchesPerConn)
+		}
+	}
+	var public []string
+	if svc.identity {
+		public = append(public, identityv1.Identity_Certify_FullMethodName)
+	}
+	if plaintext && (svc.destination || svc.policy) {
+		log.Warn(msgUnauthenticated)
+	}
+	return access.New(access.Config{
+		Bundle: bundle, Public: public, AllowPlaintext: plaintext,
+		MaxWatchesPerConnection: o.maxWatchesPerConn, MaxWatchesPerIdentity: o.maxWatchesPerIdentity,
+		// Watches that end leave their memory with the runtime until a
+		// collection it has no reason to start: hand it back.
+		Release: debug.FreeOSMemory,
+		Log:     log, Registerer: reg,
+	})
 }
 
 // source starts the discovery source under ctx (in g, when it needs a

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
 	identityv1 "github.com/skiff-mesh/skiff/mesh/api/identity/v1"
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
@@ -152,28 +157,16 @@ func TestAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(controllerCreds(t, trust, defaultControllerID, nil)))
+	// A proxy's first connection presents no certificate: Identity
+	// answers it (the token authenticates the request), Destination and
+	// Policy do not.
+	anon, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(controllerCreds(t, trust, defaultControllerID, nil, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cc.Close()
-
-	// Destination: the registry file's endpoint, then a change to the file.
-	ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := ws.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eps := u.GetSnapshot().GetEndpoints()
-	if len(eps) != 1 || eps[0].GetAddress() != "127.0.0.2:8080" || eps[0].GetIdentity() != webID || !eps[0].GetMeshed() || eps[0].GetLabels()["version"] != "v1" {
-		t.Fatalf("first update = %v", u)
-	}
-	writeAtomic(t, regFile, auth+" 127.0.0.2:8080;meshed;id="+webID+";label=version=v1 127.0.0.3:8080;meshed;id="+webID+"\n")
-	if u, err = ws.Recv(); err != nil || len(u.GetAdd().GetEndpoints()) != 1 || u.GetAdd().GetEndpoints()[0].GetAddress() != "127.0.0.3:8080" {
-		t.Fatalf("after the file changed: %v %v, want Add of 127.0.0.3:8080", u, err)
+	defer anon.Close()
+	if err := watchOnce(ctx, anon, auth); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "needs a verified mesh client certificate") {
+		t.Errorf("Destination without a client certificate: %v, want Unauthenticated", err)
 	}
 
 	// Identity: a real CSR with a token signed with the key file's key,
@@ -187,8 +180,15 @@ func TestAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csr := catest.CSR(t, id)
-	resp, err := identityv1.NewIdentityClient(cc).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte(tok), Csr: csr})
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := identityv1.NewIdentityClient(anon).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte(tok), Csr: csr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,9 +214,34 @@ func TestAll(t *testing.T) {
 	if got, err := bundle.Verify(chain, time.Now(), x509.ExtKeyUsageClientAuth); err != nil || got != id {
 		t.Fatalf("verify the issued chain: %v %v", got, err)
 	}
-	_, err = identityv1.NewIdentityClient(cc).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("forged"), Csr: csr})
+	_, err = identityv1.NewIdentityClient(anon).Certify(ctx, &identityv1.CertifyRequest{Identity: webID, Token: []byte("forged"), Csr: csr})
 	if status.Code(err) != codes.Unauthenticated {
 		t.Errorf("forged token: %v, want Unauthenticated", err)
+	}
+
+	// With the certificate just issued, on a new connection: Destination
+	// serves the registry file's endpoint, then a change to the file.
+	issued := &tls.Certificate{Certificate: append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...), PrivateKey: leafKey, Leaf: chain[0]}
+	cc, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(controllerCreds(t, trust, defaultControllerID, issued, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := ws.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := u.GetSnapshot().GetEndpoints()
+	if len(eps) != 1 || eps[0].GetAddress() != "127.0.0.2:8080" || eps[0].GetIdentity() != webID || !eps[0].GetMeshed() || eps[0].GetLabels()["version"] != "v1" {
+		t.Fatalf("first update = %v", u)
+	}
+	writeAtomic(t, regFile, auth+" 127.0.0.2:8080;meshed;id="+webID+";label=version=v1 127.0.0.3:8080;meshed;id="+webID+"\n")
+	if u, err = ws.Recv(); err != nil || len(u.GetAdd().GetEndpoints()) != 1 || u.GetAdd().GetEndpoints()[0].GetAddress() != "127.0.0.3:8080" {
+		t.Fatalf("after the file changed: %v %v, want Add of 127.0.0.3:8080", u, err)
 	}
 
 	// Policy: the default outbound policy arrives.
@@ -241,6 +266,11 @@ func TestAll(t *testing.T) {
 		`skiff_identity_certify_total{code="OK"} 1`,
 		`skiff_identity_certify_total{code="Unauthenticated"} 1`,
 		"skiff_identity_issuer_expiry_timestamp_seconds",
+		`skiff_controller_unauthenticated_total{method="/skiff.destination.v1.Destination/Watch"} 1`,
+		"skiff_controller_watches 2",
+		"skiff_controller_watch_identities 1",
+		`skiff_controller_watches_refused_total{limit="connection"} 0`,
+		"skiff_identity_certify_rate_limited_total 0",
 		"go_goroutines",
 	} {
 		if !strings.Contains(metrics, want) {
@@ -272,7 +302,7 @@ func TestShutdownBeforeReady(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"destination", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-			"--registry-file", regFile, "--log-format", "json"}, out)
+			"--registry-file", regFile, "--plaintext", "--log-format", "json"}, out)
 	}()
 	waitLog(t, logs, "listening")
 	cancel()
@@ -308,8 +338,8 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"identity", "--identity-dev"}, "--token-key-file"},
 		{[]string{"identity", "--identity-dev", "--token-key-file", shortKey}, "at least 32"},
 		{[]string{"identity", "--identity-dev", "--trust-anchors", regFile}, "--identity-dev generates"},
-		{[]string{"policy", "--grpc-addr", "256.0.0.1:1"}, "--grpc-addr"},
-		{[]string{"policy", "--trust-domain", "x"}, "flag provided but not defined"},
+		{[]string{"policy", "--plaintext", "--grpc-addr", "256.0.0.1:1"}, "--grpc-addr"},
+		{[]string{"policy", "--registry-file", "x"}, "flag provided but not defined"},
 	}
 	for _, tt := range tests {
 		err := run(t.Context(), tt.args, io.Discard)
@@ -493,17 +523,28 @@ current-context: test
 // proxies expect, unless told otherwise.
 var defaultControllerID = spiffe.ControlPlaneID("cluster.local")
 
+// watchOnce opens a Destination watch of authority on cc and returns the
+// error of its first message.
+func watchOnce(ctx context.Context, cc *grpc.ClientConn, authority string) error {
+	ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: authority})
+	if err != nil {
+		return err
+	}
+	_, err = ws.Recv()
+	return err
+}
+
 // controllerCreds are a grpc-go client's credentials for the controller:
 // TLS, the server verified against anchorsPEM and required to be id, as
-// the proxies verify it. seen, when not nil, receives the server's leaf
-// of each handshake that passed.
-func controllerCreds(t *testing.T, anchorsPEM []byte, id spiffe.ID, seen chan<- *x509.Certificate) credentials.TransportCredentials {
+// the proxies verify it, presenting cert (nil: none). seen, when not nil,
+// receives the server's leaf of each handshake that passed.
+func controllerCreds(t *testing.T, anchorsPEM []byte, id spiffe.ID, cert *tls.Certificate, seen chan<- *x509.Certificate) credentials.TransportCredentials {
 	t.Helper()
 	bundle, err := spiffe.ParseBundlePEM("cluster.local", anchorsPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := certs.ControlPlaneTLSConfig(id, func() *spiffe.Bundle { return bundle }, nil)
+	cfg := certs.ControlPlaneTLSConfig(id, func() *spiffe.Bundle { return bundle }, func() *tls.Certificate { return cert })
 	if seen != nil {
 		verify := cfg.VerifyConnection
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -592,9 +633,11 @@ func TestControllerTLS(t *testing.T) {
 		t.Fatalf("listening: tls = %v, want true", rec["tls"])
 	}
 
-	// A client verifying the default identity against the anchors.
+	// A client verifying the default identity against the anchors, and
+	// presenting a mesh certificate.
+	webCert := pki.TLSCertificate(t, spiffe.MustNew("cluster.local", "shop", "web"))
 	seen := make(chan *x509.Certificate, 1)
-	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, seen)); err != nil {
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, webCert, seen)); err != nil {
 		t.Fatalf("TLS client: %v", err)
 	}
 	leaf := <-seen
@@ -612,7 +655,7 @@ func TestControllerTLS(t *testing.T) {
 
 	// A client expecting another identity fails, naming both.
 	other := spiffe.MustNew("cluster.local", "skiff", "skiff-impostor")
-	err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, other, nil))
+	err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, other, webCert, nil))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), other.String()) || !strings.Contains(err.Error(), defaultControllerID.String()) {
 		t.Errorf("client expecting %s: %v, want Unavailable naming both identities", other, err)
 	}
@@ -655,6 +698,13 @@ func TestControllerTLS(t *testing.T) {
 	if first, second := <-presented, <-presented; first || !second {
 		t.Errorf("client certificate presented on the first connection: %v, on the second: %v; want false, true", first, second)
 	}
+	// The certificate the proxy obtained opens Destination and Policy.
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, mgr.Certificate(), nil)); err != nil {
+		t.Errorf("Policy with the proxy's certificate: %v", err)
+	}
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, nil, nil)); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("Policy without a certificate: %v, want Unauthenticated", err)
+	}
 
 	// An issuer rotation: a new connection sees a serving certificate from
 	// the new issuer.
@@ -666,7 +716,7 @@ func TestControllerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, logs, "identity files reloaded")
-	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, seen)); err != nil {
+	if err := callPolicy(t, addr, controllerCreds(t, anchorsPEM, defaultControllerID, webCert, seen)); err != nil {
 		t.Fatalf("TLS client after the rotation: %v", err)
 	}
 	if err := (<-seen).CheckSignatureFrom(issuer2.Cert); err != nil {
@@ -674,13 +724,16 @@ func TestControllerTLS(t *testing.T) {
 	}
 }
 
-// TestControllerTLSFiles runs `destination` with --tls-cert-file and
-// --tls-key-file, replaces the files, and runs it without them
-// (plaintext, with a warning).
+// TestControllerTLSFiles runs `destination` with --tls-cert-file,
+// --tls-key-file and --trust-anchors: it serves the certificate of the
+// files, re-read when they change, serves only clients whose certificate
+// chains to the anchors of the file, re-read likewise, and refuses to
+// start without the files unless --plaintext.
 func TestControllerTLSFiles(t *testing.T) {
 	leakcheck.Check(t)
 	dir := t.TempDir()
 	certFile, keyFile, regFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "endpoints.txt")
+	anchorsFile := filepath.Join(dir, "anchors.pem")
 	writeAtomic(t, regFile, "")
 	pki := catest.New(t, "cluster.local", catest.Options{})
 	// writeCert writes a serving certificate for the default identity, as
@@ -697,65 +750,109 @@ func TestControllerTLSFiles(t *testing.T) {
 	}
 	first := writeCert()
 	anchorsPEM := spiffe.EncodeCertificatesPEM(pki.Anchor.Cert)
+	writeAtomic(t, anchorsFile, string(anchorsPEM))
+	web := spiffe.MustNew("cluster.local", "shop", "web")
+	webCert := pki.TLSCertificate(t, web)
 
-	rec, _ := startController(t, "destination", "--registry-file", regFile, "--tls-cert-file", certFile, "--tls-key-file", keyFile)
+	rec, _ := startController(t, "destination", "--registry-file", regFile, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--trust-anchors", anchorsFile)
 	if rec["tls"] != true {
 		t.Fatalf("listening: tls = %v, want true", rec["tls"])
 	}
 	addr := rec["grpc_addr"].(string)
 	seen := make(chan *x509.Certificate, 1)
-	watch := func() error {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(controllerCreds(t, anchorsPEM, defaultControllerID, seen)))
+	watch := func(cert *tls.Certificate) error {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(controllerCreds(t, anchorsPEM, defaultControllerID, cert, seen)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cc.Close()
 		ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 		defer cancel()
-		ws, err := destinationv1.NewDestinationClient(cc).Watch(ctx, &destinationv1.WatchRequest{Authority: "web.shop.svc.cluster.local:8080"})
-		if err != nil {
-			return err
-		}
-		_, err = ws.Recv()
-		return err
+		return watchOnce(ctx, cc, "web.shop.svc.cluster.local:8080")
 	}
-	if err := watch(); err != nil {
-		t.Fatalf("TLS client: %v", err)
+	if err := watch(webCert); err != nil {
+		t.Fatalf("TLS client with a mesh certificate: %v", err)
 	}
 	if got := <-seen; !got.Equal(first) {
 		t.Fatal("the server did not present the certificate of --tls-cert-file")
 	}
+	// Before, destination alone asked for no client certificate and
+	// served this client.
+	if err := watch(nil); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("TLS client without a certificate: %v, want Unauthenticated", err)
+	}
+	<-seen
+	// A certificate from another root fails the handshake.
+	other := catest.New(t, "cluster.local", catest.Options{})
+	raw := credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, Certificates: []tls.Certificate{*other.TLSCertificate(t, web)}})
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watchOnce(t.Context(), cc, "web.shop:8080"); status.Code(err) != codes.Unavailable {
+		t.Errorf("client certificate from another root: %v, want Unavailable (handshake refused)", err)
+	}
+	cc.Close()
 
 	// The files are replaced: a later connection gets the new certificate
-	// (the files are checked at most once a second, so poll for it).
+	// (the files are checked at most once a second).
 	second := writeCert()
-	deadline := time.Now().Add(waitFor)
-	for {
-		if err := watch(); err != nil {
-			t.Fatalf("TLS client after the files changed: %v", err)
+	testwait.For(t, "the new serving certificate", func() (bool, error) {
+		if err := watch(webCert); err != nil {
+			return false, err
 		}
-		if got := <-seen; got.Equal(second) {
-			break
+		return (<-seen).Equal(second), nil
+	})
+	// The anchors are replaced (the other root's anchor joins): a client of
+	// the other root gets in once the file is re-read.
+	writeAtomic(t, anchorsFile, string(spiffe.EncodeCertificatesPEM(pki.Anchor.Cert, other.Anchor.Cert)))
+	otherCert := other.TLSCertificate(t, web)
+	testwait.For(t, "a client of the new anchor served", func() (bool, error) {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, Certificates: []tls.Certificate{*otherCert}})))
+		if err != nil {
+			return false, err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the new certificate was not served within %v", waitFor)
-		}
-		time.Sleep(100 * time.Millisecond) // polling for the reload, not timing it
-	}
+		defer cc.Close()
+		err = watchOnce(t.Context(), cc, "web.shop:8080")
+		return err == nil, err
+	})
 
-	// Without the files: plaintext, with a warning saying why.
+	// Without the files and without --plaintext: no start.
+	err = run(t.Context(), []string{"destination", "--registry-file", regFile, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--tls-cert-file, --tls-key-file and --trust-anchors") || !strings.Contains(err.Error(), "--plaintext") {
+		t.Errorf("destination without certificate files: %v, want an error naming the flags", err)
+	}
+}
+
+// TestPlaintextWarns: --plaintext serves everyone, and says so.
+func TestPlaintextWarns(t *testing.T) {
+	leakcheck.Check(t)
+	dir := t.TempDir()
+	regFile := filepath.Join(dir, "endpoints.txt")
+	writeAtomic(t, regFile, "")
 	out, logs := logRecords(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"destination", "--registry-file", regFile, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+		done <- run(ctx, []string{"destination", "--registry-file", regFile, "--plaintext", "--grpc-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"}, out)
 	}()
-	warn := waitLog(t, logs, msgPlaintextNoCert)
-	if warn["level"] != "WARN" {
-		t.Errorf("plaintext log record at level %v, want WARN", warn["level"])
+	for _, msg := range []string{msgPlaintextAsked, msgUnauthenticated} {
+		if rec := waitLog(t, logs, msg); rec["level"] != "WARN" {
+			t.Errorf("%q logged at level %v, want WARN", msg, rec["level"])
+		}
 	}
-	if rec := waitLog(t, logs, "listening"); rec["tls"] != false {
+	rec := waitLog(t, logs, "listening")
+	if rec["tls"] != false {
 		t.Errorf("listening: tls = %v, want false", rec["tls"])
+	}
+	cc, err := grpc.NewClient(rec["grpc_addr"].(string), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if err := watchOnce(ctx, cc, "web.shop:8080"); err != nil {
+		t.Errorf("plaintext watch: %v", err)
 	}
 	cancel()
 	if err := <-done; err != nil {
@@ -781,8 +878,15 @@ func TestTLSFlagErrors(t *testing.T) {
 	}{
 		{[]string{"destination", "--registry-file", regFile, "--plaintext", "--tls-cert-file", missing, "--tls-key-file", missing}, "contradict"},
 		{[]string{"destination", "--registry-file", regFile, "--tls-cert-file", missing}, "--tls-cert-file and --tls-key-file go together"},
-		{[]string{"policy", "--tls-cert-file", missing, "--tls-key-file", missing}, "--tls-cert-file/--tls-key-file"},
-		{[]string{"policy", "--tls-cert-file", regFile, "--tls-key-file", regFile}, "--tls-cert-file/--tls-key-file"},
+		{[]string{"policy", "--tls-cert-file", missing, "--tls-key-file", missing, "--trust-anchors", missing}, "--tls-cert-file/--tls-key-file"},
+		{[]string{"policy", "--tls-cert-file", regFile, "--tls-key-file", regFile, "--trust-anchors", missing}, "--tls-cert-file/--tls-key-file"},
+		{[]string{"policy", "--tls-cert-file", missing, "--tls-key-file", missing}, "--tls-cert-file needs --trust-anchors"},
+		{[]string{"policy"}, "no certificate to serve gRPC over TLS"},
+		{[]string{"policy", "--plaintext", "--max-watches-per-connection", "0"}, "want at least 1"},
+		{[]string{"destination", "--registry-file", regFile, "--plaintext", "--max-watches-per-identity", "-1"}, "want at least 1"},
+		{append(dev, "--certify-rate-per-token", "0"), "--certify-rate-per-token"},
+		{append(dev, "--certify-burst-per-token", "0"), "--certify-burst-per-token"},
+		{[]string{"identity", "--max-watches-per-connection", "5"}, "flag provided but not defined"},
 		{append(dev, "--controller-identity", "skiff-controller"), "--controller-identity"},
 		{append(dev, "--controller-identity", "spiffe://example.org/ns/skiff/sa/skiff-controller"), `trust domain "example.org"`},
 		{[]string{"identity", "--tls-cert-file", missing}, "flag provided but not defined: -tls-cert-file"},

@@ -334,8 +334,9 @@ func (r *run) measureScale(ctx context.Context, res *results.Result, env *local.
 	}
 
 	// The watchers: one connection each, as a proxy has (TLS, the
-	// controller verified as a proxy verifies it), and one Watch per
-	// service, as a proxy sending to it would.
+	// controller verified as a proxy verifies it, a mesh certificate of
+	// the watcher's own identity presented), and one Watch per service, as
+	// a proxy sending to it would.
 	wctx, stopWatchers := context.WithCancel(ctx)
 	var watching sync.WaitGroup
 	sources := make([]*control.DestinationSource, cfg.Watchers)
@@ -350,7 +351,7 @@ func (r *run) measureScale(ctx context.Context, res *results.Result, env *local.
 	streams := 0
 	start := time.Now()
 	for w, svcs := range plan.watches {
-		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig()})
+		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig(fmt.Sprintf("scale-watcher-%d", w))})
 		sources[w] = &control.DestinationSource{Conn: conns[w], Proxy: control.ProxyContext{
 			ID: fmt.Sprintf("scale-watcher-%d", w), Pod: fmt.Sprintf("watcher-%d", w), Namespace: local.Namespace}}
 		for _, s := range svcs {

@@ -3,6 +3,9 @@ package local
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -32,6 +35,15 @@ type pki struct {
 	mu      sync.Mutex
 	anchors []*ca.KeyPair // the trust bundle, oldest first
 	issuer  *ca.KeyPair
+	clients map[string]*clientCert // ControlTLSConfig's certificates, by service account
+}
+
+// clientCert is a control-plane client's certificate and what it was
+// issued under.
+type clientCert struct {
+	cert    *tls.Certificate
+	issuer  *ca.KeyPair
+	renewAt time.Time
 }
 
 // setUpIdentity makes the trust anchor, the issuer, the token key the
@@ -77,7 +89,7 @@ func (e *Env) setUpIdentity() error {
 			pods = append(pods, p.name)
 		}
 	}
-	for _, name := range pods {
+	for i, name := range pods {
 		p := e.pods[name]
 		if name == ClientPod {
 			p = e.client
@@ -86,7 +98,11 @@ func (e *Env) setUpIdentity() error {
 		if err != nil {
 			return fmt.Errorf("identity of %s: %w", name, err)
 		}
-		tok, err := e.tokens.Issue(id, 7*24*time.Hour)
+		// Each pod's token is its own, as a pod-bound ServiceAccount token
+		// is in Kubernetes: replicas of a service, issued within the same
+		// second, would otherwise get the same bytes (and share the
+		// controller's per-token rate limit of Certify).
+		tok, err := e.tokens.Issue(id, 7*24*time.Hour+time.Duration(i)*time.Second)
 		if err != nil {
 			return fmt.Errorf("identity token of %s: %w", name, err)
 		}
@@ -246,10 +262,69 @@ func (e *Env) TrustBundle() *spiffe.Bundle {
 // controller's gRPC API that checks it as a proxy does: the controller's
 // chain verified against the current trust bundle ([Env.TrustBundle], so
 // it follows rotations), its SPIFFE ID the default one
-// (spiffe.ControlPlaneID), and no client certificate. Use it with
+// (spiffe.ControlPlaneID). Like a proxy, it presents a mesh certificate,
+// for spiffe://TrustDomain/ns/Namespace/sa/<serviceAccount>, issued by the
+// current issuer (again after a rotation); the controller serves
+// Destination and Policy to no one else. Use it with
 // control.ConnConfig.TLS or grpc-go's credentials.NewTLS.
-func (e *Env) ControlTLSConfig() *tls.Config {
-	return certs.ControlPlaneTLSConfig(spiffe.ControlPlaneID(TrustDomain), e.TrustBundle, nil)
+func (e *Env) ControlTLSConfig(serviceAccount string) *tls.Config {
+	return certs.ControlPlaneTLSConfig(spiffe.ControlPlaneID(TrustDomain), e.TrustBundle, func() *tls.Certificate {
+		c, err := e.controlClientCert(serviceAccount)
+		if err != nil {
+			e.log.Warn("no client certificate for the controller", "service_account", serviceAccount, "err", err)
+			return nil
+		}
+		return c
+	})
+}
+
+// controlClientCert returns the certificate of ControlTLSConfig for
+// serviceAccount, issuing a new one when there is none, the issuer has
+// changed, or half of its lifetime has passed.
+func (e *Env) controlClientCert(serviceAccount string) (*tls.Certificate, error) {
+	e.pki.mu.Lock()
+	defer e.pki.mu.Unlock()
+	if e.pki.issuer == nil {
+		return nil, errors.New("local: no control plane")
+	}
+	now := time.Now()
+	if c := e.pki.clients[serviceAccount]; c != nil && c.issuer == e.pki.issuer && now.Before(c.renewAt) {
+		return c.cert, nil
+	}
+	id, err := spiffe.New(TrustDomain, Namespace, serviceAccount)
+	if err != nil {
+		return nil, err
+	}
+	anchors := make([]*x509.Certificate, len(e.pki.anchors))
+	for i, a := range e.pki.anchors {
+		anchors[i] = a.Cert
+	}
+	bundle, err := spiffe.NewBundle(TrustDomain, anchors...)
+	if err != nil {
+		return nil, err
+	}
+	authority, err := ca.New(ca.Config{Issuer: e.pki.issuer, Bundle: bundle, Tokens: e.tokens})
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	issued, err := authority.IssueServing(key.Public(), id)
+	if err != nil {
+		return nil, err
+	}
+	c := &clientCert{
+		cert:    &tls.Certificate{Certificate: issued.Chain, PrivateKey: key, Leaf: issued.Leaf},
+		issuer:  e.pki.issuer,
+		renewAt: now.Add(issued.NotAfter.Sub(now) / 2),
+	}
+	if e.pki.clients == nil {
+		e.pki.clients = make(map[string]*clientCert)
+	}
+	e.pki.clients[serviceAccount] = c
+	return c.cert, nil
 }
 
 // waitAnchors waits until every running meshed sidecar reports a bundle

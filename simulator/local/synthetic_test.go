@@ -26,7 +26,7 @@ func TestControlPlaneAlone(t *testing.T) {
 	if err := env.Up(t.Context(), nil); err != nil {
 		t.Fatal(err)
 	}
-	conn := control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig()})
+	conn := control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig("synthetic-watcher")})
 	defer conn.Close()
 	snaps := make(chan endpoint.Snapshot, 16)
 	ctx, cancel := context.WithCancel(t.Context())
