@@ -39,8 +39,17 @@ type identityFlags struct {
 // With --identity-id, both connections to the control plane (Destination
 // and Identity) are TLS: the controller must prove --control-plane-identity
 // with a certificate that chains to the trust bundle, and the proxy
-// presents its own certificate once it has one. Without it the proxy has
-// no anchors to verify anything with, and talks h2c.
+// presents its own certificate, read at every handshake so that a renewed
+// one is presented from the next connection on. Identity takes a request
+// without one (the token authenticates it: that is how the first
+// certificate is obtained); Destination serves only proxies that present
+// one, so its connections are not even attempted without a valid
+// certificate (see requireClientCert), and apply returns, letting the
+// proxy open its watches, only once the first certificate is in.
+//
+// Without --identity-id the proxy has no certificate and no anchors, and
+// talks h2c: only to a controller started with --plaintext, which it must
+// say with --control-plane-plaintext.
 //
 // root is the process's logger without a component: each part adds its
 // own, once.
@@ -49,8 +58,14 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog
 		if f.tokenFile != "" || f.anchorsFile != "" || f.identityAddr != "" || f.controlPlaneID != "" {
 			return errors.New("--identity-token-file, --trust-anchors, --identity-addr and --control-plane-identity need --identity-id")
 		}
+		if f.destinationAddr != "" && !f.controlPlanePlaintext {
+			return errors.New("--destination-addr without --identity-id: the controller serves Destination only to proxies that present a mesh certificate; " +
+				"give --identity-id, --identity-token-file and --trust-anchors, or --control-plane-plaintext for a controller started with --plaintext")
+		}
 		if f.destinationAddr != "" {
-			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: root.With("component", "destination")}
+			log := root.With("component", "destination")
+			log.Warn("control plane in plaintext (--control-plane-plaintext): endpoints and the identities they must prove are not authenticated")
+			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: log}
 			cfg.Endpoints = f.dst
 		}
 		return nil
@@ -112,7 +127,11 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog
 		log.Info("control plane over TLS", "control_plane_identity", controlID.String())
 	}
 	if f.destinationAddr != "" {
-		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, connCfg), Log: root.With("component", "destination")}
+		dstCfg := connCfg
+		if dstCfg.TLS != nil {
+			dstCfg.TLS = requireClientCert(dstCfg.TLS)
+		}
+		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, dstCfg), Log: root.With("component", "destination")}
 		cfg.Endpoints = f.dst
 	}
 	certifier := &control.Certifier{Conn: control.NewConn(addr, connCfg)}
@@ -145,6 +164,28 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog
 	cfg.Identity = f.mgr
 	log.Info("identity ready", "id", id.String(), "expires", f.mgr.Expiry())
 	return nil
+}
+
+// requireClientCert returns a copy of tc (a certs.ControlPlaneTLSConfig)
+// whose handshakes fail unless tc presents a client certificate. The
+// control plane refuses Destination to a connection without one; without
+// this, such a connection, made before the first certificate or while the
+// current one is expired, would stay in the pool and have every watch on it
+// refused, long after a certificate has arrived. Failing the handshake
+// keeps it out: the watch retries with backoff and connects, presenting
+// the certificate, once there is one.
+func requireClientCert(tc *tls.Config) *tls.Config {
+	tc = tc.Clone()
+	present := tc.GetClientCertificate
+	tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		c, err := present(cri)
+		if err == nil && (c == nil || len(c.Certificate) == 0) {
+			return nil, errors.New("no valid workload certificate to present to the control plane's Destination API, which serves only proxies that present one; " +
+				"waiting for the identity service to issue one")
+		}
+		return c, err
+	}
+	return tc
 }
 
 // registerMetrics exposes the identity and control-plane state, with
