@@ -13,11 +13,23 @@
 //
 // A typical proxy wiring:
 //
-//	conn := control.NewConn("127.0.0.1:8086", control.ConnConfig{})
+//	conn := control.NewConn("127.0.0.1:8086", control.ConnConfig{TLS: tlsConfig})
 //	defer conn.Close()
 //	src := &control.DestinationSource{Conn: conn, Proxy: control.ProxyContext{Pod: pod}}
 //	go src.Watch(ctx, "web.shop:8080", func(s endpoint.Snapshot) { ... })
 //	cert := &control.Certifier{Conn: conn, OnTrustAnchors: func(der [][]byte) { ... }}
+//
+// The control plane serves Destination (and Policy) only to a client that
+// presents a mesh certificate on its TLS connection, checked at the
+// handshake; Identity.Certify is authenticated by the token alone, which is
+// how the first certificate is obtained. A call without one fails with
+// Unauthenticated, a watch beyond the controller's caps with
+// ResourceExhausted; [DestinationSource] retries both with backoff.
+// Connections are pooled and keep what they presented at their handshake,
+// so a proxy should not let a Destination connection be made before it has
+// a certificate: cmd/skiff-proxy fails such handshakes (TLS.GetClientCertificate
+// returns an error), so that the watch retries on a new connection once a
+// certificate is there.
 //
 // Errors returned by calls are *[Status] values carrying the gRPC code.
 package control
