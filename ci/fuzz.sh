@@ -5,12 +5,17 @@
 #   FUZZTIME=10m ci/fuzz.sh         the nightly form (default 20s each)
 #   FUZZ=Authority ci/fuzz.sh       only fuzzers whose "./pkg.FuzzName" matches
 #                                   the regular expression (grep -E)
+#   FUZZMINIMIZETIME=60s ci/fuzz.sh go's own default; ours is 5s, because each
+#                                   input that finds new code is minimized
+#                                   before fuzzing goes on, and a slow fuzzer
+#                                   would spend a 20s run minimizing one input
 #
 # Fuzzers are found, not listed: every func FuzzXxx(*testing.F) in the test
 # files `go list` gives for each package (so build constraints hold). Each
 # runs as
 #
-#   go test -run='^$' -fuzz='^FuzzXxx$' -fuzztime=$FUZZTIME ./pkg
+#   go test -run='^$' -fuzz='^FuzzXxx$' -fuzztime=$FUZZTIME \
+#           -fuzzminimizetime=$FUZZMINIMIZETIME ./pkg
 #
 # with its output shown as it goes. At the end a table gives, per fuzzer,
 # its result, the executions it ran and the inputs that widened coverage.
@@ -23,6 +28,7 @@ set -uo pipefail
 GO=${GO:-go}
 FUZZTIME=${FUZZTIME:-20s}
 FUZZ=${FUZZ:-}
+FUZZMINIMIZETIME=${FUZZMINIMIZETIME:-5s}
 cd "$(dirname "$0")/.."
 if [ $# -eq 0 ]; then
 	set -- ./...
@@ -65,7 +71,7 @@ for f in "${fuzzers[@]}"; do
 	log=$logs/$i.log
 	echo
 	echo "=== [$i/${#fuzzers[@]}] $name in $rel"
-	"$GO" test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" "$rel" 2>&1 | tee "$log"
+	"$GO" test -run='^$' -fuzz="^$name\$" -fuzztime="$FUZZTIME" -fuzzminimizetime="$FUZZMINIMIZETIME" "$rel" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	# The last progress line has the totals:
 	# "fuzz: elapsed: 20s, execs: 123456 (6172/sec), new interesting: 3 (total: 40)"
@@ -78,10 +84,14 @@ for f in "${fuzzers[@]}"; do
 	if [ "$rc" -ne 0 ]; then
 		result=FAIL
 		failed=$((failed + 1))
+		# The first message under "--- FAIL: FuzzXxx" says why.
+		why=$(awk '/^--- FAIL/ { f = 1; next } f { sub(/^[ \t]+/, "") } f && $0 != "" && !/^--- / { print; exit }' "$log")
 		if [ -n "$crasher" ]; then
-			note="new seed ${rel#./}/$crasher: fix, then commit it"
+			note="new seed ${rel#./}/$crasher: fix, then commit it${why:+ ($why)}"
 		elif [ -z "$last" ]; then
-			note="did not start fuzzing (build or seed failure, see its log above)"
+			note="did not start fuzzing (build or seed failure, see its log above)${why:+: $why}"
+		else
+			note=${why:-"see its log above"}
 		fi
 	fi
 	rows+=("$result"$'\t'"$rel"$'\t'"$name"$'\t'"${execs:--}"$'\t'"${interesting:--}"$'\t'"$note")
