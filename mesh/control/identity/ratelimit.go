@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"sync"
@@ -23,9 +24,15 @@ const (
 )
 
 // tokenKey identifies a token without keeping it: the first 16 bytes of
-// SHA-256 over a per-process random salt and the token. A memory dump of
-// the controller yields no token, nor a hash that can be checked against
-// a guessed one elsewhere.
+// SHA-256 over a per-process random salt and the token without its white
+// space. A memory dump of the controller yields no token, nor a hash that
+// can be checked against a guessed one elsewhere.
+//
+// White space is left out because Go's base64 decoders skip CR and LF even
+// in strict mode, so a token (an HMAC token, a JWT checked by the API
+// server) with line breaks inserted may still verify: keyed as sent, each
+// spelling would get a bucket of its own. No token format Skiff accepts
+// carries white space.
 type tokenKey [16]byte
 
 // tokenLimiter is a token bucket per workload token, refilled at rate per
@@ -61,7 +68,15 @@ func newTokenLimiter(rate float64, burst, max int, now func() time.Time) *tokenL
 func (l *tokenLimiter) key(token []byte) tokenKey {
 	h := sha256.New()
 	h.Write(l.salt[:])
-	h.Write(token)
+	for len(token) > 0 {
+		i := bytes.IndexAny(token, " \t\r\n\v\f")
+		if i < 0 {
+			h.Write(token)
+			break
+		}
+		h.Write(token[:i])
+		token = token[i+1:]
+	}
 	var k tokenKey
 	copy(k[:], h.Sum(nil))
 	return k

@@ -73,6 +73,10 @@ func TestCertifyRateLimitPerToken(t *testing.T) {
 		!strings.Contains(err.Error(), "too many certificate requests with this token") || !strings.Contains(err.Error(), "--certify-rate-per-token") {
 		t.Fatalf("call beyond the burst: %v, want ResourceExhausted naming the limit", err)
 	}
+	respelled := append(append(append([]byte(nil), tok[:len(tok)-8]...), '\r', '\n'), tok[len(tok)-8:]...)
+	if err := call(respelled); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("the token with a line break inserted: %v, want ResourceExhausted (the same bucket)", err)
+	}
 	if err := call(other); err != nil {
 		t.Errorf("another token of the same identity: %v", err)
 	}
@@ -95,11 +99,11 @@ func TestCertifyRateLimitPerToken(t *testing.T) {
 	if err := call(forged); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("forged token beyond its burst: %v, want ResourceExhausted", err)
 	}
-	if got := testutil.ToFloat64(srv.rateLimited); got != 3 {
-		t.Errorf("skiff_identity_certify_rate_limited_total = %v, want 3", got)
+	if got := testutil.ToFloat64(srv.rateLimited); got != 4 {
+		t.Errorf("skiff_identity_certify_rate_limited_total = %v, want 4", got)
 	}
-	if got := testutil.ToFloat64(srv.requests.WithLabelValues("ResourceExhausted")); got != 3 {
-		t.Errorf(`skiff_identity_certify_total{code="ResourceExhausted"} = %v, want 3`, got)
+	if got := testutil.ToFloat64(srv.requests.WithLabelValues("ResourceExhausted")); got != 4 {
+		t.Errorf(`skiff_identity_certify_total{code="ResourceExhausted"} = %v, want 4`, got)
 	}
 	if n, err := testutil.GatherAndCount(reg, "skiff_identity_certify_rate_limit_tokens"); err != nil || n != 1 {
 		t.Errorf("tracked-tokens gauge: %d series, %v", n, err)
@@ -144,6 +148,11 @@ func TestRateLimiterBounded(t *testing.T) {
 	l.allow([]byte("newcomer"))
 	if n := l.tracked(); n != 1 {
 		t.Errorf("%d buckets after a sweep of refilled ones, want 1 (the newcomer)", n)
+	}
+	// Spellings with white space inserted (base64 decoders skip line
+	// breaks) share the token's bucket.
+	if l.key([]byte("abc\r\ndef ")) != l.key([]byte("abcdef")) || l.key([]byte("abc")) == l.key([]byte("abd")) {
+		t.Error("the key is not the token without its white space")
 	}
 	sum := sha256.Sum256(legit)
 	k := l.key(legit)
