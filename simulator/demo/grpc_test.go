@@ -13,6 +13,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 // grpcMatrix runs f against gRPC over h2c on the shared port and against
@@ -192,12 +194,12 @@ func TestGRPCDelayCancel(t *testing.T) {
 			_, err := Echo(withMD(ctx, ParamDelay, "1h"), cc, nil)
 			errc <- err
 		}()
-		waitFor(t, "call in flight", func() bool { return s.Stats().InFlight == 1 })
+		testwait.For(t, "call in flight", func() (bool, error) { return s.Stats().InFlight == 1, nil })
 		cancel()
 		if err := <-errc; status.Code(err) != codes.Canceled {
 			t.Errorf("cancelled call: %v", err)
 		}
-		waitFor(t, "handler to return", func() bool { return s.Stats().InFlight == 0 })
+		testwait.For(t, "handler to return", func() (bool, error) { return s.Stats().InFlight == 0, nil })
 		if st := s.Stats(); st.Cancelled != 1 {
 			t.Errorf("cancelled %d, want 1", st.Cancelled)
 		}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // startServer starts a Server on loopback with a fixed seed, closed (and
@@ -152,18 +151,5 @@ func within(t *testing.T, what string, got, n int, p float64) {
 		t.Errorf("%s: %d of %d, want %.0f ± %.0f", what, got, n, mean, 5*sd+1)
 	} else {
 		t.Logf("%s: %d of %d (expected %.0f)", what, got, n, mean)
-	}
-}
-
-// waitFor polls cond until it holds; it fails the test after a generous
-// bound. It never measures how long anything took.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	"io"
 	"net/http"
 	"strings"
@@ -137,7 +138,7 @@ func TestStream(t *testing.T) {
 		}
 		cancel()
 		r2.Body.Close()
-		waitFor(t, "the stream handler to end", func() bool { return c.s.Stats().InFlight == 0 })
+		testwait.For(t, "the stream handler to end", func() (bool, error) { return c.s.Stats().InFlight == 0, nil })
 	})
 }
 
@@ -263,12 +264,12 @@ func TestDelayCancel(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			errc := make(chan int, 1)
 			go func() { errc <- c.statusOnly(ctx, http.MethodGet, setup.path) }()
-			waitFor(t, setup.name+" request in flight", func() bool { return c.s.Stats().InFlight == 1 })
+			testwait.For(t, setup.name+" request in flight", func() (bool, error) { return c.s.Stats().InFlight == 1, nil })
 			cancel()
 			if got := <-errc; got != -1 {
 				t.Errorf("%s: cancelled request got status %d", setup.name, got)
 			}
-			waitFor(t, setup.name+" handler to return", func() bool { return c.s.Stats().InFlight == 0 })
+			testwait.For(t, setup.name+" handler to return", func() (bool, error) { return c.s.Stats().InFlight == 0, nil })
 			if got := c.s.Stats().Cancelled - before; got != 1 {
 				t.Errorf("%s: %d cancellations counted, want 1", setup.name, got)
 			}
@@ -438,13 +439,13 @@ func TestShutdownDrains(t *testing.T) {
 				respc <- string(b)
 			}()
 			fmt.Fprint(pw, "first,")
-			waitFor(t, "request in flight", func() bool { return s.Stats().InFlight == 1 })
+			testwait.For(t, "request in flight", func() (bool, error) { return s.Stats().InFlight == 1, nil })
 
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			shut := make(chan error, 1)
 			go func() { shut <- s.Shutdown(ctx) }()
-			waitFor(t, "readiness off", func() bool { return !s.ready.Load() })
+			testwait.For(t, "readiness off", func() (bool, error) { return !s.ready.Load(), nil })
 			select {
 			case err := <-shut:
 				t.Fatalf("Shutdown returned %v with a request in flight", err)
@@ -474,11 +475,11 @@ func TestShutdownDeadline(t *testing.T) {
 	c := newClient(t, s, protos[1])
 	errc := make(chan int, 1)
 	go func() { errc <- c.statusOnly(t.Context(), http.MethodGet, "/echo?delay=1h") }()
-	waitFor(t, "request in flight", func() bool { return s.Stats().InFlight == 1 })
+	testwait.For(t, "request in flight", func() (bool, error) { return s.Stats().InFlight == 1, nil })
 	ctx, cancel := context.WithCancel(t.Context())
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(ctx) }()
-	waitFor(t, "readiness off", func() bool { return !s.ready.Load() })
+	testwait.For(t, "readiness off", func() (bool, error) { return !s.ready.Load(), nil })
 	cancel()
 	if err := <-shut; err == nil {
 		t.Error("Shutdown past its deadline returned nil")

@@ -3,13 +3,14 @@ package demo
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 func dialTCP(t *testing.T, addr string) *net.TCPConn {
@@ -49,10 +50,10 @@ func TestTCPEchoHalfClose(t *testing.T) {
 			t.Errorf("size %d: echoed %d bytes, not the same", size, len(got))
 		}
 	}
-	waitFor(t, "echo goroutines to finish", func() bool {
+	testwait.For(t, "echo goroutines to finish", func() (bool, error) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return len(s.raw) == 0
+		return len(s.raw) == 0, nil
 	})
 	if st := s.Stats(); st.TCPConnections != 2 || st.EchoedBytes != 5+512<<10 {
 		t.Errorf("stats %+v", st)
@@ -70,7 +71,7 @@ func TestTCPReset(t *testing.T) {
 			t.Errorf("reset connection echoed %q (%v)", b, err)
 		}
 	}
-	waitFor(t, "the reset to be counted", func() bool { return s.Stats().Resets >= 1 })
+	testwait.For(t, "the reset to be counted", func() (bool, error) { return s.Stats().Resets >= 1, nil })
 	if st := s.Stats(); st.Resets != 1 {
 		t.Errorf("resets %d, want 1", st.Resets)
 	}
@@ -142,12 +143,12 @@ func TestUpgradeEcho(t *testing.T) {
 	}
 	// The server counts an upgraded exchange when its handler returns,
 	// which may be just after the client has read everything: wait for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for st := s.Stats(); st.HTTP[101] != 2; st = s.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v, want two 101s", st)
-		}
-		time.Sleep(5 * time.Millisecond)
+	testwait.For(t, "two 101s in the stats", func() (bool, error) {
+		st := s.Stats()
+		return st.HTTP[101] == 2, fmt.Errorf("stats %+v", st)
+	})
+	if st := s.Stats(); st.HTTP[101] != 2 {
+		t.Errorf("stats %+v, want two 101s", st)
 	}
 }
 
