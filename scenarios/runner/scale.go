@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -348,10 +349,16 @@ func (r *run) measureScale(ctx context.Context, res *results.Result, env *local.
 			c.Close()
 		}
 	}()
+	// The watchers' certificates are issued before the clock starts: the
+	// harness's signing is not the control plane's time.
+	tlsConfigs := make([]*tls.Config, cfg.Watchers)
+	for w := range tlsConfigs {
+		tlsConfigs[w] = env.ControlTLSConfig(fmt.Sprintf("scale-watcher-%d", w))
+	}
 	streams := 0
 	start := time.Now()
 	for w, svcs := range plan.watches {
-		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: env.ControlTLSConfig(fmt.Sprintf("scale-watcher-%d", w))})
+		conns[w] = control.NewConn(env.ControlAddr(), control.ConnConfig{TLS: tlsConfigs[w]})
 		sources[w] = &control.DestinationSource{Conn: conns[w], Proxy: control.ProxyContext{
 			ID: fmt.Sprintf("scale-watcher-%d", w), Pod: fmt.Sprintf("watcher-%d", w), Namespace: local.Namespace}}
 		for _, s := range svcs {

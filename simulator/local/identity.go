@@ -36,6 +36,7 @@ type pki struct {
 	anchors []*ca.KeyPair // the trust bundle, oldest first
 	issuer  *ca.KeyPair
 	clients map[string]*clientCert // ControlTLSConfig's certificates, by service account
+	signer  *ca.CA                 // signs them, with issuer; nil until the first
 }
 
 // clientCert is a control-plane client's certificate and what it was
@@ -265,45 +266,39 @@ func (e *Env) TrustBundle() *spiffe.Bundle {
 // (spiffe.ControlPlaneID). Like a proxy, it presents a mesh certificate,
 // for spiffe://TrustDomain/ns/Namespace/sa/<serviceAccount>, issued by the
 // current issuer (again after a rotation); the controller serves
-// Destination and Policy to no one else. Use it with
+// Destination and Policy to no one else. The certificate is issued at
+// once, so that a first handshake does not wait for it. Use it with
 // control.ConnConfig.TLS or grpc-go's credentials.NewTLS.
 func (e *Env) ControlTLSConfig(serviceAccount string) *tls.Config {
-	return certs.ControlPlaneTLSConfig(spiffe.ControlPlaneID(TrustDomain), e.TrustBundle, func() *tls.Certificate {
+	cert := func() *tls.Certificate {
 		c, err := e.controlClientCert(serviceAccount)
 		if err != nil {
 			e.log.Warn("no client certificate for the controller", "service_account", serviceAccount, "err", err)
 			return nil
 		}
 		return c
-	})
+	}
+	cert()
+	return certs.ControlPlaneTLSConfig(spiffe.ControlPlaneID(TrustDomain), e.TrustBundle, cert)
 }
 
 // controlClientCert returns the certificate of ControlTLSConfig for
 // serviceAccount, issuing a new one when there is none, the issuer has
-// changed, or half of its lifetime has passed.
+// changed, or half of its lifetime has passed. Keys are made and signed
+// outside the lock: the scale scenario's watchers ask for theirs at once.
 func (e *Env) controlClientCert(serviceAccount string) (*tls.Certificate, error) {
-	e.pki.mu.Lock()
-	defer e.pki.mu.Unlock()
-	if e.pki.issuer == nil {
-		return nil, errors.New("local: no control plane")
-	}
 	now := time.Now()
+	e.pki.mu.Lock()
 	if c := e.pki.clients[serviceAccount]; c != nil && c.issuer == e.pki.issuer && now.Before(c.renewAt) {
+		e.pki.mu.Unlock()
 		return c.cert, nil
 	}
+	signer, issuer, err := e.clientSigner()
+	e.pki.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	id, err := spiffe.New(TrustDomain, Namespace, serviceAccount)
-	if err != nil {
-		return nil, err
-	}
-	anchors := make([]*x509.Certificate, len(e.pki.anchors))
-	for i, a := range e.pki.anchors {
-		anchors[i] = a.Cert
-	}
-	bundle, err := spiffe.NewBundle(TrustDomain, anchors...)
-	if err != nil {
-		return nil, err
-	}
-	authority, err := ca.New(ca.Config{Issuer: e.pki.issuer, Bundle: bundle, Tokens: e.tokens})
 	if err != nil {
 		return nil, err
 	}
@@ -311,20 +306,48 @@ func (e *Env) controlClientCert(serviceAccount string) (*tls.Certificate, error)
 	if err != nil {
 		return nil, err
 	}
-	issued, err := authority.IssueServing(key.Public(), id)
+	issued, err := signer.IssueServing(key.Public(), id)
 	if err != nil {
 		return nil, err
 	}
 	c := &clientCert{
 		cert:    &tls.Certificate{Certificate: issued.Chain, PrivateKey: key, Leaf: issued.Leaf},
-		issuer:  e.pki.issuer,
+		issuer:  issuer,
 		renewAt: now.Add(issued.NotAfter.Sub(now) / 2),
 	}
+	e.pki.mu.Lock()
+	defer e.pki.mu.Unlock()
 	if e.pki.clients == nil {
 		e.pki.clients = make(map[string]*clientCert)
 	}
 	e.pki.clients[serviceAccount] = c
 	return c.cert, nil
+}
+
+// clientSigner returns the CA that signs ControlTLSConfig's certificates
+// with the current issuer, made anew after a rotation; e.pki.mu is held.
+func (e *Env) clientSigner() (*ca.CA, *ca.KeyPair, error) {
+	issuer := e.pki.issuer
+	if issuer == nil {
+		return nil, nil, errors.New("local: no control plane")
+	}
+	if e.pki.signer != nil && e.pki.signer.Issuer() == issuer {
+		return e.pki.signer, issuer, nil
+	}
+	anchors := make([]*x509.Certificate, len(e.pki.anchors))
+	for i, a := range e.pki.anchors {
+		anchors[i] = a.Cert
+	}
+	bundle, err := spiffe.NewBundle(TrustDomain, anchors...)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := ca.New(ca.Config{Issuer: issuer, Bundle: bundle, Tokens: e.tokens})
+	if err != nil {
+		return nil, nil, err
+	}
+	e.pki.signer = signer
+	return signer, issuer, nil
 }
 
 // waitAnchors waits until every running meshed sidecar reports a bundle
