@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -46,11 +48,97 @@ type ConnConfig struct {
 // calls ([Conn.NewStream]), uncompressed, with messages as bytes. Calls
 // share HTTP/2 connections, opened on first use and again after a
 // failure. A Conn is safe for concurrent use; create it with [NewConn].
+//
+// While no connection is known to be up (at first, and after a call or a
+// stream failed on the transport), one call at a time opens it and the
+// others wait for it: the standard library's transport would otherwise
+// dial, and handshake, once per call made meanwhile, so a proxy starting
+// with hundreds of authorities, or all proxies reconnecting after a
+// controller restart, would each make as many TLS handshakes, all but
+// one thrown away. If the opening call fails on the transport, the calls
+// that waited fail with its error (and retry with their own backoff).
 type Conn struct {
 	base string // scheme://host:port
 	max  int
 	tr   *http.Transport
 	ua   string
+	gate dialGate
+}
+
+// dialGate lets one call at a time through while no connection is up.
+type dialGate struct {
+	mu      sync.Mutex
+	up      bool          // a call got a connection: one is open
+	pending chan struct{} // closed when the call opening the connection has one, or failed
+	err     error         // its transport error, for the calls that waited
+}
+
+// roundTrip sends req through the gate (see [Conn]). The opening call
+// lets the others go as soon as it has a connection (httptrace's GotConn),
+// not when its response arrives: a watch's first response may take long.
+func (c *Conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	g := &c.gate
+	for {
+		g.mu.Lock()
+		if g.up {
+			g.mu.Unlock()
+			resp, err := c.tr.RoundTrip(req)
+			if err != nil && ctx.Err() == nil {
+				c.down()
+			}
+			return resp, err
+		}
+		if wait := g.pending; wait != nil {
+			g.mu.Unlock()
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			g.mu.Lock()
+			up, err := g.up, g.err
+			g.mu.Unlock()
+			if !up && err != nil {
+				return nil, err
+			}
+			continue // up; or the opener gave up for a reason of its own: try again
+		}
+		done := make(chan struct{})
+		g.pending = done
+		g.mu.Unlock()
+		var once sync.Once
+		opened := func(up bool, err error) {
+			once.Do(func() {
+				g.mu.Lock()
+				g.up, g.err, g.pending = up, err, nil
+				g.mu.Unlock()
+				close(done)
+			})
+		}
+		trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { opened(true, nil) }}
+		resp, err := c.tr.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+		switch {
+		case err == nil:
+			opened(true, nil)
+		case ctx.Err() != nil:
+			// Its own cancellation says nothing of the connection: the
+			// waiters try themselves.
+			opened(false, nil)
+			c.down()
+		default:
+			opened(false, err)
+			c.down() // in case it had a connection, which then failed
+		}
+		return resp, err
+	}
+}
+
+// down records that the connection failed: the next call opens one
+// through the gate.
+func (c *Conn) down() {
+	c.gate.mu.Lock()
+	c.gate.up = false
+	c.gate.mu.Unlock()
 }
 
 // NewConn returns a client of the gRPC server at addr (host:port). It does
@@ -146,7 +234,7 @@ func (c *Conn) NewStream(ctx context.Context, method string, req []byte) (*Strea
 		}
 		h["Grpc-Timeout"] = []string{encodeTimeout(left)}
 	}
-	resp, err := c.tr.RoundTrip(hreq)
+	resp, err := c.roundTrip(ctx, hreq)
 	if err != nil {
 		return nil, transportError(ctx, "grpc: "+method, err)
 	}
@@ -154,7 +242,7 @@ func (c *Conn) NewStream(ctx context.Context, method string, req []byte) (*Strea
 		resp.Body.Close()
 		return nil, st
 	}
-	return &Stream{ctx: ctx, method: method, resp: resp, fr: frameReader{r: resp.Body, max: c.max}}, nil
+	return &Stream{conn: c, ctx: ctx, method: method, resp: resp, fr: frameReader{r: resp.Body, max: c.max}}, nil
 }
 
 // responseStatus checks the response headers: an HTTP error or a
@@ -229,6 +317,7 @@ func encodeTimeout(d time.Duration) string {
 
 // Stream is the response side of a server-streaming call.
 type Stream struct {
+	conn   *Conn
 	ctx    context.Context
 	method string
 	resp   *http.Response
@@ -258,6 +347,9 @@ func (s *Stream) finish(err error) error {
 		return st
 	}
 	if !errors.Is(err, io.EOF) {
+		if s.ctx.Err() == nil {
+			s.conn.down() // the connection broke: reconnect through the gate
+		}
 		return transportError(s.ctx, "grpc: "+s.method, err)
 	}
 	st := headerStatus(s.resp.Trailer)
