@@ -59,7 +59,7 @@ func FuzzDecodeResult(f *testing.F) {
 	good := buf.String()
 	for _, s := range []string{
 		good,
-		strings.Replace(good, `"protocol"`, `"protocool"`, 1),          // unknown field
+		strings.Replace(good, `"protocol"`, `"protocol_name"`, 1),      // unknown field
 		strings.Replace(good, `"requests": 20`, `"requests": "20"`, 1), // wrong type
 		strings.Replace(good, `"hdr": "`, `"hdr": "HISTFAAAA`, 1),      // corrupt histogram
 		strings.Replace(good, `"started": "2026-03-01T12:00:00Z"`, `"started": "2026-03-01T13:00:00+01:00"`, 1),
