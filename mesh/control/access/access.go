@@ -48,8 +48,9 @@
 // runtime's forced collection two minutes later, and are then returned to
 // the operating system gradually. When the number of open watches has
 // fallen [Config.ReleaseAfter] below its peak, the guard calls
-// [Config.Release] (the controller passes debug.FreeOSMemory), at most once
-// per [Config.ReleaseInterval].
+// [Config.Release] (the controller passes debug.FreeOSMemory) a second
+// later, once the burst of ending watches is over, and at most once per
+// [Config.ReleaseInterval].
 package access
 
 import (
@@ -114,9 +115,9 @@ type Config struct {
 	// client identity over all its connections. Zero means
 	// [DefaultMaxWatchesPerIdentity].
 	MaxWatchesPerIdentity int
-	// Release, when not nil, is called on its own goroutine once the open
-	// watches have fallen ReleaseAfter below their peak (see the package
-	// documentation). Nil releases nothing.
+	// Release, when not nil, is called on its own goroutine a second after
+	// the open watches have fallen ReleaseAfter below their peak (see the
+	// package documentation). Nil releases nothing.
 	Release func()
 	// ReleaseAfter is the fall that triggers Release. Zero means
 	// [DefaultReleaseAfter].
@@ -476,17 +477,25 @@ func (g *Guard) done(ci *connInfo) {
 	if g.cfg.Release == nil || g.peak-g.open < g.cfg.ReleaseAfter || g.pending {
 		return
 	}
-	g.peak = g.open
+	// Watches end in bursts (a client gone, a connection closed): release
+	// once the burst is over, not in its middle, and no sooner than
+	// ReleaseInterval after the last release.
 	g.pending = true
-	wait := max(g.lastRelease.Add(g.cfg.ReleaseInterval).Sub(time.Now()), 0)
+	settle := min(releaseSettle, g.cfg.ReleaseInterval)
+	wait := max(settle, time.Until(g.lastRelease.Add(g.cfg.ReleaseInterval)))
 	time.AfterFunc(wait, func() {
+		g.mu.Lock()
+		g.pending, g.peak, g.lastRelease = false, g.open, time.Now()
+		g.mu.Unlock()
 		g.cfg.Release()
 		g.releases.Inc()
-		g.mu.Lock()
-		g.pending, g.lastRelease = false, time.Now()
-		g.mu.Unlock()
 	})
 }
+
+// releaseSettle is how long after a fall that calls for a release the
+// release waits, so that the rest of a burst of ending watches is freed
+// by it too.
+const releaseSettle = time.Second
 
 // Watches returns the number of open watches and of identities that hold
 // at least one: what the caps count.
