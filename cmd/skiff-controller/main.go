@@ -402,8 +402,12 @@ func (o *options) guard(svc services, bundle func() *spiffe.Bundle, plaintext bo
 	if svc.identity {
 		public = append(public, identityv1.Identity_Certify_FullMethodName)
 	}
-	if plaintext && (svc.destination || svc.policy) {
+	switch {
+	case plaintext && (svc.destination || svc.policy):
 		log.Warn(msgUnauthenticated)
+	case svc.destination || svc.policy:
+		log.Info("Destination and Policy serve only clients with a verified mesh certificate",
+			"max_watches_per_connection", o.maxWatchesPerConn, "max_watches_per_identity", o.maxWatchesPerIdentity)
 	}
 	return access.New(access.Config{
 		Bundle: bundle, Public: public, AllowPlaintext: plaintext,
