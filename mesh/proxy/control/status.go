@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
@@ -95,7 +96,14 @@ func statusf(code int, format string, args ...any) *Status {
 // transportError turns an error of the HTTP/2 layer into a Status:
 // the context's own error when ctx is done, Unavailable otherwise.
 func transportError(ctx context.Context, what string, err error) *Status {
-	if cerr := ctx.Err(); cerr != nil {
+	cerr := ctx.Err()
+	if dl, ok := ctx.Deadline(); ok && cerr == nil && !time.Now().Before(dl) {
+		// The deadline has passed but the context's timer has not fired
+		// yet (a busy machine): the server, which got the same deadline in
+		// grpc-timeout, may have reset the stream first.
+		cerr = context.DeadlineExceeded
+	}
+	if cerr != nil {
 		code := CodeCanceled
 		if errors.Is(cerr, context.DeadlineExceeded) {
 			code = CodeDeadlineExceeded
