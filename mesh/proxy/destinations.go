@@ -18,13 +18,24 @@ import (
 // discoveryWait bounds how long a first request waits for discovery.
 const discoveryWait = 3 * time.Second
 
+// An authority discovery does not know is remembered as unknown, without a
+// watch, for unknownTTL: a client sending random Host headers costs a map
+// entry each, and never a watch. At most maxUnknown are remembered; beyond
+// it the record starts over.
+const (
+	unknownTTL = 5 * time.Second
+	maxUnknown = 4096
+)
+
 // destinations resolves authorities to balancers, watching each one's
 // endpoints from its first request on. Every distinct Host or :authority a
-// client sends makes an entry and a watch, so both are bounded: an entry
-// unused for the idle timeout is forgotten and its watch cancelled, and
-// when the table is full the least recently used entries make room. A
-// client sending random authorities therefore costs a bounded table, not
-// memory that grows until every new authority fails.
+// client sends asks discovery, so what that leaves behind is bounded: an
+// authority discovery does not know is dropped with its watch at once and
+// remembered as unknown for a few seconds; a known one unused for the idle
+// timeout is forgotten and its watch cancelled, and when the table is full
+// the least recently used make room. A client sending random authorities
+// therefore costs bounded memory, not a table that grows until every new
+// authority fails.
 type destinations struct {
 	src     endpoint.Source
 	opts    balance.Options
@@ -34,10 +45,11 @@ type destinations struct {
 	log     *slog.Logger
 	evicted *atomic.Uint64 // entries forgotten, idle or to make room
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.RWMutex
-	m      map[string]*destination
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.RWMutex
+	m       map[string]*destination
+	unknown map[string]int64 // authority -> until when (Unix ns) it is taken as unknown
 }
 
 type destination struct {
@@ -60,7 +72,7 @@ func newDestinations(src endpoint.Source, opts balance.Options, peers *peerIdent
 	ctx, cancel := context.WithCancel(context.Background())
 	return &destinations{
 		src: src, opts: opts, peers: peers, idle: idle, max: max, log: log, evicted: evicted,
-		ctx: ctx, cancel: cancel, m: make(map[string]*destination),
+		ctx: ctx, cancel: cancel, m: make(map[string]*destination), unknown: make(map[string]int64),
 	}
 }
 
@@ -73,8 +85,12 @@ func (ds *destinations) get(ctx context.Context, authority string) (*destination
 	now := time.Now().UnixNano()
 	ds.mu.RLock()
 	d := ds.m[authority]
+	until, unknown := ds.unknown[authority]
 	ds.mu.RUnlock()
 	if d == nil {
+		if unknown && now < until {
+			return nil, nil
+		}
 		d = ds.add(authority, now)
 	}
 	if now-d.used.Load() > int64(time.Second) {
@@ -95,9 +111,27 @@ func (ds *destinations) get(ctx context.Context, authority string) (*destination
 		}
 	}
 	if !d.exists.Load() {
+		ds.dropUnknown(d, now)
 		return nil, nil
 	}
 	return d, nil
+}
+
+// dropUnknown forgets d, which discovery does not know, and remembers its
+// authority as unknown for unknownTTL.
+func (ds *destinations) dropUnknown(d *destination, now int64) {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if ds.m[d.authority] != d {
+		return // already gone
+	}
+	delete(ds.m, d.authority)
+	d.cancel()
+	d.forget(ds.peers)
+	if len(ds.unknown) >= maxUnknown {
+		clear(ds.unknown)
+	}
+	ds.unknown[d.authority] = now + int64(unknownTTL)
 }
 
 // add starts watching authority, making room first when the table is full.
@@ -110,6 +144,7 @@ func (ds *destinations) add(authority string, now int64) *destination {
 	if len(ds.m) >= ds.max {
 		ds.evictOldestLocked()
 	}
+	delete(ds.unknown, authority)
 	ctx, cancel := context.WithCancel(ds.ctx)
 	d := &destination{authority: authority, bal: balance.New(ds.opts), ready: make(chan struct{}), cancel: cancel}
 	d.used.Store(now)
@@ -170,6 +205,11 @@ func (ds *destinations) sweep(now time.Time) {
 	for _, d := range ds.m {
 		if d.used.Load() < cutoff {
 			ds.forgetLocked(d)
+		}
+	}
+	for a, until := range ds.unknown {
+		if until < now.UnixNano() {
+			delete(ds.unknown, a)
 		}
 	}
 }
