@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		opaquePorts    string
 		httpPorts      string
 		memoryLimitMiB int
+		budgetMiB      int
 		cores          int
 		gcPercent      int
 		releasePages   bool
@@ -103,11 +104,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&httpPorts, "http-ports", "", "ports declared HTTP: detection skipped")
 	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", proxy.DefaultDetectTimeout, "how long to wait for a client's first bytes before treating it as opaque TCP")
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", proxy.DefaultConnectTimeout, "upstream connect timeout")
-	fs.IntVar(&cfg.MaxConnections, "max-connections", proxy.DefaultMaxConnections, "open client connections per listener")
-	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", proxy.DefaultMaxInFlight, "concurrent requests per listener; beyond it 503 / RESOURCE_EXHAUSTED")
+	fs.IntVar(&budgetMiB, "memory-budget-mib", proxy.DefaultMemoryBudget>>20, "peak resident memory in MiB that the connection and in-flight caps are derived for (docs/proxy.md)")
+	fs.IntVar(&cfg.MaxConnections, "max-connections", 0, "open client connections per listener (0: derived from --memory-budget-mib); at the cap the longest-idle connection is closed")
+	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", 0, "concurrent requests per listener (0: derived from --memory-budget-mib); beyond it 503 / RESOURCE_EXHAUSTED")
+	fs.DurationVar(&cfg.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "how long a client may take to send a request's headers")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", proxy.DefaultBodyTimeout, "how long a request body may stall before any response (then 408)")
+	fs.DurationVar(&cfg.StreamIdleTimeout, "stream-idle-timeout", proxy.DefaultStreamIdleTimeout, "how long a request body may stall once its response has begun (streams)")
+	fs.DurationVar(&cfg.AuthorityIdleTimeout, "authority-idle-timeout", proxy.DefaultAuthorityIdleTimeout, "how long an outbound authority no request asks for keeps its discovery watch")
+	fs.IntVar(&cfg.MaxAuthorities, "max-authorities", proxy.DefaultMaxAuthorities, "outbound authorities watched at once; beyond it the least recently used are forgotten")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "graceful shutdown deadline")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof on the admin address")
-	fs.IntVar(&memoryLimitMiB, "memory-limit-mib", 0, "soft Go memory limit in MiB (0: GOMEMLIMIT or none); keep it well above the steady state")
+	fs.IntVar(&memoryLimitMiB, "memory-limit-mib", 0, "soft Go memory limit in MiB (0: GOMEMLIMIT, or 5/8 of --memory-budget-mib); keep it well above the steady state")
 	fs.IntVar(&cores, "cores", 1, "OS threads running Go code (GOMAXPROCS); one keeps the sidecar's memory and scheduling small. 0: GOMAXPROCS or all cores")
 	fs.BoolVar(&releasePages, "release-startup-pages", true, "once started, unmap the code and read-only data pages only start-up used (about 1 MB of RSS); they are mapped again from the page cache if ever needed")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "GOGC for the sidecar: a small heap target keeps RSS low at little CPU cost (0: GOGC or 100)")
@@ -133,8 +140,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Logger = log.With("component", "proxy")
 	// Runtime sizing: measured in docs/proxy.md. Environment variables win
 	// when set, so an operator can always override.
-	if memoryLimitMiB > 0 {
+	if budgetMiB <= 0 {
+		return fmt.Errorf("--memory-budget-mib %d: want a positive number of MiB", budgetMiB)
+	}
+	cfg.MemoryBudget = int64(budgetMiB) << 20
+	cfg.ShedOnMemory = true // this process is the proxy's alone
+	switch {
+	case memoryLimitMiB > 0:
 		debug.SetMemoryLimit(int64(memoryLimitMiB) << 20)
+	case os.Getenv("GOMEMLIMIT") == "":
+		// The Go runtime's share of the budget (docs/proxy.md). A soft
+		// limit makes the collector work harder only near it.
+		debug.SetMemoryLimit(proxy.RuntimeMemoryLimit(cfg.MemoryBudget))
 	}
 	if cores > 0 && os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(cores)

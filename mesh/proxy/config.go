@@ -27,14 +27,19 @@ type Identity interface {
 
 // Defaults, after Linkerd's where it has one.
 const (
-	DefaultOutboundAddr   = "127.0.0.1:4140"
-	DefaultInboundAddr    = "0.0.0.0:4143"
-	DefaultAdminAddr      = "127.0.0.1:4191"
-	DefaultDetectTimeout  = 10 * time.Second
-	DefaultMaxConnections = 10000
-	DefaultMaxInFlight    = 2000
-	DefaultDrainTimeout   = 10 * time.Second
-	DefaultConnectTimeout = 1 * time.Second
+	DefaultOutboundAddr  = "127.0.0.1:4140"
+	DefaultInboundAddr   = "0.0.0.0:4143"
+	DefaultAdminAddr     = "127.0.0.1:4191"
+	DefaultDetectTimeout = 10 * time.Second
+	// DefaultBodyTimeout bounds the wait for more of a request's body
+	// while no response has begun.
+	DefaultBodyTimeout = 10 * time.Second
+	// DefaultStreamIdleTimeout bounds the wait for more of a request's
+	// body once its response has begun (a streaming request, such as a
+	// gRPC client stream), as Envoy's stream idle timeout.
+	DefaultStreamIdleTimeout = 5 * time.Minute
+	DefaultDrainTimeout      = 10 * time.Second
+	DefaultConnectTimeout    = 1 * time.Second
 	// DefaultHeaderTimeout bounds the wait for a request's headers (and,
 	// on declared HTTP ports, for the first bytes).
 	DefaultHeaderTimeout = 10 * time.Second
@@ -46,7 +51,11 @@ const (
 	// DefaultAuthorityIdleTimeout is how long an authority no request
 	// asks for is remembered, with its discovery watch.
 	DefaultAuthorityIdleTimeout = time.Minute
-	DefaultMaxAuthorities       = 10000
+	// DefaultMaxAuthorities bounds the authorities watched at once (each
+	// costs about 13 KB: a balancer and a discovery watch). Authorities
+	// discovery does not know are never kept, so only the services an
+	// application really calls count toward it.
+	DefaultMaxAuthorities = 1000
 )
 
 // DefaultOpaquePorts are ports whose traffic is never HTTP detected
@@ -102,12 +111,32 @@ type Config struct {
 	HeaderTimeout time.Duration
 	// ConnectTimeout bounds each upstream dial.
 	ConnectTimeout time.Duration
-	// MaxConnections bounds open client connections per listener; beyond
-	// it new connections are closed at once.
+	// MemoryBudget is the peak resident memory, in bytes, that the
+	// connection and in-flight caps are derived for (budget.go); zero
+	// means DefaultMemoryBudget.
+	MemoryBudget int64
+	// ShedOnMemory makes the proxy watch its process's resident memory
+	// and shed load as it nears MemoryBudget (overload.go). Set it only
+	// when the process is the proxy's own (skiff-proxy does): in a
+	// process that does other things the reading means nothing.
+	ShedOnMemory bool
+	// MaxConnections bounds open client connections per listener; at it,
+	// the connection longest without a request in flight is closed to
+	// make room, and when every one is busy the new one is. Zero derives
+	// it from MemoryBudget.
 	MaxConnections int
 	// MaxInFlight bounds concurrent requests per listener; beyond it
-	// requests get 503 (gRPC: RESOURCE_EXHAUSTED) without being forwarded.
+	// requests get 503 (gRPC: RESOURCE_EXHAUSTED) without being
+	// forwarded. Inbound, once half of it is in use, a connection may
+	// hold an eighth and a client a quarter. Zero derives it from
+	// MemoryBudget.
 	MaxInFlight int
+	// BodyTimeout bounds the wait for more of a request's body while no
+	// response has begun: a stalled body then fails with 408.
+	BodyTimeout time.Duration
+	// StreamIdleTimeout bounds the wait for more of a request's body once
+	// its response has begun.
+	StreamIdleTimeout time.Duration
 	// DrainTimeout bounds the graceful shutdown.
 	DrainTimeout time.Duration
 	// AuthorityIdleTimeout is how long an outbound authority that no
@@ -168,11 +197,21 @@ func (c *Config) normalize() error {
 	if c.ConnectTimeout <= 0 {
 		c.ConnectTimeout = DefaultConnectTimeout
 	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = DefaultMemoryBudget
+	}
+	lim := limitsFor(c.MemoryBudget)
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = DefaultMaxConnections
+		c.MaxConnections = lim.connections
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = lim.inFlight
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.StreamIdleTimeout <= 0 {
+		c.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout

@@ -28,8 +28,21 @@ type conn struct {
 	// Set once mutual TLS is terminated on this connection.
 	tls    bool
 	peerID string
-	// h1 follows the requests of a connection served as HTTP/1.
+	// h1 follows the requests of a connection served as HTTP/1; h2 is
+	// set for one served as HTTP/2.
 	h1 *h1Scanner
+	h2 atomic.Bool
+	// inflight counts the connection's requests in flight; idleSince is
+	// when it last had none (Unix ns), for eviction at the connection cap.
+	inflight  atomic.Int32
+	idleSince atomic.Int64
+	// active counts the requests being handled on the connection,
+	// refused ones included: the streams a flood makes it hold.
+	active atomic.Int32
+
+	// client is the share of the client the connection belongs to, once
+	// known (inbound only).
+	client atomic.Pointer[clientShare]
 }
 
 // tlsConn is a terminated mutual-TLS connection handed on to the HTTP
@@ -75,6 +88,8 @@ func baseConn(c net.Conn) *conn {
 		return v.base
 	case *h1Conn:
 		return baseConn(v.Conn)
+	case *h2Conn:
+		return v.base
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -100,32 +101,38 @@ func TestIdentityForgottenWithEndpoint(t *testing.T) {
 }
 
 // TestAuthoritiesBounded: distinct authorities beyond the cap make room by
-// forgetting the least recently used, watches included. The proxy used to
-// keep all of them: after 10,000, every new authority got 502, and each
-// kept a watcher goroutine.
+// forgetting the least recently used, watches included; authorities
+// discovery does not know keep no watch at all. The proxy used to keep
+// every one: after 10,000, every new authority got 502, and each kept a
+// watcher goroutine.
 func TestAuthoritiesBounded(t *testing.T) {
 	leakcheck.Check(t)
 	backend := startDemo(t, "echo-1")
-	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}, "late.test.svc": {{Addr: backend.Addr()}}})
 	const max = 64
-	p := startProxy(t, Config{Endpoints: src, MaxAuthorities: max})
+	table := map[string][]endpoint.Endpoint{}
+	for i := range 4 * max {
+		table[fmt.Sprintf("svc-%d.test", i)] = []endpoint.Endpoint{{Addr: backend.Addr()}}
+	}
+	p := startProxy(t, Config{Endpoints: endpoint.NewStatic(table), MaxAuthorities: max})
 	c := h2cClient(t)
 	base := "http://" + p.Addr("outbound").String()
 	for i := range 4 * max {
-		resp, _ := do(t, c, "GET", base+"/", fmt.Sprintf("random-%d.example", i), nil, nil)
-		if resp.StatusCode != http.StatusBadGateway {
+		if resp, _ := do(t, c, "GET", base+"/", fmt.Sprintf("svc-%d.test", i), nil, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("svc-%d: %d", i, resp.StatusCode)
+		}
+		if resp, _ := do(t, c, "GET", base+"/", fmt.Sprintf("random-%d.example", i), nil, nil); resp.StatusCode != http.StatusBadGateway {
 			t.Fatalf("unknown authority: %d", resp.StatusCode)
 		}
 	}
 	if n := p.destinations.len(); n > max {
 		t.Fatalf("%d authorities watched, cap %d", n, max)
 	}
-	resp, _ := do(t, c, "GET", base+"/", "late.test.svc", nil, nil)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("a known authority after the flood: %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
-	}
-	if m := scrape(t, p); !strings.Contains(m, "outbound_authorities_evicted_total ") {
+	if m := scrape(t, p); !strings.Contains(m, "outbound_authorities_evicted_total ") || strings.Contains(m, "outbound_authorities_evicted_total 0") {
 		t.Fatalf("evictions not counted:\n%s", grepLines(m, "authorities"))
+	}
+	// A forgotten authority is watched again when asked for.
+	if resp, _ := do(t, c, "GET", base+"/", "svc-0.test", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("an evicted authority: %d %s", resp.StatusCode, resp.Header.Get(ErrorHeader))
 	}
 }
 
@@ -153,8 +160,8 @@ func TestAuthoritiesExpire(t *testing.T) {
 		if n := ds.len(); n != 1 {
 			t.Fatalf("%d authorities left, want only the busy one", n)
 		}
-		if evicted.Load() != 2 {
-			t.Fatalf("evicted %d, want 2", evicted.Load())
+		if evicted.Load() != 1 {
+			t.Fatalf("evicted %d, want 1 (the unknown authority was never kept)", evicted.Load())
 		}
 		cancel()
 		ds.close()
@@ -352,4 +359,273 @@ func TestHeaderLimitAcrossHop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBodyTimeout: a request that announces a body and stalls gets 408
+// after the body timeout and gives its slot back. It used to hold the slot
+// for as long as the client held the connection.
+func TestBodyTimeout(t *testing.T) {
+	leakcheck.Check(t)
+	backend := startDemo(t, "echo-1")
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
+	p := startProxy(t, Config{Endpoints: src, BodyTimeout: 200 * time.Millisecond})
+	for _, tc := range []struct {
+		name string
+		send func(c net.Conn)
+	}{
+		{"http1", func(c net.Conn) {
+			// /trailers reads the whole body before it answers.
+			fmt.Fprintf(c, "POST /trailers HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n\r\nabc", svcHTTP)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", p.Addr("outbound").String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(testwait.Timeout))
+			tc.send(c)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("no response to a stalled body: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestTimeout {
+				t.Fatalf("status %d %q, want 408", resp.StatusCode, resp.Header.Get(ErrorHeader))
+			}
+			testwait.For(t, "the slot to be given back", func() (bool, error) { return p.listeners[0].inflight.n.Load() == 0, nil })
+		})
+	}
+	t.Run("h2c", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		defer pw.Close()
+		go pw.Write([]byte("abc")) // then nothing
+		req, _ := http.NewRequest("POST", "http://"+p.Addr("outbound").String()+"/trailers", pr)
+		req.Host, req.ContentLength = svcHTTP, 100
+		resp, err := h2cClient(t).Do(req)
+		if err != nil {
+			t.Fatalf("no response to a stalled body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("status %d %q, want 408", resp.StatusCode, resp.Header.Get(ErrorHeader))
+		}
+		testwait.For(t, "the slot to be given back", func() (bool, error) { return p.listeners[0].inflight.n.Load() == 0, nil })
+	})
+	// A body that keeps coming, each gap shorter than the timeout but the
+	// whole longer, is not cut; nor is one whose response began first
+	// (/echo answers at once and streams the body back).
+	pr, pw := io.Pipe()
+	go func() {
+		for range 4 {
+			time.Sleep(150 * time.Millisecond) // the client's own pace is the behaviour under test
+			pw.Write([]byte("part "))
+		}
+		pw.Close()
+	}()
+	resp, body := do(t, h1Client(t), "POST", "http://"+p.Addr("outbound").String()+"/echo", svcHTTP, pr, nil)
+	if resp.StatusCode != 200 || string(body) != strings.Repeat("part ", 4) {
+		t.Fatalf("a slow but steady body: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestShares: past half the in-flight cap, a connection (and inbound, a
+// client) holding its share gets 503 while another client is served.
+func TestShares(t *testing.T) {
+	leakcheck.Check(t)
+	backend := startDemo(t, "slow")
+	p := startProxy(t, Config{OutboundAddr: "-", InboundAddr: "127.0.0.1:0", InboundForward: backend.Addr(), MaxInFlight: 16})
+	addr := "http://" + p.Addr("inbound").String()
+	// One h2c connection: its client opens 12 slow requests; the share
+	// of a connection is 16/8 = 2 once 8 are in flight.
+	greedy := h2cClient(t)
+	var wg sync.WaitGroup
+	codes := make(chan int, 12)
+	for range 12 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", addr+"/?delay=500ms", nil)
+			resp, err := greedy.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	var ok, refused int
+	for c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 503:
+			refused++
+		}
+	}
+	if refused == 0 || ok == 0 {
+		t.Fatalf("greedy connection: %d served, %d refused; want both", ok, refused)
+	}
+	if m := scrape(t, p); !strings.Contains(m, `request_rejected_total{direction="inbound",reason="connection_share"}`) {
+		t.Fatalf("share refusals not counted:\n%s", grepLines(m, "request_rejected_total"))
+	}
+}
+
+// TestH2ScannerRapidReset: the frame scanner sees a client reset its
+// streams as fast as it opens them, whatever the read sizes, and a client
+// that cancels now and then is left alone.
+func TestH2ScannerRapidReset(t *testing.T) {
+	frame := func(typ byte, stream uint32, payload int) []byte {
+		b := []byte{byte(payload >> 16), byte(payload >> 8), byte(payload), typ, 0, byte(stream >> 24), byte(stream >> 16), byte(stream >> 8), byte(stream)}
+		return append(b, make([]byte, payload)...)
+	}
+	stream := func(resetEvery int, n int) []byte {
+		b := []byte(h2Preface)
+		b = append(b, frame(0x4, 0, 6)...) // SETTINGS
+		for i := range n {
+			id := uint32(2*i + 1)
+			b = append(b, frame(frameHeaders, id, 20)...)
+			b = append(b, frame(0x0, id, 100)...) // DATA
+			if i%resetEvery == 0 {
+				b = append(b, frame(frameRSTStream, id, 4)...)
+			}
+		}
+		return b
+	}
+	for _, piece := range []int{1, 7, 4096} {
+		var s h2Scanner
+		flood := false
+		for b := stream(1, 2*resetMin); len(b) > 0 && !flood; {
+			k := min(piece, len(b))
+			flood = s.scan(b[:k])
+			b = b[k:]
+		}
+		if !flood {
+			t.Errorf("piece %d: a rapid reset went unnoticed (%d resets of %d streams)", piece, s.resets, s.headers)
+		}
+		s = h2Scanner{}
+		for b := stream(4, 10*resetMin); len(b) > 0; {
+			k := min(piece, len(b))
+			if s.scan(b[:k]) {
+				t.Fatalf("piece %d: a client resetting a quarter of its streams was taken for a flood", piece)
+			}
+			b = b[k:]
+		}
+	}
+}
+
+// FuzzH2Scanner: on any bytes the scanner neither panics nor counts more
+// frames than the bytes could hold.
+func FuzzH2Scanner(f *testing.F) {
+	f.Add([]byte(h2Preface+"\x00\x00\x00\x03\x00\x00\x00\x00\x01"), uint8(3))
+	f.Add([]byte(h2Preface+"\x00\x00\x04\x01\x04\x00\x00\x00\x01abcd"), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, piece uint8) {
+		var s h2Scanner
+		for b := data; len(b) > 0; {
+			k := min(max(int(piece), 1), len(b))
+			s.scan(b[:k])
+			b = b[k:]
+		}
+		if frames := s.headers + s.resets; frames*9 > int64(len(data)) {
+			t.Fatalf("%d frames counted in %d bytes", frames, len(data))
+		}
+	})
+}
+
+// TestOverloadSheds: near the budget the proxy sheds load, closes the
+// connections holding the most requests, and stops once memory is back.
+func TestOverloadSheds(t *testing.T) {
+	leakcheck.Check(t)
+	backend := startDemo(t, "slow")
+	p := startProxy(t, Config{OutboundAddr: "-", InboundAddr: "127.0.0.1:0", InboundForward: backend.Addr(), MaxInFlight: 128})
+	var rss atomic.Uint64
+	p.overload.measure = rss.Load
+	budget := uint64(p.cfg.MemoryBudget)
+
+	// A connection with many requests in flight, one with one.
+	busy, calm := h2cClient(t), h1Client(t)
+	addr := "http://" + p.Addr("inbound").String()
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", addr+"/?delay=2s", nil)
+			if resp, err := busy.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	testwait.For(t, "the busy connection's requests", func() (bool, error) { return p.active.Load() >= 40, nil })
+	calmDone := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", addr+"/?delay=300ms", nil)
+		resp, err := calm.Do(req)
+		if err != nil {
+			calmDone <- 0
+			return
+		}
+		resp.Body.Close()
+		calmDone <- resp.StatusCode
+	}()
+	testwait.For(t, "the calm request", func() (bool, error) { return p.active.Load() >= 41, nil })
+
+	rss.Store(budget * 6 / 10)
+	p.overload.check(p)
+	if p.overload.shedding.Load() {
+		t.Fatal("shedding at 60% of the budget")
+	}
+	rss.Store(budget * 9 / 10)
+	p.overload.check(p)
+	if !p.overload.shedding.Load() {
+		t.Fatal("not shedding at 90% of the budget")
+	}
+	wg.Wait() // the busy connection was closed: its requests end now
+	if code := <-calmDone; code != 200 {
+		t.Fatalf("the calm client's request: %d, want 200", code)
+	}
+	if n := p.overload.closed.Load(); n != 1 {
+		t.Fatalf("%d connections closed, want the busy one", n)
+	}
+	rss.Store(budget / 2)
+	p.overload.check(p)
+	if p.overload.shedding.Load() {
+		t.Fatal("still shedding at 50% of the budget")
+	}
+}
+
+// TestLatencyOfUnansweredRequest: a request whose client left before any
+// answer is recorded with its own duration. A pooled recorder used to
+// keep the previous request's response time, so such requests were
+// recorded with a negative duration (a huge response_latency_ms_sum).
+func TestLatencyOfUnansweredRequest(t *testing.T) {
+	leakcheck.Check(t)
+	backend := startDemo(t, "slow")
+	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
+	p := startProxy(t, Config{Endpoints: src})
+	base := "http://" + p.Addr("outbound").String()
+	c := h1Client(t)
+	do(t, c, "GET", base+"/", svcHTTP, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/?delay=2s", nil)
+	req.Host = svcHTTP
+	if _, err := c.Do(req); err == nil {
+		t.Fatal("the slow request was answered before the client gave up")
+	}
+	testwait.For(t, "the unanswered request to be recorded", func() (bool, error) {
+		m := scrape(t, p)
+		line := grepLines(m, `response_latency_ms_sum{direction="outbound",authority="`+svcHTTP+`",tls="disabled",status_code="0"`)
+		if line == "" {
+			return false, nil
+		}
+		var v float64
+		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+		if v < 0 || v > 60000 {
+			return false, fmt.Errorf("recorded %v ms for a request of about 100 ms", v)
+		}
+		return true, nil
+	})
 }

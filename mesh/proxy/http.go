@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ var (
 	errUnknownAuthority = errors.New("no service is known for this authority")
 	errNoEndpoints      = errors.New("the service has no ready endpoint")
 	errInFlight         = errors.New("in-flight request limit reached")
+	errConnShare        = errors.New("this connection holds its share of the in-flight requests")
+	errClientShare      = errors.New("this client holds its share of the in-flight requests")
 	errNoTarget         = errors.New("no destination for this connection")
 	errDiscovery        = errors.New("timed out waiting for service discovery")
 )
@@ -94,6 +97,10 @@ type recorder struct {
 	status  int
 	headers time.Time
 	tls     string // the outbound endpoint's tls label, set once routed
+	// body is the request's body, told when the response begins. It is
+	// not pooled with the recorder: a transport may still read it after
+	// the request is done.
+	body *timedBody
 }
 
 type recorderKey struct{}
@@ -104,6 +111,9 @@ func (r *recorder) WriteHeader(code int) {
 	if r.status == 0 && code >= 200 || code == http.StatusSwitchingProtocols {
 		r.status = code
 		r.headers = time.Now()
+		if r.body != nil {
+			r.body.respond()
+		}
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -112,6 +122,9 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 		r.headers = time.Now()
+		if r.body != nil {
+			r.body.respond()
+		}
 	}
 	return r.ResponseWriter.Write(p)
 }
@@ -180,9 +193,26 @@ func checkRequest(r *http.Request, c *conn, dir string) error {
 func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	p := l.p
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	if c != nil {
+		n := c.active.Add(1)
+		total := p.active.Add(1)
+		defer func() { c.active.Add(-1); p.active.Add(-1) }()
+		if total > p.maxActive && n > activeShare {
+			// Flooded: this connection is among those holding the
+			// most requests; closing it frees all of them, at once.
+			if !c.closed.Load() {
+				p.floodClosed.Add(1)
+				p.log.Warn("too many requests being handled: closing a connection that holds many of them",
+					"direction", l.dir, "remote", c.RemoteAddr().String(), "requests", n, "total", total)
+				c.Close()
+			}
+			return
+		}
+	}
 	labels := telemetry.HTTPLabels{Direction: l.dir, Authority: r.Host, TLS: tlsDisabled}
 	rec := recorders.Get().(*recorder)
-	rec.ResponseWriter, rec.status, rec.tls = w, 0, ""
+	rec.ResponseWriter, rec.status, rec.headers, rec.tls, rec.body = w, 0, time.Time{}, "", nil
 	if p.cfg.Identity != nil {
 		if l.dir == dirInbound {
 			labels.TLS = tlsNotMeshed
@@ -196,24 +226,28 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m := p.metrics
-	c, _ := r.Context().Value(connKey{}).(*conn)
 	if err := checkRequest(r, c, l.dir); err != nil {
 		writeError(rec, r, err)
-	} else if l.inflight.acquire() {
-		if r.ProtoMajor == 1 && r.Body != http.NoBody {
-			// An upstream may answer while the body still streams; without
-			// full duplex the HTTP/1.1 server would discard the rest of
-			// the body as soon as the response headers go out.
-			http.NewResponseController(w).EnableFullDuplex()
+	} else if share, err := l.admit(c); err != nil {
+		writeError(rec, r, err)
+	} else {
+		if r.Body != nil && r.Body != http.NoBody {
+			ctl := http.NewResponseController(w)
+			if r.ProtoMajor == 1 {
+				// An upstream may answer while the body still streams;
+				// without full duplex the HTTP/1.1 server would discard
+				// the rest of the body as soon as the response headers
+				// go out.
+				ctl.EnableFullDuplex()
+			}
+			rec.body = &timedBody{rc: r.Body, ctl: ctl, wait: p.cfg.BodyTimeout, streaming: p.cfg.StreamIdleTimeout}
+			r.Body = rec.body
 		}
 		l.rp.ServeHTTP(rec, r)
-		l.inflight.release()
+		l.done(c, share)
 		if c != nil && c.h1 != nil && rec.status != http.StatusSwitchingProtocols && (r.Method == http.MethodConnect || r.Header.Get("Upgrade") != "") {
 			c.h1.resume() // still HTTP: check what follows
 		}
-	} else {
-		l.rejected.Add(1)
-		writeError(rec, r, errInFlight)
 	}
 	if rec.tls != "" {
 		labels.TLS = rec.tls
@@ -229,8 +263,56 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		end = time.Now()
 	}
 	m.Response(labels, resp, end.Sub(start))
-	rec.ResponseWriter = nil
+	rec.ResponseWriter, rec.body = nil, nil
 	recorders.Put(rec)
+}
+
+// errBodyTimeout is a request whose body stopped arriving.
+var errBodyTimeout = &requestError{http.StatusRequestTimeout, "the request body stopped arriving: no bytes within the body timeout"}
+
+// timedBody is a request body that fails when it stops arriving: after
+// wait without a byte while no response has begun (a client that
+// announces a body and stalls holds a request slot only that long), and
+// after streaming once the response has begun (a gRPC client stream may
+// well be quiet for a while).
+type timedBody struct {
+	rc              io.ReadCloser
+	ctl             *http.ResponseController
+	wait, streaming time.Duration
+	started         atomic.Bool // the response has begun
+	done            atomic.Bool // the body was read to its end
+	timedOut        atomic.Bool
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	d := b.wait
+	if b.started.Load() {
+		d = b.streaming
+	}
+	b.ctl.SetReadDeadline(time.Now().Add(d))
+	n, err := b.rc.Read(p)
+	switch {
+	case err == nil:
+	case errors.Is(err, io.EOF):
+		// No deadline may outlive the body: HTTP/1.1's server reads
+		// on in the background to notice a client going away.
+		b.done.Store(true)
+		b.ctl.SetReadDeadline(time.Time{})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.timedOut.Store(true)
+		err = errBodyTimeout
+	}
+	return n, err
+}
+
+func (b *timedBody) Close() error { return b.rc.Close() }
+
+// respond tells b the response has begun: a read waiting already gets
+// the streaming deadline too.
+func (b *timedBody) respond() {
+	if !b.started.Swap(true) && !b.done.Load() {
+		b.ctl.SetReadDeadline(time.Now().Add(b.streaming))
+	}
 }
 
 // grpcStatus finds grpc-status among headers or (announced or not)
@@ -269,6 +351,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	h.Set(ErrorHeader, msg)
 	if isGRPC(r) {
+		// Trailers-only: one HEADERS frame, sent when the handler
+		// returns (a flush would split it).
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(code))
 		h.Set("Grpc-Message", msg)
@@ -279,6 +363,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Connection", "close")
 	w.WriteHeader(status)
 	io.WriteString(w, msg+"\n")
+	if r.ProtoMajor == 2 {
+		// Send it now, while ServeHTTP counts the request as being
+		// handled: net/http would otherwise flush it after the handler
+		// returned, uncounted, and a client that floods streams without
+		// reading their answers would pile those flushes up unseen.
+		http.NewResponseController(w).Flush()
+	}
 }
 
 // errorStatus maps an error to an HTTP status and a gRPC code.
@@ -293,13 +384,16 @@ func errorStatus(err error) (status, grpcCode int) {
 	var re *requestError
 	switch {
 	case errors.As(err, &re):
-		if re.status == http.StatusRequestHeaderFieldsTooLarge {
+		switch re.status {
+		case http.StatusRequestHeaderFieldsTooLarge:
 			return re.status, resourceExhausted
+		case http.StatusRequestTimeout:
+			return re.status, deadlineExceeded
 		}
 		return re.status, internal
 	case errors.Is(err, context.Canceled):
 		return 0, 1
-	case errors.Is(err, errInFlight):
+	case errors.Is(err, errInFlight), errors.Is(err, errConnShare), errors.Is(err, errClientShare):
 		return http.StatusServiceUnavailable, resourceExhausted
 	case errors.Is(err, errNoEndpoints), errors.Is(err, errDiscovery):
 		return http.StatusServiceUnavailable, unavailable
@@ -508,6 +602,9 @@ func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy 
 		Transport:  rt,
 		BufferPool: l.p.buffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if rec, ok := w.(*recorder); ok && rec.body != nil && rec.body.timedOut.Load() {
+				err = errBodyTimeout // however the transport reported it
+			}
 			l.p.log.Debug("request failed", "direction", l.dir, "authority", r.Host, "err", err)
 			writeError(w, r, err)
 		},

@@ -73,6 +73,12 @@ type Proxy struct {
 
 	connectRetries *atomic.Uint64
 	failovers      *atomic.Uint64
+	overload       *overload
+	// active counts requests being handled (ServeHTTP), at most
+	// maxActive before the busiest connections are closed.
+	active         atomic.Int64
+	maxActive      int64
+	floodClosed    *atomic.Uint64
 	identityErrors map[string]*atomic.Uint64 // by identityErrorLabel
 
 	tcpMu    sync.Mutex
@@ -87,8 +93,19 @@ type listener struct {
 	port     uint16
 	route    string // authority of a TCP route listener; empty otherwise
 	conns    limit
+	table    connTable
+	evicted  *atomic.Uint64
 	inflight limit
-	rejected *atomic.Uint64
+	// clientShares applies the per-client shares of the in-flight and
+	// connection caps: inbound, where clients are many; outbound the one
+	// client is the application. Per-connection shares apply to both.
+	clientShares   bool
+	clients        clients
+	byAddr         addrConns
+	rejected       *atomic.Uint64
+	rejectedConn   *atomic.Uint64
+	rejectedClient *atomic.Uint64
+	resetClosed    *atomic.Uint64 // connections closed for rapid reset
 	// Detected connections go to the server of their protocol. One server
 	// for both would peek 24 bytes for the HTTP/2 preface and so stall on
 	// any shorter HTTP/1 request.
@@ -122,6 +139,12 @@ func New(cfg Config) (*Proxy, error) {
 			p.identityErrors[reason] = p.metrics.Counter("outbound_identity_errors_total", `reason="`+reason+`"`)
 		}
 	}
+	p.floodClosed = p.metrics.Counter("tcp_flood_closed_total", "")
+	p.overload = newOverload(cfg.MemoryBudget)
+	p.overload.shedPeriods = p.metrics.Counter("memory_shedding_periods_total", "")
+	p.overload.closed = p.metrics.Counter("memory_shed_connections_total", "")
+	p.metrics.Gauge("memory_runtime_in_use_bytes", func() float64 { return float64(p.overload.inUse.Load()) })
+	p.metrics.Gauge("memory_budget_bytes", func() float64 { return float64(cfg.MemoryBudget) })
 	evicted := p.metrics.Counter("outbound_authorities_evicted_total", "")
 	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.peers, cfg.AuthorityIdleTimeout, cfg.MaxAuthorities, p.log, evicted)
 	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })
@@ -142,7 +165,12 @@ func New(cfg Config) (*Proxy, error) {
 		l.port = uint16(ln.Addr().(*net.TCPAddr).Port)
 		l.conns.max = int64(cfg.MaxConnections)
 		l.inflight.max = int64(cfg.MaxInFlight)
+		l.clientShares = dir == dirInbound
 		l.rejected = p.metrics.Counter("request_rejected_total", `direction="`+dir+`",reason="in_flight_limit"`)
+		l.rejectedConn = p.metrics.Counter("request_rejected_total", `direction="`+dir+`",reason="connection_share"`)
+		l.rejectedClient = p.metrics.Counter("request_rejected_total", `direction="`+dir+`",reason="client_share"`)
+		l.evicted = p.metrics.Counter("tcp_evicted_total", `direction="`+dir+`",reason="connection_limit"`)
+		l.resetClosed = p.metrics.Counter("tcp_evicted_total", `direction="`+dir+`",reason="rapid_reset"`)
 		var rt http.RoundTripper = outboundTransport{l}
 		if dir == dirInbound {
 			rt = inboundTransport{l}
@@ -175,6 +203,7 @@ func New(cfg Config) (*Proxy, error) {
 		p.closeListeners()
 		return nil, err
 	}
+	p.maxActive = int64(activeFactor * cfg.MaxInFlight * max(len(p.listeners), 1))
 	p.metrics.Gauge("proxy_in_flight_requests", func() float64 {
 		var n int64
 		for _, l := range p.listeners {
@@ -330,6 +359,57 @@ func (p *Proxy) newTransport(dir string, h2 bool) *http.Transport {
 	return t
 }
 
+// h2ServerConfig bounds what one HTTP/2 client connection may make the
+// proxy hold. net/http runs at most MaxConcurrentStreams handlers per
+// connection and queues four times as many streams before it ends the
+// connection (its rapid-reset defence), each stream holding a 4 KiB
+// buffer from the start: at 128 streams (nginx's default) a connection
+// costs up to about 4 MB. The receive windows bound the request bodies
+// buffered for slow upstreams; inbound, where any pod may connect, they
+// are smaller.
+func h2ServerConfig(dir string) *http.HTTP2Config {
+	if dir == dirInbound {
+		return &http.HTTP2Config{
+			MaxConcurrentStreams:          maxStreams,
+			MaxReceiveBufferPerConnection: 1 << 20,
+			MaxReceiveBufferPerStream:     256 << 10,
+		}
+	}
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          maxStreams,
+		MaxReceiveBufferPerConnection: 4 << 20,
+		MaxReceiveBufferPerStream:     1 << 20,
+	}
+}
+
+// maxStreams is the HTTP/2 streams a client may have open on one
+// connection.
+const maxStreams = 128
+
+// idleTimeout closes client connections without a request for this long.
+const idleTimeout = 5 * time.Minute
+
+// closeIdle closes the HTTP/2 client connections that have had no request
+// in flight for idleTimeout (HTTP/1 ones time out in net/http), every
+// quarter of it, until ctx is done.
+func (p *Proxy) closeIdle(ctx context.Context) {
+	t := time.NewTicker(idleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-idleTimeout).UnixNano()
+			for _, l := range p.listeners {
+				for _, c := range l.table.idle(cutoff) {
+					c.Close()
+				}
+			}
+		}
+	}
+}
+
 // server is an http.Server fed with detected connections.
 type server struct {
 	srv   *http.Server
@@ -340,7 +420,7 @@ func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 	s := &http.Server{
 		Handler:           l,
 		ReadHeaderTimeout: p.cfg.HeaderTimeout,
-		IdleTimeout:       5 * time.Minute,
+		IdleTimeout:       idleTimeout,
 		// The edge enforces maxHeaderListSize on every request
 		// (checkRequest); the server's own limit leaves room for what
 		// a peer proxy adds on the hop, so a request one proxy
@@ -351,17 +431,21 @@ func (p *Proxy) newServer(l *listener, h2 bool) *http.Server {
 		DisableGeneralOptionsHandler: true,
 		ErrorLog:                     p.errLog,
 		Protocols:                    new(http.Protocols),
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:          1000,
-			MaxReceiveBufferPerConnection: 4 << 20,
-			MaxReceiveBufferPerStream:     1 << 20,
-		},
+		HTTP2:                        h2ServerConfig(l.dir),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, baseConn(c))
 		},
 	}
 	if h2 {
 		s.Protocols.SetUnencryptedHTTP2(true)
+		// No idle timer in net/http's HTTP/2 server: closeIdle does
+		// its work. The server arms a time.AfterFunc per connection,
+		// and once stopped (the connection closed) the timer stays in
+		// the runtime's timer heap until its deadline, holding the
+		// connection and every stream it queued. Under a flood of
+		// short connections (rapid reset) that kept five minutes of
+		// closed connections alive: over 200 MB, measured.
+		s.IdleTimeout = -1
 	} else {
 		s.Protocols.SetHTTP1(true)
 	}
@@ -407,6 +491,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error { p.destinations.expire(gctx); return nil })
+	if p.cfg.ShedOnMemory {
+		g.Go(func() error { p.overload.run(gctx, p); return nil })
+	}
+	g.Go(func() error { p.closeIdle(gctx); return nil })
 	var adminSrv *http.Server
 	if p.admin != nil {
 		adminSrv = &http.Server{Handler: p.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: p.errLog}
@@ -418,7 +506,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 		})
 	}
 	p.ready.Store(true)
-	p.log.Info("proxy ready", p.addrAttrs()...)
+	p.log.Info("proxy ready", append(p.addrAttrs(),
+		"memory_budget_mib", p.cfg.MemoryBudget>>20, "max_connections", p.cfg.MaxConnections, "max_in_flight", p.cfg.MaxInFlight)...)
 
 	<-gctx.Done()
 	p.ready.Store(false)
@@ -514,24 +603,37 @@ func (l *listener) acceptLoop() error {
 		}
 		delay = 0
 		tc := c.(*net.TCPConn)
-		if !l.conns.acquire() {
-			l.p.metrics.Counter("tcp_rejected_total", `direction="`+l.dir+`",reason="connection_limit"`).Add(1)
+		addr := tc.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+		counted, reason := l.admitConn(addr)
+		if reason != "" {
+			l.p.metrics.Counter("tcp_rejected_total", `direction="`+l.dir+`",reason="`+reason+`"`).Add(1)
 			tc.SetLinger(0)
 			tc.Close()
 			continue
 		}
-		go l.serveConn(tc)
+		go l.serveConn(tc, addr, counted)
 	}
 }
 
 // serveConn decides what a connection carries and hands it on.
-func (l *listener) serveConn(tc *net.TCPConn) {
+func (l *listener) serveConn(tc *net.TCPConn, addr netip.Addr, counted bool) {
 	p := l.p
 	tc.SetNoDelay(true)
 	c := &conn{TCPConn: tc}
 	c.metrics = p.metrics.TCP(telemetry.TCPLabels{Direction: l.dir, Peer: "src", TLS: tlsDisabled})
 	c.metrics.Open()
-	c.onClose = l.conns.release
+	c.idleSince.Store(time.Now().UnixNano())
+	l.table.add(c)
+	c.onClose = func() {
+		l.table.remove(c)
+		if s := c.client.Swap(nil); s != nil {
+			l.clients.put(s)
+		}
+		if counted {
+			l.byAddr.give(addr)
+		}
+		l.conns.release()
+	}
 	if p.cfg.Transparent {
 		if ap, err := origdst.Get(tc); err == nil {
 			local, _ := netip.ParseAddrPort(tc.LocalAddr().String())
@@ -616,7 +718,7 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 	switch {
 	case proto == detect.HTTP2:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+proto.String()+`"`).Add(1)
-		l.h2.queue.push(client)
+		l.serveH2(c, client)
 	case proto == detect.HTTP1 || k.declaredHTTP:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+detect.HTTP1.String()+`"`).Add(1)
 		l.serveH1(c, client)
@@ -636,7 +738,28 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 // accepts but the proxy does not (h1Scanner).
 func (l *listener) serveH1(c *conn, client net.Conn) {
 	c.h1 = new(h1Scanner)
+	l.joinClient(c)
 	l.h1.queue.push(&h1Conn{Conn: client, scan: c.h1})
+}
+
+// serveH2 hands client to the HTTP/2 server.
+func (l *listener) serveH2(c *conn, client net.Conn) {
+	c.h2.Store(true)
+	l.joinClient(c)
+	l.h2.queue.push(&h2Conn{Conn: client, base: c, closed: l.resetClosed})
+}
+
+// joinClient counts c's requests in its client's share, once the client
+// is known (after the handshake, for mutual TLS).
+func (l *listener) joinClient(c *conn) {
+	if !l.clientShares {
+		return
+	}
+	s := l.clients.get(clientKey(c))
+	c.client.Store(s)
+	if c.closed.Load() && c.client.CompareAndSwap(s, nil) {
+		l.clients.put(s) // closed meanwhile (evicted): its close missed s
+	}
 }
 
 // opaqueTLSWait bounds the wait for a ClientHello on an opaque port.
@@ -671,7 +794,7 @@ func (l *listener) serveTLS(c *conn, k kind) {
 	w := &tlsConn{Conn: tc, tc: tc, base: c}
 	switch {
 	case cs.NegotiatedProtocol == "h2":
-		l.h2.queue.push(w)
+		l.serveH2(c, w)
 	case cs.NegotiatedProtocol == "http/1.1":
 		l.serveH1(c, w)
 	case k.opaque:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 	"io"
 	"net"
 	"net/http"
@@ -131,38 +132,74 @@ func TestInFlightLimit(t *testing.T) {
 	}
 }
 
-// TestConnectionLimit: connections beyond the bound are closed at once.
+// TestConnectionLimit: at the connection cap, the connection longest
+// without a request in flight is closed to make room for a new one; when
+// every connection is busy, the new one is closed at once.
 func TestConnectionLimit(t *testing.T) {
 	leakcheck.Check(t)
 	backend := startDemo(t, "b")
 	src := endpoint.NewStatic(map[string][]endpoint.Endpoint{svcHTTP: {{Addr: backend.Addr()}}})
-	p := startProxy(t, Config{Endpoints: src, MaxConnections: 1})
+	// A silent client waits for detection as long as it likes.
+	p := startProxy(t, Config{Endpoints: src, MaxConnections: 1, DetectTimeout: time.Hour})
 	addr := p.Addr("outbound").String()
-	first, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Close()
-	for i := 0; i < 200 && p.listeners[0].conns.n.Load() < 1; i++ {
-		time.Sleep(5 * time.Millisecond)
-	}
-	// The proxy closes the second connection with a reset, which may
-	// arrive before the dial returns: either way it is not served.
-	if second, err := net.Dial("tcp", addr); err == nil {
-		defer second.Close()
-		second.SetReadDeadline(time.Now().Add(3 * time.Second))
-		fmt.Fprintf(second, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", svcHTTP)
-		if n, err := second.Read(make([]byte, 1)); n != 0 || err == nil {
-			t.Fatalf("second connection was served (%d bytes, %v)", n, err)
+	open := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
 		}
+		t.Cleanup(func() { c.Close() })
+		testwait.For(t, "the proxy to count the connection", func() (bool, error) { return p.listeners[0].conns.n.Load() == 1, nil })
+		return c
 	}
-	// The first one still works.
-	fmt.Fprintf(first, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", svcHTTP)
-	resp, err := http.ReadResponse(bufio.NewReader(first), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("first connection: %v", err)
+	get := func(c net.Conn, path string) (*http.Response, error) {
+		c.SetDeadline(time.Now().Add(testwait.Timeout))
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, svcHTTP)
+		return http.ReadResponse(bufio.NewReader(c), nil)
 	}
-	resp.Body.Close()
+	t.Run("busy-connection-kept", func(t *testing.T) {
+		busy := open()
+		fmt.Fprintf(busy, "GET /?delay=1s HTTP/1.1\r\nHost: %s\r\n\r\n", svcHTTP)
+		testwait.For(t, "the request to be in flight", func() (bool, error) { return p.listeners[0].inflight.n.Load() == 1, nil })
+		// The proxy closes the new connection with a reset, which may
+		// arrive before the dial returns: either way it is not served.
+		if second, err := net.Dial("tcp", addr); err == nil {
+			defer second.Close()
+			if resp, err := get(second, "/"); err == nil {
+				t.Fatalf("a connection beyond the cap was served: %d", resp.StatusCode)
+			}
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the busy connection: %v", err)
+		}
+		resp.Body.Close()
+		busy.Close()
+		testwait.For(t, "the slot to be free", func() (bool, error) { return p.listeners[0].conns.n.Load() == 0, nil })
+	})
+	t.Run("idle-connection-evicted", func(t *testing.T) {
+		idle := open() // sends nothing: a slowloris, or a kept-alive client
+		// Only a connection idle this long may be closed for another;
+		// the policy's age, not a wait for an event.
+		time.Sleep(minEvictIdle)
+		fresh, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		resp, err := get(fresh, "/")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("the new connection was not served: %v", err)
+		}
+		resp.Body.Close()
+		idle.SetReadDeadline(time.Now().Add(testwait.Timeout))
+		if n, err := idle.Read(make([]byte, 1)); n != 0 || err == nil {
+			t.Fatalf("the idle connection was kept (%d bytes, %v)", n, err)
+		}
+		if !strings.Contains(scrape(t, p), `tcp_evicted_total{direction="outbound",reason="connection_limit"} 1`) {
+			t.Errorf("the eviction was not counted:\n%s", grepLines(scrape(t, p), "tcp_evicted_total"))
+		}
+	})
 }
 
 // TestConnectFailureRetried: an endpoint that refuses connections costs
