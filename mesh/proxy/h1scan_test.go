@@ -43,10 +43,7 @@ func genRequests(data []byte) (stream []byte, folded []bool) {
 			body[i] = " \r\n\tGET /x:"[next()%10]
 		}
 		switch (ctl >> 3) % 3 {
-		case 0: // no body
-			if ctl&2 != 0 {
-				break
-			}
+		case 0: // no body (a "content-length: 0" said above or none)
 		case 1:
 			if ctl&2 != 0 {
 				// Replace the zero length said above: net/http refuses

@@ -572,6 +572,9 @@ func (t inboundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 type connKey struct{}
 
+// forwardedHeaders are the fields ReverseProxy's Rewrite mode removes.
+var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
 // newReverseProxy builds the forwarding engine of a listener.
 func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
@@ -585,6 +588,15 @@ func (l *listener) newReverseProxy(rt http.RoundTripper) *httputil.ReverseProxy 
 			// sends the outgoing map's after the body, so the two must be
 			// one map or the backend gets every trailer empty.
 			pr.Out.Trailer = pr.In.Trailer
+			// Rewrite mode strips X-Forwarded-For, -Host and -Proto, to
+			// stop a client forging them at an edge proxy. A sidecar is no
+			// edge: what an ingress set must reach the application as it
+			// was, so they pass through untouched.
+			for _, k := range forwardedHeaders {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
 			// A peer-supplied marker is only trusted on the inbound side.
 			if l.dir == dirOutbound {
 				pr.Out.Header.Del(OrigProtoHeader)

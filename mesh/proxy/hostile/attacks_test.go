@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -294,12 +293,11 @@ func TestOverload(t *testing.T) {
 func TestAuthorityFlood(t *testing.T) {
 	tg := start(t)
 	n := size(12000, 20000)
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(_ context.Context, _, addr string, _ *tls.Config) (net.Conn, error) {
-			return dialFrom(attackerIP, addr)
-		},
+	tr := &http.Transport{
+		Protocols:   new(http.Protocols),
+		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) { return dialFrom(attackerIP, addr) },
 	}
+	tr.Protocols.SetUnencryptedHTTP2(true)
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: testwait.Timeout}
 	var round int
