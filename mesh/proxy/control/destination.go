@@ -92,6 +92,17 @@ func (s *DestinationSource) Watch(ctx context.Context, authority string, fn func
 		if ctx.Err() != nil {
 			return
 		}
+		if StatusCode(err) == CodeInvalidArgument {
+			// The controller will never serve this authority (it is not
+			// one: "a..b", a name too long): no such service, at once,
+			// rather than a first request waiting out discovery and a
+			// watch retrying for ever.
+			log.Debug("destination refused the authority; taking it as unknown", "err", err)
+			clear(w.set)
+			w.exists = false
+			w.deliver()
+			return
+		}
 		if received {
 			attempt = 0
 		}

@@ -309,10 +309,23 @@ func TestErrorStatusesSurfaceWithTheirCode(t *testing.T) {
 				t.Fatalf("StatusCode/Error disagree with grpc-go: %d %q", StatusCode(err), err)
 			}
 
-			// Through the source: a failed attempt, no snapshot, a retry.
 			src := &DestinationSource{Conn: conn}
 			step := newStepper(src)
 			got := watching(t, src, "a b")
+			if tc.code == codes.InvalidArgument {
+				// The controller will never serve it: unknown at once,
+				// and no retry.
+				if s := nextSnapshot(t, got); s.Exists || len(s.Endpoints) > 0 {
+					t.Fatalf("snapshot %+v, want an unknown authority", s)
+				}
+				select {
+				case d := <-step.sleeps:
+					t.Fatalf("a refused authority is retried (backoff %v)", d)
+				default:
+				}
+				return
+			}
+			// Through the source: a failed attempt, no snapshot, a retry.
 			step.expect(t, 100*time.Millisecond)
 			noSnapshot(t, got)
 			if src.ConnectFailures() != 1 || src.Connects() != 0 {
