@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +21,8 @@ type Process struct {
 	// Role is what the process is: "proxy", "app", "controller",
 	// "loadgen".
 	Role string `json:"role"`
-	// PIDs are the process ids sampled under Name, in order: a replica
-	// killed and restarted has two.
+	// PIDs are the distinct process ids sampled under Name, in order: a
+	// replica killed and restarted has two. Lives says when each ran.
 	PIDs []int `json:"pids"`
 	// VmRSSMaxMB is the largest VmRSS sampled.
 	VmRSSMaxMB float64 `json:"vmrss_max_mb"`
@@ -38,8 +39,12 @@ type Process struct {
 	// CPUMicrosPerRequest is CPUSeconds per request in µs, numerically the
 	// same as CPU milliseconds per 1000 requests; 0 when Requests is 0.
 	CPUMicrosPerRequest float64 `json:"cpu_us_per_request,omitempty"`
-	// RSS is the VmRSS time series.
+	// RSS is the VmRSS time series, every pid's samples in time order.
 	RSS []RSSPoint `json:"rss"`
+	// Lives is each pid's stretch under Name, in order: when it was first
+	// and last sampled and how it ended. Added to schema v1 later (results
+	// written before have none; PIDs then may repeat a pid).
+	Lives []Life `json:"lives,omitempty"`
 	// Note says what happened to the process while it was sampled
 	// ("pid 4242 gone at 10.2 s"), if anything.
 	Note string `json:"note,omitempty"`
@@ -49,6 +54,25 @@ type Process struct {
 type RSSPoint struct {
 	OffsetS float64 `json:"offset_s"`
 	MB      float64 `json:"vmrss_mb"`
+	// PID is the process sampled; a change of PID between two points is
+	// a restart, and the time between them no process ran. 0 in results
+	// written before it was recorded.
+	PID int `json:"pid,omitempty"`
+}
+
+// Life is one pid's stretch under a Process's name.
+type Life struct {
+	PID int `json:"pid"`
+	// FirstS and LastS are the offsets of its first and last sample.
+	FirstS float64 `json:"first_s"`
+	LastS  float64 `json:"last_s"`
+	// EndS is when the sampler found the pid gone or unreadable, or was
+	// told of the pid that replaced it; nil when it was sampled to the end.
+	EndS *float64 `json:"end_s,omitempty"`
+	// End says how it ended: "gone" (exited or killed), "replaced by pid
+	// N" (a restart the sampler was told of before it saw the old pid go)
+	// or "unreadable: <error>"; empty when EndS is nil.
+	End string `json:"end,omitempty"`
 }
 
 // SetRequests records that p handled n requests and derives
@@ -66,8 +90,8 @@ func (p *Process) SetRequests(n int64) {
 // every second with offsets from the first Watch. Its methods are safe for
 // concurrent use.
 type Sampler struct {
-	// Start is the time RSS offsets count from (Result.Start); the zero
-	// Time means the first call to Watch.
+	// Start is the time Processes counts offsets from; the zero Time means
+	// the first call to Watch. ProcessesFrom takes another origin.
 	Start time.Time
 	// Interval is the time between samples; zero means one second.
 	Interval time.Duration
@@ -76,55 +100,102 @@ type Sampler struct {
 	procs []*tracked
 }
 
+// tracked is one name's processes: a life per pid, the last one current
+// until it ends.
 type tracked struct {
-	p Process
-	// pid is the process sampled now; 0 once it is gone.
-	pid int
-	// firstCPU and lastCPU are pid's CPU seconds at its first and latest
-	// sample; doneCPU sums the windows of the PIDs before it.
-	firstCPU, lastCPU, doneCPU float64
+	name, role string
+	lives      []*life
+	rssMax     float64
+	hwm        float64
 }
 
-// Watch samples pid at once and then with every tick of Run, under name. A
-// second Watch with the same name replaces the pid (a restarted replica):
-// the series continues and CPU adds up. It fails if pid cannot be read.
+type life struct {
+	pid     int
+	samples []sampleAt
+	// firstCPU and lastCPU are the pid's CPU seconds at its first and
+	// latest sample.
+	firstCPU, lastCPU float64
+	// end is when the life ended (zero while it is sampled) and why says
+	// how.
+	end time.Time
+	why string
+}
+
+type sampleAt struct {
+	at time.Time
+	mb float64
+}
+
+// current returns the life being sampled, or nil.
+func (t *tracked) current() *life {
+	if n := len(t.lives); n > 0 && t.lives[n-1].end.IsZero() {
+		return t.lives[n-1]
+	}
+	return nil
+}
+
+// Watch samples pid at once and then with every tick of Run, under name.
+// Watching the pid that name already follows does nothing, so a caller may
+// watch every process it knows after each change. A pid new to name is a
+// restart: the old pid's life ends (if the sampler has not seen it go
+// already), the series continues with a gap and CPU adds up. Watch fails
+// if pid cannot be read.
 func (s *Sampler) Watch(name, role string, pid int) error {
+	s.mu.Lock()
+	t := s.find(name)
+	if t != nil {
+		if cur := t.current(); cur != nil && cur.pid == pid {
+			s.mu.Unlock()
+			return nil
+		}
+	}
+	s.mu.Unlock()
+
+	// The time is taken before the read: a successful read proves the
+	// process was alive at that time, so a sample never postdates a
+	// death (the runner records a kill once the process is gone).
+	now := time.Now()
 	st, err := sample(pid)
 	if err != nil {
 		return fmt.Errorf("results: watching %s: %w", name, err)
 	}
-	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.Start.IsZero() {
 		s.Start = now
 	}
-	var t *tracked
-	for _, old := range s.procs {
-		if old.p.Name == name {
-			t = old
-		}
-	}
-	if t == nil {
-		t = &tracked{p: Process{Name: name, Role: role}}
+	if t = s.find(name); t == nil {
+		t = &tracked{name: name, role: role}
 		s.procs = append(s.procs, t)
-	} else {
-		t.doneCPU += t.lastCPU - t.firstCPU
 	}
-	t.pid = pid
-	t.p.PIDs = append(t.p.PIDs, pid)
-	t.firstCPU = st.CPUSeconds
-	s.record(t, st, now)
+	if cur := t.current(); cur != nil {
+		if cur.pid == pid {
+			return nil // a concurrent Watch of the same pid won
+		}
+		cur.end, cur.why = now, fmt.Sprintf("replaced by pid %d", pid)
+	}
+	l := &life{pid: pid, firstCPU: st.CPUSeconds}
+	t.lives = append(t.lives, l)
+	t.record(l, st, now)
 	return nil
 }
 
-// record adds a sample of t's current pid taken at now. s.mu is held.
-func (s *Sampler) record(t *tracked, st procfs.Stat, now time.Time) {
-	t.lastCPU = st.CPUSeconds
-	t.p.CPUSeconds = t.doneCPU + t.lastCPU - t.firstCPU
-	t.p.RSS = append(t.p.RSS, RSSPoint{OffsetS: now.Sub(s.Start).Seconds(), MB: st.VmRSSMB})
-	t.p.VmRSSMaxMB = max(t.p.VmRSSMaxMB, st.VmRSSMB)
-	t.p.VmHWMMB = max(t.p.VmHWMMB, st.VmHWMMB)
+// find returns the tracked process called name, or nil. s.mu is held.
+func (s *Sampler) find(name string) *tracked {
+	for _, t := range s.procs {
+		if t.name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+// record adds a sample of l taken at at.
+func (t *tracked) record(l *life, st procfs.Stat, at time.Time) {
+	l.lastCPU = st.CPUSeconds
+	l.samples = append(l.samples, sampleAt{at: at, mb: st.VmRSSMB})
+	t.rssMax = max(t.rssMax, st.VmRSSMB)
+	t.hwm = max(t.hwm, st.VmHWMMB)
 }
 
 // errNoMemory: /proc/<pid>/status has no VmRSS, as for a zombie (a killed
@@ -143,7 +214,7 @@ func sample(pid int) (procfs.Stat, error) {
 
 // Run samples every watched process each Interval until ctx ends, then
 // once more, and returns nil. A process that exits stops being sampled; its
-// Process keeps what was measured and says so in Note.
+// Process keeps what was measured and its life says when it ended.
 func (s *Sampler) Run(ctx context.Context) error {
 	d := s.Interval
 	if d <= 0 {
@@ -164,63 +235,86 @@ func (s *Sampler) Run(ctx context.Context) error {
 
 func (s *Sampler) sampleAll() {
 	s.mu.Lock()
-	pids := make(map[*tracked]int, len(s.procs))
+	lives := make(map[*tracked]*life, len(s.procs))
 	for _, t := range s.procs {
-		if t.pid != 0 {
-			pids[t] = t.pid
+		if l := t.current(); l != nil {
+			lives[t] = l
 		}
 	}
 	s.mu.Unlock()
 
 	// Read /proc without the lock so Watch and Processes never wait on it.
 	type reading struct {
-		pid int
+		l   *life
 		st  procfs.Stat
 		err error
 		at  time.Time
 	}
-	got := make(map[*tracked]reading, len(pids))
-	for t, pid := range pids {
-		st, err := sample(pid)
-		got[t] = reading{pid, st, err, time.Now()}
+	got := make(map[*tracked]reading, len(lives))
+	for t, l := range lives {
+		at := time.Now() // before the read, as in Watch
+		st, err := sample(l.pid)
+		got[t] = reading{l, st, err, at}
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for t, r := range got {
-		if t.pid != r.pid {
+		if t.current() != r.l {
 			continue // replaced by Watch meanwhile
 		}
 		if r.err != nil {
-			what := "could not be read"
-			if errors.Is(r.err, fs.ErrNotExist) || errors.Is(r.err, errNoMemory) {
-				what = "gone"
+			r.l.end, r.l.why = r.at, "gone"
+			if !errors.Is(r.err, fs.ErrNotExist) && !errors.Is(r.err, errNoMemory) {
+				r.l.why = "unreadable: " + r.err.Error()
 			}
-			note := fmt.Sprintf("pid %d %s at %.1f s", t.pid, what, r.at.Sub(s.Start).Seconds())
-			if what != "gone" {
-				note += ": " + r.err.Error()
-			}
-			if t.p.Note != "" {
-				note = t.p.Note + "; " + note
-			}
-			t.p.Note = note
-			t.pid = 0
 			continue
 		}
-		s.record(t, r.st, r.at)
+		t.record(r.l, r.st, r.at)
 	}
 }
 
 // Processes returns what has been measured so far, one Process per name in
-// the order first watched. The slices are copies.
+// the order first watched, with offsets from Start.
 func (s *Sampler) Processes() []Process {
 	s.mu.Lock()
+	origin := s.Start
+	s.mu.Unlock()
+	return s.ProcessesFrom(origin)
+}
+
+// ProcessesFrom is Processes with offsets in seconds from origin, the time
+// 0 of the run's other series (a sample before it has a negative offset).
+// The slices are the caller's.
+func (s *Sampler) ProcessesFrom(origin time.Time) []Process {
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	off := func(t time.Time) float64 { return t.Sub(origin).Seconds() }
 	out := make([]Process, len(s.procs))
 	for i, t := range s.procs {
-		p := t.p
-		p.PIDs = slices.Clone(p.PIDs)
-		p.RSS = slices.Clone(p.RSS)
+		p := Process{Name: t.name, Role: t.role, VmRSSMaxMB: t.rssMax, VmHWMMB: t.hwm}
+		var notes []string
+		for _, l := range t.lives {
+			if !slices.Contains(p.PIDs, l.pid) {
+				p.PIDs = append(p.PIDs, l.pid)
+			}
+			p.CPUSeconds += l.lastCPU - l.firstCPU
+			for _, sm := range l.samples {
+				p.RSS = append(p.RSS, RSSPoint{OffsetS: off(sm.at), MB: sm.mb, PID: l.pid})
+			}
+			lf := Life{PID: l.pid, FirstS: off(l.samples[0].at), LastS: off(l.samples[len(l.samples)-1].at)}
+			if !l.end.IsZero() {
+				e := off(l.end)
+				lf.EndS, lf.End = &e, l.why
+				if err, ok := strings.CutPrefix(l.why, "unreadable: "); ok {
+					notes = append(notes, fmt.Sprintf("pid %d could not be read at %.1f s: %s", l.pid, e, err))
+				} else {
+					notes = append(notes, fmt.Sprintf("pid %d %s at %.1f s", l.pid, l.why, e))
+				}
+			}
+			p.Lives = append(p.Lives, lf)
+		}
+		p.Note = strings.Join(notes, "; ")
 		out[i] = p
 	}
 	return out

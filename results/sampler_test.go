@@ -92,7 +92,13 @@ func TestSampler(t *testing.T) {
 		if err := s.Watch("echo-2", "app", second.Process.Pid); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond) // 0.6, 0.7 s
+		time.Sleep(50 * time.Millisecond)
+		// The runner watches every process it knows after each fault:
+		// the pid echo-2 already follows adds neither a pid nor a sample.
+		if err := s.Watch("echo-2", "app", second.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // 0.7 s
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("Run: %v", err)
@@ -126,6 +132,36 @@ func TestSampler(t *testing.T) {
 		if want := "gone at 0.4 s"; !strings.Contains(echo.Note, want) {
 			t.Errorf("echo-2 note %q, want it to contain %q", echo.Note, want)
 		}
+		// Each pid's life, and every sample tagged with its pid: the plot
+		// draws the time between them as a gap.
+		end := 0.4
+		wantLives := []Life{
+			{PID: first.Process.Pid, FirstS: 0, LastS: 0.3, EndS: &end, End: "gone"},
+			{PID: second.Process.Pid, FirstS: 0.55, LastS: 0.75},
+		}
+		if !livesEqual(echo.Lives, wantLives) {
+			t.Errorf("echo-2 lives %s, want %s", livesString(echo.Lives), livesString(wantLives))
+		}
+		for _, pt := range echo.RSS {
+			want := first.Process.Pid
+			if pt.OffsetS >= 0.5 {
+				want = second.Process.Pid
+			}
+			if pt.PID != want {
+				t.Errorf("echo-2 sample at %.2f s: pid %d, want %d", pt.OffsetS, pt.PID, want)
+			}
+		}
+
+		// The same samples on the time base of the run's other series:
+		// here time 0 is 0.2 s after the first Watch, so the first samples
+		// come before it.
+		rebased := s.ProcessesFrom(s.Start.Add(200 * time.Millisecond))
+		if got, want := offsets(rebased[1]), []float64{-0.2, -0.1, 0, 0.1, 0.35, 0.4, 0.5, 0.55}; !approxEqual(got, want) {
+			t.Errorf("echo-2 from time 0 sampled at %v, want %v", got, want)
+		}
+		if want := "gone at 0.2 s"; !strings.Contains(rebased[1].Note, want) {
+			t.Errorf("echo-2 note from time 0 %q, want it to contain %q", rebased[1].Note, want)
+		}
 
 		// Processes returns copies.
 		ps[0].RSS[0].MB = -1
@@ -133,6 +169,64 @@ func TestSampler(t *testing.T) {
 			t.Error("Processes shares its slices with the sampler")
 		}
 	})
+}
+
+// TestSamplerReplaced: a restart the sampler is told of before it sees the
+// old pid go ends the old pid's life there, named by its successor.
+func TestSamplerReplaced(t *testing.T) {
+	needProc(t)
+	first, second := startSleep(t), startSleep(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := &Sampler{Interval: 100 * time.Millisecond}
+		if err := s.Watch("controller", "controller", first.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(250 * time.Millisecond) // no Run: no samples but Watch's
+		if err := s.Watch("controller", "controller", second.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		p := s.Processes()[0]
+		end := 0.25
+		want := []Life{
+			{PID: first.Process.Pid, EndS: &end, End: fmt.Sprintf("replaced by pid %d", second.Process.Pid)},
+			{PID: second.Process.Pid, FirstS: 0.25, LastS: 0.25},
+		}
+		if !livesEqual(p.Lives, want) {
+			t.Errorf("lives %s, want %s", livesString(p.Lives), livesString(want))
+		}
+		if len(p.PIDs) != 2 || len(p.RSS) != 2 || p.RSS[0].PID != first.Process.Pid || p.RSS[1].PID != second.Process.Pid {
+			t.Errorf("pids %v, samples %+v", p.PIDs, p.RSS)
+		}
+		if want := fmt.Sprintf("pid %d replaced by pid %d at 0.2 s", first.Process.Pid, second.Process.Pid); p.Note != want {
+			t.Errorf("note %q, want %q", p.Note, want)
+		}
+	})
+}
+
+func livesEqual(a, b []Life) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.PID != y.PID || x.End != y.End || !approxEqual([]float64{x.FirstS, x.LastS}, []float64{y.FirstS, y.LastS}) ||
+			(x.EndS == nil) != (y.EndS == nil) || (x.EndS != nil && !approxEqual([]float64{*x.EndS}, []float64{*y.EndS})) {
+			return false
+		}
+	}
+	return true
+}
+
+func livesString(ls []Life) string {
+	var parts []string
+	for _, l := range ls {
+		s := fmt.Sprintf("{pid %d %.3g..%.3g", l.PID, l.FirstS, l.LastS)
+		if l.EndS != nil {
+			s += fmt.Sprintf(" end %.3g %s", *l.EndS, l.End)
+		}
+		parts = append(parts, s+"}")
+	}
+	return "[" + strings.Join(parts, " ") + "]"
 }
 
 func approxEqual(a, b []float64) bool {
