@@ -169,7 +169,10 @@ func (r *run) collect(res *results.Result, load *loadResult) {
 	r.mu.Lock()
 	res.Events = append(res.Events, r.events...)
 	r.mu.Unlock()
-	res.Processes = r.sampler.Processes()
+	// On the same time base as the series and the events: time 0 is the
+	// end of the warm-up (the start of the trials), so samples taken in
+	// the warm-up have negative offsets.
+	res.Processes = r.sampler.ProcessesFrom(load.t0)
 	var requests int64
 	if load.meshed != nil {
 		requests = load.meshed.Requests

@@ -100,8 +100,8 @@ type ServiceSpec struct {
 // Process is one running process of a pod.
 type Process struct {
 	Pod  string // pod name
-	Name string // "<pod>-<role>", also the name of its log file
-	Role string // RoleApp or RoleProxy
+	Name string // "<pod>-<role>" ("controller" for the controller pod); its log is LogPath(Pod, Role)
+	Role string // RoleApp, RoleProxy or RoleController
 	PID  int
 }
 

@@ -189,10 +189,20 @@ func (p *Pod) Processes() []Process {
 	var out []Process
 	for _, pr := range p.procs {
 		if pr.alive() {
-			out = append(out, Process{Pod: p.name, Name: p.name + "-" + pr.role, Role: pr.role, PID: pr.pid})
+			out = append(out, Process{Pod: p.name, Name: processName(p.name, pr.role), Role: pr.role, PID: pr.pid})
 		}
 	}
 	return out
+}
+
+// processName names a pod's process "<pod>-<role>", or "<pod>" when the
+// pod is named after its only role (the controller pod, not
+// "controller-controller").
+func processName(pod, role string) string {
+	if pod == role {
+		return pod
+	}
+	return pod + "-" + role
 }
 
 // procSpec is what to run for one process of the pod.
