@@ -67,6 +67,8 @@ func verdictMark(v Verdict) string {
 		return "✓"
 	case Fail:
 		return "✗"
+	case Inconclusive:
+		return "?"
 	default:
 		return "⚠"
 	}

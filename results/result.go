@@ -3,6 +3,7 @@ package results
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 
 // SchemaV1 is the value of Result.Schema for the layout this package writes.
 // A change that removes or renames a field, or changes a unit, gets a new
-// version; adding a field does not.
+// version; adding a field does not. Fields added since the first v1 files
+// (Result.Noise, Assertion.Count, Assertion.Interval, Assertion.Rule, the
+// "inconclusive" verdict) are optional: a file without them still reads.
 const SchemaV1 = "skiff.result/v1"
 
 // Exit codes of a scenario run, for `skiff scenario run` and
@@ -27,6 +30,12 @@ const (
 	// ExitAssertionFailed: the run completed and at least one assertion
 	// failed.
 	ExitAssertionFailed = 99
+	// ExitInconclusive: the run completed, no assertion failed, and at
+	// least one could not be decided: its data neither show the promise
+	// kept nor broken (an interval that straddles the bound, or more
+	// failures than the bound allows but too few to show the rate is
+	// below it). It is not a pass; CI may choose to let it through loudly.
+	ExitInconclusive = 98
 )
 
 // Verdict is the outcome of an assertion or of a whole run.
@@ -39,17 +48,23 @@ const (
 	// Error: the assertion could not be evaluated (parse error, unknown
 	// metric, no measurement), or the run did not complete.
 	Error Verdict = "error"
+	// Inconclusive: the data cannot tell whether the assertion holds (see
+	// ExitInconclusive and package results/assert for the rules).
+	Inconclusive Verdict = "inconclusive"
 )
 
 // ExitCode maps a run's verdict to the process exit code: ExitOK for Pass,
-// ExitAssertionFailed for Fail, ExitError for Error and for the zero
-// Verdict (a run nobody judged did not pass).
+// ExitAssertionFailed for Fail, ExitInconclusive for Inconclusive,
+// ExitError for Error and for the zero Verdict (a run nobody judged did
+// not pass).
 func ExitCode(v Verdict) int {
 	switch v {
 	case Pass:
 		return ExitOK
 	case Fail:
 		return ExitAssertionFailed
+	case Inconclusive:
+		return ExitInconclusive
 	default:
 		return ExitError
 	}
@@ -105,6 +120,10 @@ type Result struct {
 	// Propagation is what a control-plane scale run measured; nil for
 	// other runs.
 	Propagation *Propagation `json:"propagation,omitempty"`
+	// Noise is how busy the machine was during the load, apart from the
+	// run's own processes; nil when it was not measured (runs written
+	// before it existed, or off Linux).
+	Noise *Noise `json:"noise,omitempty"`
 }
 
 // Machine describes the host the run happened on; CurrentMachine gathers it.
@@ -265,10 +284,82 @@ type Assertion struct {
 	// Measured is the metric's value; nil when it could not be measured
 	// (Verdict is then Error or Fail, and Message says why).
 	Measured *float64 `json:"measured,omitempty"`
-	Verdict  Verdict  `json:"verdict"`
-	// Message names the assertion, its threshold and the measured value:
-	// "FAIL [during_fault] success_rate >= 0.999: measured 0.9871".
+	// Count is the count a rate metric is the ratio of (success_rate: K
+	// successful requests of N due); nil for other metrics.
+	Count *Count `json:"count,omitempty"`
+	// Interval is the confidence interval the verdict was decided with:
+	// one-sided binomial bounds for a Count, the median's interval over
+	// interleaved trials for added latency; nil when the verdict compares
+	// the measured value alone.
+	Interval *Interval `json:"interval,omitempty"`
+	// Rule names how the verdict was decided: RulePoint, RuleBinomial or
+	// RuleInterval. Empty in files written before rules existed (they
+	// were all RulePoint).
+	Rule    string  `json:"rule,omitempty"`
+	Verdict Verdict `json:"verdict"`
+	// Message names the assertion, its threshold and the measured value,
+	// and for Count and Interval the evidence: "FAIL [during_fault]
+	// success_rate >= 0.999: measured 0.9975 (6 of 2400 failed; 95 %
+	// upper bound 0.99891 < 0.999)".
 	Message string `json:"message"`
+}
+
+// Rules an assertion's verdict is decided by (Assertion.Rule).
+const (
+	// RulePoint compares the measured value with the threshold.
+	RulePoint = "point"
+	// RuleBinomial judges a rate by its count: fail only when a one-sided
+	// 95 % Clopper–Pearson bound is beyond the threshold, pass when the
+	// measured rate meets it, inconclusive otherwise.
+	RuleBinomial = "binomial"
+	// RuleInterval judges a figure estimated over interleaved trials by
+	// its 95 % confidence interval: pass when the whole interval meets the
+	// threshold, fail when none of it does, inconclusive when it straddles.
+	RuleInterval = "interval"
+)
+
+// Count is a rate's evidence: K events of N (successes of requests due).
+type Count struct {
+	K int64 `json:"k"`
+	N int64 `json:"n"`
+}
+
+// Interval is a confidence interval. A nil bound is unbounded (too few
+// samples for the level: JSON has no infinity).
+type Interval struct {
+	Lo *float64 `json:"lo,omitempty"`
+	Hi *float64 `json:"hi,omitempty"`
+	// Confidence is the level of each bound: for RuleBinomial each bound
+	// is one-sided at this level, for RuleInterval the interval is
+	// two-sided at (at least) this level.
+	Confidence float64 `json:"confidence"`
+	// Samples is the number of trials the interval is over; 0 for a
+	// Count.
+	Samples int `json:"samples,omitempty"`
+}
+
+// NewInterval makes an Interval, leaving infinite or NaN bounds unset.
+func NewInterval(lo, hi, confidence float64, samples int) *Interval {
+	iv := &Interval{Confidence: confidence, Samples: samples}
+	if !math.IsInf(lo, 0) && !math.IsNaN(lo) {
+		iv.Lo = &lo
+	}
+	if !math.IsInf(hi, 0) && !math.IsNaN(hi) {
+		iv.Hi = &hi
+	}
+	return iv
+}
+
+// Bounds returns the interval's bounds, −Inf and +Inf where unset.
+func (iv *Interval) Bounds() (lo, hi float64) {
+	lo, hi = math.Inf(-1), math.Inf(1)
+	if iv.Lo != nil {
+		lo = *iv.Lo
+	}
+	if iv.Hi != nil {
+		hi = *iv.Hi
+	}
+	return lo, hi
 }
 
 // Trial is one repetition of one path in an interleaved A/B run.
@@ -289,7 +380,8 @@ type Trial struct {
 
 // Judge sets r.Verdict from r.Err and r.Assertions and returns it: Error if
 // the run did not complete or an assertion could not be evaluated, else Fail
-// if an assertion failed, else Pass.
+// if an assertion failed, else Inconclusive if one could not be decided,
+// else Pass.
 func (r *Result) Judge() Verdict {
 	v := Pass
 	if r.Err != "" {
@@ -299,8 +391,10 @@ func (r *Result) Judge() Verdict {
 		switch {
 		case a.Verdict == Error || a.Verdict == "":
 			v = Error
-		case a.Verdict == Fail && v == Pass:
+		case a.Verdict == Fail && (v == Pass || v == Inconclusive):
 			v = Fail
+		case a.Verdict == Inconclusive && v == Pass:
+			v = Inconclusive
 		}
 	}
 	r.Verdict = v

@@ -36,7 +36,13 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	}
 	row("seed", seed)
 	row("start", fmt.Sprintf("%s (%.1f s)", r.Start.UTC().Format("2006-01-02 15:04:05Z"), r.duration()))
+	if r.Noise != nil {
+		row("machine noise", r.Noise.String())
+	}
 	b.WriteString("\n")
+	if busy, why := r.Noise.Busy(); busy {
+		fmt.Fprintf(&b, "> The machine was busy during this run (%s): single-run latency and error figures include a neighbour's share of the CPUs.\n\n", why)
+	}
 
 	if len(r.Assertions) > 0 {
 		b.WriteString("## Assertions\n\n|   | phase | assertion | measured |\n|---|---|---|---|\n")

@@ -24,13 +24,33 @@
 // the value lies in [center−tolerance, center+tolerance], bounds included
 // (with a relative slack of 1e-9 so that 0.08 is within 0.10±0.02 despite
 // binary floating point).
+//
+// # Verdicts
+//
+// An assertion passes, fails, or is inconclusive; how depends on the
+// evidence its metric comes with (Measure):
+//
+//   - A rate with its count (success_rate: K successful of N due) fails only
+//     when a one-sided 95 % Clopper–Pearson bound shows the rate is on the
+//     wrong side of the threshold (for ">= 0.999": its upper bound is below
+//     0.999); passes when the measured rate meets the threshold; and is
+//     inconclusive when the rate misses the threshold by no more than chance
+//     allows in a sample of N. So 4 failures of 2 400 against 0.999 (2
+//     allowed) is inconclusive, 6 fail, and 1 of 10 fails too: a small
+//     sample does not fail on noise, and a clearly bad run never passes.
+//   - A figure estimated over interleaved trials, with its 95 % interval
+//     (p50_added_ms: the median over trials of meshed minus direct) passes
+//     when the whole interval meets the threshold, fails when none of it
+//     does, and is inconclusive when the interval straddles the threshold or
+//     is unbounded (fewer than MinTrialsFor95 trials).
+//   - Anything else, and "==" or "!=" always, is judged by its value.
+//
+// A metric without data (NaN) fails.
 package assert
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -321,55 +341,24 @@ func (p *parser) number() (float64, error) {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// Eval judges e over the metrics measured for phase. It returns the
-// assertion with its measured value, verdict and message ("FAIL
-// [during_fault] success_rate >= 0.999: measured 0.9871"). src is the
-// assertion as written, for the record; empty means e.String(). A metric
-// missing from metrics is an error naming the metrics there are. A NaN
-// value (no data) fails; a NaN or infinite value leaves Measured nil.
+// Eval judges e over the metrics measured for phase, by value alone
+// (results.RulePoint; EvalMeasures takes counts and intervals too). It
+// returns the assertion with its measured value, verdict and message
+// ("FAIL [during_fault] success_rate >= 0.999: measured 0.9871"). src is
+// the assertion as written, for the record; empty means e.String(). A
+// metric missing from metrics is an error naming the metrics there are. A
+// NaN value (no data) fails; a NaN or infinite value leaves Measured nil.
 func Eval(e Expr, src, phase string, metrics map[string]float64) (results.Assertion, error) {
-	if src == "" {
-		src = e.String()
-	}
-	a := results.Assertion{Expr: src, Phase: phase, Metric: e.Metric, Op: string(e.Op), Threshold: e.Threshold, Tolerance: e.Tolerance}
-	v, ok := metrics[e.Metric]
-	if !ok {
-		return a, fmt.Errorf("assert: [%s] %s: unknown metric %q; known metrics: %s",
-			phase, src, e.Metric, strings.Join(slices.Sorted(maps.Keys(metrics)), ", "))
-	}
-	a.Verdict = results.Fail
-	if e.Holds(v) {
-		a.Verdict = results.Pass
-	}
-	if math.IsNaN(v) {
-		a.Message = fmt.Sprintf("FAIL [%s] %s: no measurement (NaN: no data in this phase?)", phase, src)
-		return a, nil
-	}
-	if !math.IsInf(v, 0) { // JSON has no infinity; the message keeps it
-		a.Measured = &v
-	}
-	a.Message = fmt.Sprintf("%s [%s] %s: measured %s", strings.ToUpper(string(a.Verdict)), phase, src, formatMeasured(v, e))
-	if e.Op == Within && a.Verdict == results.Fail {
-		a.Message += fmt.Sprintf(" (outside %s..%s)", formatNum(e.Threshold-e.Tolerance), formatNum(e.Threshold+e.Tolerance))
-	}
-	return a, nil
+	return EvalMeasures(e, src, phase, Values(metrics))
 }
 
-// Check parses src and evaluates it, never failing: a parse error or an
-// unknown metric gives an assertion with Verdict results.Error and the error
-// as its Message. It is what the runner calls for each scenario assertion.
+// Check parses src and evaluates it by value alone, never failing: a
+// parse error or an unknown metric gives an assertion with Verdict
+// results.Error and the error as its Message. CheckMeasures is the same
+// over Metrics, which is what the runner calls for each scenario
+// assertion.
 func Check(src, phase string, metrics map[string]float64) results.Assertion {
-	e, err := Parse(src)
-	if err != nil {
-		return results.Assertion{Expr: src, Phase: phase, Verdict: results.Error,
-			Message: "ERROR [" + phase + "] " + strings.TrimPrefix(err.Error(), "assert: ")}
-	}
-	a, err := Eval(e, src, phase, metrics)
-	if err != nil {
-		a.Verdict = results.Error
-		a.Message = "ERROR " + strings.TrimPrefix(err.Error(), "assert: ")
-	}
-	return a
+	return CheckMeasures(src, phase, Values(metrics))
 }
 
 // formatMeasured writes v with 4 significant figures, or more when fewer

@@ -186,3 +186,90 @@ func FuzzParse(f *testing.F) {
 		_ = Check(src, "p", map[string]float64{e.Metric: 1})
 	})
 }
+
+func TestDecide(t *testing.T) {
+	count := func(k, n int64) *results.Count { return &results.Count{K: k, N: n} }
+	trials := func(lo, hi float64, n int) *results.Interval { return results.NewInterval(lo, hi, 0.95, n) }
+	rate := func(k, n int64) Measure { return Measure{Value: float64(k) / float64(n), Count: count(k, n)} }
+	for _, tc := range []struct {
+		src  string
+		m    Measure
+		want results.Verdict
+		rule string
+	}{
+		// failover-service's failover phase: 2 400 requests, 0.999 allows 2.
+		{"success_rate >= 0.999", rate(2400, 2400), results.Pass, results.RuleBinomial},
+		{"success_rate >= 0.999", rate(2398, 2400), results.Pass, results.RuleBinomial},
+		{"success_rate >= 0.999", rate(2396, 2400), results.Inconclusive, results.RuleBinomial}, // 4 × 502 on a loaded machine
+		{"success_rate >= 0.999", rate(2395, 2400), results.Inconclusive, results.RuleBinomial},
+		{"success_rate >= 0.999", rate(2394, 2400), results.Fail, results.RuleBinomial}, // 6 × 502: shown below
+		// A small sample still fails when it clearly breaks the promise.
+		{"success_rate >= 0.999", rate(9, 10), results.Fail, results.RuleBinomial},
+		{"success_rate >= 0.999", rate(10, 10), results.Pass, results.RuleBinomial},
+		{"success_rate > 0.5", rate(1, 2), results.Inconclusive, results.RuleBinomial},
+		{"error_rate <= 0.001", rate(4, 2400), results.Inconclusive, results.RuleBinomial},
+		{"error_rate <= 0.001", rate(6, 2400), results.Fail, results.RuleBinomial},
+		{"error_rate < 0.001", rate(2, 2400), results.Pass, results.RuleBinomial},
+		{"share within 0.5±0.1", rate(50, 100), results.Pass, results.RuleBinomial},
+		{"share within 0.5±0.1", rate(36, 100), results.Inconclusive, results.RuleBinomial},
+		{"share within 0.5±0.1", rate(20, 100), results.Fail, results.RuleBinomial},
+		{"share within 0.5±0.1", rate(80, 100), results.Fail, results.RuleBinomial},
+		// "==" asks for exactness: one failure in 2 400 breaks it.
+		{"success_rate == 1", rate(2399, 2400), results.Fail, results.RulePoint},
+		{"success_rate == 1", rate(2400, 2400), results.Pass, results.RulePoint},
+		// No requests: no measurement, no pass.
+		{"success_rate >= 0.999", Measure{Value: math.NaN(), Count: count(0, 0)}, results.Fail, results.RulePoint},
+		// Added latency over interleaved trials (baseline, the bench gate).
+		{"p50_added_ms <= 0.5", Measure{Value: 0.41, Interval: trials(0.38, 0.45, 6)}, results.Pass, results.RuleInterval},
+		{"p50_added_ms <= 0.5", Measure{Value: 0.5, Interval: trials(0.45, 0.5, 6)}, results.Pass, results.RuleInterval},
+		{"p50_added_ms <= 0.5", Measure{Value: 0.55, Interval: trials(0.48, 0.64, 6)}, results.Inconclusive, results.RuleInterval},
+		// A point estimate within the limit is not a pass while the
+		// interval reaches past it (the p99 at +0.628 up to +2.371).
+		{"p99_added_ms <= 1", Measure{Value: 0.628, Interval: trials(0.2, 2.371, 6)}, results.Inconclusive, results.RuleInterval},
+		{"p50_added_ms <= 0.5", Measure{Value: 0.56, Interval: trials(0.52, 0.6, 12)}, results.Fail, results.RuleInterval},
+		{"p50_added_ms < 0.5", Measure{Value: 0.52, Interval: trials(0.5, 0.6, 12)}, results.Fail, results.RuleInterval},
+		{"p50_added_ms <= 0.5", Measure{Value: 0.3, Interval: trials(math.Inf(-1), math.Inf(1), 3)}, results.Inconclusive, results.RuleInterval},
+		{"rps >= 90", Measure{Value: 95, Interval: trials(91, 99, 6)}, results.Pass, results.RuleInterval},
+		{"rps >= 90", Measure{Value: 85, Interval: trials(80, 89, 6)}, results.Fail, results.RuleInterval},
+		// Plain values keep the point rule.
+		{"p99_ms < 50", Measure{Value: 49}, results.Pass, results.RulePoint},
+		{"p99_ms < 50", Measure{Value: 50}, results.Fail, results.RulePoint},
+	} {
+		e, err := Parse(tc.src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := e.Decide(tc.m)
+		if d.Verdict != tc.want || d.Rule != tc.rule {
+			t.Errorf("%s with %+v: %s by %s (%s), want %s by %s", tc.src, tc.m, d.Verdict, d.Rule, d.Why, tc.want, tc.rule)
+		}
+	}
+}
+
+func TestCheckMeasuresMessages(t *testing.T) {
+	m := Metrics{
+		"success_rate": {Value: 2396.0 / 2400, Count: &results.Count{K: 2396, N: 2400}},
+		"p50_added_ms": {Value: 0.55, Interval: results.NewInterval(0.48, 0.64, 0.95, 6)},
+		"p99_added_ms": {Value: 0.3, Interval: results.NewInterval(math.Inf(-1), math.Inf(1), 0.95, 3)},
+	}
+	for _, tc := range []struct{ src, msg string }{
+		{"success_rate >= 0.999", "INCONCLUSIVE [failover] success_rate >= 0.999: measured 0.9983 (2396 of 2400: misses 0.999, but by no more than chance allows in 2400: its one-sided 95 % upper bound is 0.9994)"},
+		{"success_rate >= 0.998", "PASS [failover] success_rate >= 0.998: measured 0.9983 (2396 of 2400)"},
+		{"success_rate >= 0.9995", "FAIL [failover] success_rate >= 0.9995: measured 0.9983 (2396 of 2400; even its one-sided 95 % upper bound 0.9994 misses 0.9995)"},
+		{"p50_added_ms <= 0.5", "INCONCLUSIVE [failover] p50_added_ms <= 0.5: measured 0.55 (95 % CI [0.48, 0.64] over 6 trials: straddles 0.5; more trials would tell)"},
+		{"p99_added_ms <= 1", "INCONCLUSIVE [failover] p99_added_ms <= 1: measured 0.3 (3 trials give no 95 % interval; it needs at least 6)"},
+	} {
+		a := CheckMeasures(tc.src, "failover", m)
+		if a.Message != tc.msg {
+			t.Errorf("CheckMeasures(%q):\n got %q\nwant %q", tc.src, a.Message, tc.msg)
+		}
+	}
+	a := CheckMeasures("success_rate >= 0.999", "failover", m)
+	if a.Count == nil || *a.Count != (results.Count{K: 2396, N: 2400}) || a.Rule != results.RuleBinomial || a.Interval == nil || a.Interval.Hi == nil || *a.Interval.Hi < 0.999 {
+		t.Errorf("the record lacks the evidence: %+v", a)
+	}
+	a = CheckMeasures("p99_added_ms <= 1", "failover", m)
+	if a.Interval == nil || a.Interval.Lo != nil || a.Interval.Hi != nil || a.Interval.Samples != 3 {
+		t.Errorf("an unbounded interval must be recorded without bounds: %+v", a.Interval)
+	}
+}
