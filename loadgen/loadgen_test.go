@@ -636,3 +636,57 @@ func TestProgressReportsSeconds(t *testing.T) {
 		t.Fatalf("progress saw %d requests, the result %d", reported, res.Requests)
 	}
 }
+
+// TestProgressCountsOutstanding stalls two requests due in the first
+// measured second until that second has been reported: the live view
+// counts them in the second they were due, as outstanding, so it cannot
+// show every request of the second answered.
+func TestProgressCountsOutstanding(t *testing.T) {
+	leakcheck.Check(t)
+	var arrived atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		// 100 requests are due in the warm-up second; the 6th and 7th
+		// of the next one stall.
+		if n := arrived.Add(1); n == 106 || n == 107 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	})
+	var mu sync.Mutex
+	var live []loadgen.Second
+	res := run(t, loadgen.Options{
+		Target:   loadgen.Target{URL: srv.URL},
+		Pacer:    loadgen.Constant(100),
+		Duration: 3 * time.Second,
+		WarmUp:   time.Second,
+		Progress: func(s loadgen.Second) {
+			mu.Lock()
+			live = append(live, s)
+			mu.Unlock()
+			if s.Second == 1 {
+				once.Do(func() { close(release) })
+			}
+		},
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(live) == 0 || live[0].Second != 1 {
+		t.Fatalf("live seconds %+v: want second 1 first", live)
+	}
+	s := live[0]
+	if s.Outstanding < 2 {
+		t.Errorf("second 1 live: %+v, want the 2 stalled requests outstanding", s)
+	}
+	if s.Success+s.Errors != s.Requests || s.Success >= s.Requests+s.Outstanding {
+		t.Errorf("second 1 live: %+v: success must be short of the requests due", s)
+	}
+	final := res.Series[0]
+	if final.Second != 1 || final.Outstanding != 0 || s.Requests+s.Outstanding > final.Requests {
+		t.Errorf("second 1: live %+v, final %+v: the live requests due must be among the final ones, none outstanding at the end", s, final)
+	}
+}

@@ -113,9 +113,10 @@ type Options struct {
 	MaxErrorKinds int
 	// Progress, if set, is called about once a second, from its own
 	// goroutine, with the second that just ended (by intended send time):
-	// a live view for progress displays. Requests still in flight then are
-	// missing from it, but not from the Result. Warm-up seconds are not
-	// reported.
+	// a live view for progress displays. Every request due in that second
+	// is in it: those with an outcome in Requests, Success and Errors, the
+	// others (sent and not answered yet, or waiting for a slot) in
+	// Outstanding. Warm-up seconds are not reported.
 	Progress func(Second)
 }
 

@@ -45,6 +45,10 @@ type sample struct {
 
 // second accumulates the requests due within one second of the run.
 type second struct {
+	// due counts the requests whose intended time has come (the scheduler
+	// reached them), recorded or not; requests counts those recorded
+	// (answered, failed or dropped).
+	due                                int64
 	requests, success, errors, dropped int64
 	hist                               *hdrhistogram.PackedHistogram // sparse: one per second adds up
 }
@@ -87,6 +91,31 @@ func newRecorder(o *Options) *recorder {
 	}
 }
 
+// secondOf is the index in r.seconds of the second a request is due in,
+// or false for the warm-up.
+func (r *recorder) secondOf(intended time.Duration) (int, bool) {
+	if intended < r.warmUp {
+		return 0, false
+	}
+	i := int(intended/time.Second) - r.firstSec
+	if i >= len(r.seconds) { // cannot happen: the schedule stops at Duration
+		i = len(r.seconds) - 1
+	}
+	return i, true
+}
+
+// due counts a request whose intended send time has come, before it is
+// sent: until it is recorded it is outstanding in its second.
+func (r *recorder) due(intended time.Duration) {
+	i, ok := r.secondOf(intended)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	r.seconds[i].due++
+	r.mu.Unlock()
+}
+
 func (r *recorder) record(s sample) {
 	if s.intended < r.warmUp {
 		return
@@ -103,10 +132,7 @@ func (r *recorder) record(s sample) {
 	defer r.mu.Unlock()
 	r.requests++
 	r.codes[s.out.code]++
-	i := int(s.intended/time.Second) - r.firstSec
-	if i >= len(r.seconds) { // cannot happen: the schedule stops at Duration
-		i = len(r.seconds) - 1
-	}
+	i, _ := r.secondOf(s.intended)
 	sec := &r.seconds[i]
 	sec.requests++
 	if ok {
@@ -135,7 +161,8 @@ func (r *recorder) record(s sample) {
 }
 
 // second summarizes second n of the run (from its start, warm-up
-// included) as recorded so far; false during the warm-up or past the end.
+// included) as recorded so far, with the requests due in it but not yet
+// recorded as Outstanding; false during the warm-up or past the end.
 func (r *recorder) second(n int) (Second, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -144,7 +171,8 @@ func (r *recorder) second(n int) (Second, bool) {
 		return Second{}, false
 	}
 	sec := &r.seconds[i]
-	s := Second{Second: n, Requests: sec.requests, Success: sec.success, Errors: sec.errors, Dropped: sec.dropped}
+	s := Second{Second: n, Requests: sec.requests, Success: sec.success, Errors: sec.errors, Dropped: sec.dropped,
+		Outstanding: max(0, sec.due-sec.requests)}
 	if sec.hist != nil {
 		s.P50US = sec.hist.ValueAtPercentile(50)
 		s.P99US = sec.hist.ValueAtPercentile(99)

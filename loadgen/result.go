@@ -80,6 +80,11 @@ type Result struct {
 	// from the first second after the warm-up starts to the last second of
 	// Duration, including seconds with no requests.
 	Series []Second `json:"series"`
+
+	// Noise is how busy the machine was during the run, apart from this
+	// process and its descendants; nil when it could not be read (off
+	// Linux).
+	Noise *Noise `json:"noise,omitempty"`
 }
 
 // Latency summarizes one HDR histogram of microsecond values.
@@ -114,6 +119,12 @@ type Second struct {
 	Success  int64 `json:"success"`
 	Errors   int64 `json:"errors"`
 	Dropped  int64 `json:"dropped"`
+	// Outstanding, in the live view Options.Progress receives, counts the
+	// requests due in this second that have no outcome yet: sent and not
+	// answered, or waiting for a free slot. They belong to this second
+	// (they were due in it) and are not in Requests yet. It is 0 in a
+	// Result, where every request has its outcome.
+	Outstanding int64 `json:"outstanding,omitempty"`
 	// P50US, P99US and MaxUS summarize the second's latencies, in
 	// microseconds; zero when nothing was sent.
 	P50US int64 `json:"p50_us"`

@@ -3,6 +3,8 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -54,6 +56,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		rec:    newRecorder(&o),
 		jobs:   make(chan job),
 	}
+	var stopNoise func() *Noise
+	if runtime.GOOS == "linux" {
+		stopNoise = measureNoise(procNoiseProbe(os.Getpid()))
+	}
 	r.start = time.Now()
 	stopProgress := r.progress()
 	schedErr := r.schedule()
@@ -64,6 +70,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	interrupted := ctx.Err() != nil
 	res, err := r.rec.result(&o, r.start.Round(0).UTC(), elapsed, interrupted)
+	if stopNoise != nil {
+		noise := stopNoise()
+		if res != nil {
+			res.Noise = noise
+		}
+	}
 	switch {
 	case err != nil:
 		return nil, err
@@ -139,6 +151,7 @@ func (r *run) schedule() error {
 		at, hits = next, hits+1
 
 		if draining {
+			r.rec.due(next)
 			r.rec.record(sample{intended: next, done: time.Since(r.start), out: outcome{code: CodeNone}, dropped: true})
 			continue
 		}
@@ -150,6 +163,7 @@ func (r *run) schedule() error {
 				return nil
 			}
 		}
+		r.rec.due(next)
 		switch r.dispatch(job{intended: next}, deadline.C) {
 		case dispatched:
 		case canceled:
