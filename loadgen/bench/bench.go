@@ -11,13 +11,22 @@
 // same trial; the report gives the median over trials with a 95 %
 // confidence interval (golang.org/x/perf/benchmath). Memory is each proxy's
 // VmRSS (sampled through the run) and VmHWM from /proc/<pid>/status; CPU is
-// utime+stime from /proc/<pid>/stat per request.
+// utime+stime from /proc/<pid>/stat per request. The machine's own noise
+// (other processes' CPU, steal, the load generator's lateness, the direct
+// path's spread) is measured alongside and reported.
+//
+// With a Gate, Run decides by the intervals (see Gate) and, while a figure's
+// interval straddles its limit, runs more interleaved trials, doubling
+// their number up to Config.MaxTrials; what is still undecided then is
+// inconclusive.
 package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -31,6 +40,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
 	"github.com/skiff-mesh/skiff/loadgen"
+	"github.com/skiff-mesh/skiff/results"
 )
 
 // Paths, in the order each trial measures them.
@@ -49,11 +59,17 @@ type Config struct {
 	Duration          time.Duration // per path per trial, warm-up included; default 6s
 	WarmUp            time.Duration // not measured; default 1s
 	Trials            int           // interleaved trials; default 5
-	Protocol          string        // http1 (default), h2c or grpc
-	Connections       int           // load generator connections; default loadgen's
-	PayloadBytes      int           // request body size; default 0
-	WorkDir           string        // process logs; default a temp dir
-	Logger            *slog.Logger  // progress; nil discards
+	// Gate, when set, is decided after the trials; while it is
+	// inconclusive, Run doubles the trials up to MaxTrials.
+	Gate *Gate
+	// MaxTrials caps the trials a gate may add; default 4 × Trials, at
+	// least 24. A value below Trials is Trials (no extension).
+	MaxTrials    int
+	Protocol     string       // http1 (default), h2c or grpc
+	Connections  int          // load generator connections; default loadgen's
+	PayloadBytes int          // request body size; default 0
+	WorkDir      string       // process logs; default a temp dir
+	Logger       *slog.Logger // progress; nil discards
 }
 
 // Normalize fills defaults and checks the configuration.
@@ -73,6 +89,10 @@ func (c *Config) Normalize() error {
 	if c.Trials <= 0 {
 		c.Trials = 5
 	}
+	if c.MaxTrials == 0 {
+		c.MaxTrials = max(4*c.Trials, 24)
+	}
+	c.MaxTrials = max(c.MaxTrials, c.Trials)
 	if c.Protocol == "" {
 		c.Protocol = loadgen.ProtocolHTTP1
 	}
@@ -98,6 +118,7 @@ func (c *Config) Normalize() error {
 // Trial is one path's measurement in one trial.
 type Trial struct {
 	Requests    int64   `json:"requests"`
+	Success     int64   `json:"success"`
 	SuccessRate float64 `json:"success_rate"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
@@ -110,15 +131,40 @@ type Trial struct {
 	ProxyCPUUsPerReq float64 `json:"proxy_cpu_us_per_req"`
 }
 
-// Estimate is a median over trials with its confidence interval.
+// Estimate is a median over trials with its 95 % confidence interval.
+// Lo and Hi are infinite when there are too few trials for that level
+// (fewer than 6); JSON then carries null.
 type Estimate struct {
-	Median float64 `json:"median"`
-	Lo     float64 `json:"lo"`
-	Hi     float64 `json:"hi"`
+	Median float64   `json:"median"`
+	Lo     jsonFloat `json:"lo"`
+	Hi     jsonFloat `json:"hi"`
+	N      int       `json:"n"`
 }
 
 func (e Estimate) String() string {
-	return fmt.Sprintf("%+.3f [%+.3f, %+.3f]", e.Median, e.Lo, e.Hi)
+	return fmt.Sprintf("%+.3f [%s, %s]", e.Median, signed(float64(e.Lo)), signed(float64(e.Hi)))
+}
+
+func signed(v float64) string {
+	switch {
+	case math.IsInf(v, -1):
+		return "-inf"
+	case math.IsInf(v, 1):
+		return "+inf"
+	}
+	return fmt.Sprintf("%+.3f", v)
+}
+
+// jsonFloat is a float64 that encodes an infinity or NaN as null: an
+// interval too wide to state.
+type jsonFloat float64
+
+func (f jsonFloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(v)
 }
 
 func estimate(vals []float64) Estimate {
@@ -126,13 +172,17 @@ func estimate(vals []float64) Estimate {
 		return Estimate{}
 	}
 	s := benchmath.AssumeNothing.Summary(benchmath.NewSample(vals, &benchmath.DefaultThresholds), 0.95)
-	return Estimate{Median: s.Center, Lo: s.Lo, Hi: s.Hi}
+	return Estimate{Median: s.Center, Lo: jsonFloat(s.Lo), Hi: jsonFloat(s.Hi), N: len(vals)}
 }
 
 // PathReport summarizes one path over all trials.
 type PathReport struct {
-	Name             string   `json:"name"`
-	Trials           []Trial  `json:"trials"`
+	Name   string  `json:"name"`
+	Trials []Trial `json:"trials"`
+	// Requests and Success are summed over the trials; SuccessRate is
+	// their ratio.
+	Requests         int64    `json:"requests"`
+	Success          int64    `json:"success"`
 	SuccessRate      float64  `json:"success_rate"`
 	P50Ms            Estimate `json:"p50_ms"`
 	P99Ms            Estimate `json:"p99_ms"`
@@ -154,17 +204,26 @@ type ProcReport struct {
 	VmHWMMB float64 `json:"vmhwm_mb"`
 }
 
-// Report is a benchmark's outcome.
+// Report is a benchmark's outcome. Schema "skiff.bench/v1"; fields were
+// added since its first files (success counts, N, noise, gate), none
+// removed.
 type Report struct {
-	Schema      string         `json:"schema"`
-	Rate        int            `json:"rate"`
-	Protocol    string         `json:"protocol"`
-	DurationS   float64        `json:"trial_duration_s"`
-	WarmUpS     float64        `json:"warm_up_s"`
+	Schema    string  `json:"schema"`
+	Rate      int     `json:"rate"`
+	Protocol  string  `json:"protocol"`
+	DurationS float64 `json:"trial_duration_s"`
+	WarmUpS   float64 `json:"warm_up_s"`
+	// TrialsCount is the number of trials run, a gate's extra ones
+	// included.
 	TrialsCount int            `json:"trials"`
 	Machine     procfs.Machine `json:"machine"`
 	Paths       []PathReport   `json:"paths"`
 	Procs       []ProcReport   `json:"procs"`
+	// Noise is how busy the machine was apart from the bench; nil when
+	// it could not be read.
+	Noise *results.Noise `json:"noise,omitempty"`
+	// Gate is the gate's decision, when Config.Gate was set.
+	Gate *Decision `json:"gate,omitempty"`
 }
 
 // Path returns the report of the named path, or nil.
@@ -254,8 +313,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%w (logs in %s)", err, cfg.WorkDir)
 	}
 	rep := &Report{Schema: "skiff.bench/v1", Rate: cfg.Rate, Protocol: cfg.Protocol, DurationS: cfg.Duration.Seconds(),
-		WarmUpS: cfg.WarmUp.Seconds(), TrialsCount: cfg.Trials, Machine: procfs.CurrentMachine()}
+		WarmUpS: cfg.WarmUp.Seconds(), Machine: procfs.CurrentMachine()}
 	procRep := make(map[*process]*ProcReport)
+	var procMu sync.Mutex // procRep: the sampler writes, finish reads
 	for _, p := range proxies {
 		st, err := procfs.ReadPID(p.cmd.Process.Pid)
 		if err != nil {
@@ -272,9 +332,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer t.Stop()
 		for {
 			for _, p := range proxies {
-				if st, err := procfs.ReadPID(p.cmd.Process.Pid); err == nil && st.VmRSSMB > procRep[p].MaxVmRSSMB {
+				st, err := procfs.ReadPID(p.cmd.Process.Pid)
+				procMu.Lock()
+				if err == nil && st.VmRSSMB > procRep[p].MaxVmRSSMB {
 					procRep[p].MaxVmRSSMB = st.VmRSSMB
 				}
+				procMu.Unlock()
 			}
 			select {
 			case <-sampleCtx.Done():
@@ -287,56 +350,123 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	entry := map[string]string{PathDirect: backend, PathOneHop: oneHop, PathTwoHop: outbound}
 	trials := make(map[string][]Trial)
-	for trial := 1; trial <= cfg.Trials; trial++ {
-		var direct Trial
-		for _, path := range paths {
-			cpuBefore := cpuOf(proxies, path)
-			res, err := loadgen.Run(ctx, loadOptions(cfg, entry[path], path != PathDirect, authority))
-			if err != nil {
-				return nil, fmt.Errorf("trial %d, %s: %w", trial, path, err)
-			}
-			for _, p := range procs {
-				select {
-				case <-p.done:
-					return nil, fmt.Errorf("%s exited during the run: %w (log: %s)", p.name, p.waitErr, filepath.Join(cfg.WorkDir, p.name+".log"))
-				default:
+	var noise []*loadgen.Noise
+	var sendLag []float64
+	runTrials := func(from, to int) error {
+		for trial := from; trial <= to; trial++ {
+			var direct Trial
+			for _, path := range paths {
+				cpuBefore := cpuOf(proxies, path)
+				res, err := loadgen.Run(ctx, loadOptions(cfg, entry[path], path != PathDirect, authority))
+				if err != nil {
+					return fmt.Errorf("trial %d, %s: %w", trial, path, err)
 				}
-			}
-			tr := Trial{
-				Requests: res.Requests, SuccessRate: res.SuccessRate,
-				P50Ms: ms(res.Latency.P50), P99Ms: ms(res.Latency.P99), P999Ms: ms(res.Latency.P999), MaxMs: ms(res.Latency.Max),
-			}
-			if path == PathDirect {
-				direct = tr
-			} else {
-				tr.AddedP50Ms = tr.P50Ms - direct.P50Ms
-				tr.AddedP99Ms = tr.P99Ms - direct.P99Ms
-				if res.Requests > 0 {
-					// Warm-up requests burn CPU too: divide by all sent.
-					sent := float64(res.Requests) * cfg.Duration.Seconds() / (cfg.Duration - cfg.WarmUp).Seconds()
-					tr.ProxyCPUUsPerReq = (cpuOf(proxies, path) - cpuBefore) * 1e6 / sent
+				for _, p := range procs {
+					select {
+					case <-p.done:
+						return fmt.Errorf("%s exited during the run: %w (log: %s)", p.name, p.waitErr, filepath.Join(cfg.WorkDir, p.name+".log"))
+					default:
+					}
 				}
+				noise = append(noise, res.Noise)
+				sendLag = append(sendLag, ms(res.SendLag.P99))
+				tr := Trial{
+					Requests: res.Requests, Success: res.Success, SuccessRate: res.SuccessRate,
+					P50Ms: ms(res.Latency.P50), P99Ms: ms(res.Latency.P99), P999Ms: ms(res.Latency.P999), MaxMs: ms(res.Latency.Max),
+				}
+				if path == PathDirect {
+					direct = tr
+				} else {
+					tr.AddedP50Ms = tr.P50Ms - direct.P50Ms
+					tr.AddedP99Ms = tr.P99Ms - direct.P99Ms
+					if res.Requests > 0 {
+						// Warm-up requests burn CPU too: divide by all sent.
+						sent := float64(res.Requests) * cfg.Duration.Seconds() / (cfg.Duration - cfg.WarmUp).Seconds()
+						tr.ProxyCPUUsPerReq = (cpuOf(proxies, path) - cpuBefore) * 1e6 / sent
+					}
+				}
+				trials[path] = append(trials[path], tr)
+				log.Info("trial", "n", trial, "path", path, "p50_ms", round3(tr.P50Ms), "p99_ms", round3(tr.P99Ms),
+					"added_p99_ms", round3(tr.AddedP99Ms), "success", tr.SuccessRate)
 			}
-			trials[path] = append(trials[path], tr)
-			log.Info("trial", "n", trial, "path", path, "p50_ms", round3(tr.P50Ms), "p99_ms", round3(tr.P99Ms),
-				"added_p99_ms", round3(tr.AddedP99Ms), "success", tr.SuccessRate)
 		}
+		return nil
+	}
+	// finish reads the proxies' memory and summarizes the trials so far.
+	finish := func() {
+		procMu.Lock()
+		defer procMu.Unlock()
+		rep.Procs = rep.Procs[:0]
+		for _, p := range proxies {
+			if st, err := procfs.ReadPID(p.cmd.Process.Pid); err == nil {
+				procRep[p].VmHWMMB = st.VmHWMMB
+				if st.VmRSSMB > procRep[p].MaxVmRSSMB {
+					procRep[p].MaxVmRSSMB = st.VmRSSMB
+				}
+			}
+			rep.Procs = append(rep.Procs, *procRep[p])
+		}
+		rep.Paths = rep.Paths[:0]
+		for _, path := range paths {
+			rep.Paths = append(rep.Paths, summarize(path, trials[path]))
+		}
+		rep.TrialsCount = len(trials[PathDirect])
+		rep.Noise = machineNoise(noise, sendLag, rep.Path(PathDirect))
+	}
+
+	if err := runTrials(1, cfg.Trials); err != nil {
+		return nil, err
+	}
+	finish()
+	if cfg.Gate != nil {
+		d := cfg.Gate.Decide(rep)
+		looks := []Look{{Trials: rep.TrialsCount, Verdict: d.Verdict, Undecided: d.undecided()}}
+		for d.Verdict == results.Inconclusive && rep.TrialsCount < cfg.MaxTrials {
+			next := min(2*rep.TrialsCount, cfg.MaxTrials)
+			log.Info("gate inconclusive: more interleaved trials", "undecided", d.undecided(), "trials", rep.TrialsCount, "next", next)
+			if err := runTrials(rep.TrialsCount+1, next); err != nil {
+				return nil, err
+			}
+			finish()
+			d = cfg.Gate.Decide(rep)
+			looks = append(looks, Look{Trials: rep.TrialsCount, Verdict: d.Verdict, Undecided: d.undecided()})
+		}
+		d.Looks, d.MaxTrials = looks, cfg.MaxTrials
+		rep.Gate = &d
 	}
 	stopSampling()
 	sampler.Wait()
-	for _, p := range proxies {
-		if st, err := procfs.ReadPID(p.cmd.Process.Pid); err == nil {
-			procRep[p].VmHWMMB = st.VmHWMMB
-			if st.VmRSSMB > procRep[p].MaxVmRSSMB {
-				procRep[p].MaxVmRSSMB = st.VmRSSMB
-			}
-		}
-		rep.Procs = append(rep.Procs, *procRep[p])
-	}
-	for _, path := range paths {
-		rep.Paths = append(rep.Paths, summarize(path, trials[path]))
+	finish()
+	if rep.Gate != nil {
+		// Decide again on the final memory reading (the last look's
+		// verdict unless a proxy's VmHWM grew since).
+		d := cfg.Gate.Decide(rep)
+		d.Looks, d.MaxTrials = rep.Gate.Looks, rep.Gate.MaxTrials
+		rep.Gate = &d
 	}
 	return rep, nil
+}
+
+// machineNoise gathers the runs' noise, the load generator's lateness (the
+// median of the runs' p99 send lag) and the direct path's spread.
+func machineNoise(ns []*loadgen.Noise, sendLagP99 []float64, direct *PathReport) *results.Noise {
+	c := loadgen.CombineNoise(ns...)
+	if c == nil {
+		return nil
+	}
+	n := &results.Noise{CPUs: c.CPUs, Seconds: c.Seconds, OtherCPU: c.OtherCPU, OtherCPUMax: c.OtherCPUMax,
+		StealPct: c.StealPct, StealMaxPct: c.StealMaxPct, RunCPU: c.RunCPU, LoadAvg1: c.LoadAvg1}
+	if s := results.NewSpread(sendLagP99); s != nil {
+		n.SendLagP99Ms = s.Median
+	}
+	if direct != nil {
+		p50 := make([]float64, len(direct.Trials))
+		for i, t := range direct.Trials {
+			p50[i] = t.P50Ms
+		}
+		n.DirectP50Ms = results.NewSpread(p50)
+	}
+	return n
 }
 
 func summarize(name string, ts []Trial) PathReport {
@@ -348,13 +478,12 @@ func summarize(name string, ts []Trial) PathReport {
 		}
 		return out
 	}
-	var ok, all float64
 	for _, t := range ts {
-		ok += t.SuccessRate * float64(t.Requests)
-		all += float64(t.Requests)
+		pr.Requests += t.Requests
+		pr.Success += t.Success
 	}
-	if all > 0 {
-		pr.SuccessRate = ok / all
+	if pr.Requests > 0 {
+		pr.SuccessRate = float64(pr.Success) / float64(pr.Requests)
 	}
 	pr.P50Ms = estimate(col(func(t Trial) float64 { return t.P50Ms }))
 	pr.P99Ms = estimate(col(func(t Trial) float64 { return t.P99Ms }))

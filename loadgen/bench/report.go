@@ -4,46 +4,146 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+
+	"github.com/skiff-mesh/skiff/results"
+	"github.com/skiff-mesh/skiff/results/assert"
 )
 
 // Gate is the performance gate on the meshed (two-hop) path. A zero field
-// is not checked.
+// is not checked. Decide judges a report against it.
 type Gate struct {
-	MaxAddedP50Ms float64 // median over trials of the added p50
-	MaxAddedP99Ms float64 // median over trials of the added p99
+	MaxAddedP50Ms float64 // two-hop added p50: the median over trials
+	MaxAddedP99Ms float64 // two-hop added p99: the median over trials
 	MaxVmHWMMB    float64 // every proxy's VmHWM
 	MinSuccess    float64 // every path's success rate
 }
 
 // DefaultGate is make bench-gate's: two proxies add at most 0.5 ms at p50
-// and 1 ms at p99, and no proxy ever holds more than 10 MB resident.
+// and 1 ms at p99, no proxy ever holds more than 10 MB resident, and no
+// path fails more than 1 request in 1000.
 var DefaultGate = Gate{MaxAddedP50Ms: 0.5, MaxAddedP99Ms: 1, MaxVmHWMMB: 10, MinSuccess: 0.999}
 
-// Check returns one line per violated limit; none means the gate passes.
-// Latency limits judge the median over trials (the point estimate); the
-// confidence interval is reported so a reader sees how sure it is.
-func (g Gate) Check(r *Report) []string {
+// Decision is a gate's verdict on a report, figure by figure.
+type Decision struct {
+	// Verdict is results.Fail if a figure failed, else
+	// results.Inconclusive if one is undecided, else results.Pass.
+	Verdict results.Verdict `json:"verdict"`
+	// Trials is the number of interleaved trials decided on.
+	Trials int `json:"trials"`
+	// MaxTrials is the cap the gate could extend the trials to.
+	MaxTrials int `json:"max_trials,omitempty"`
+	// Checks are the gated figures, each with its measured value, the
+	// evidence (interval or count), its verdict and why.
+	Checks []results.Assertion `json:"checks"`
+	// Looks are the successive decisions as trials were added.
+	Looks []Look `json:"looks,omitempty"`
+}
+
+// Look is one decision on the way: after this many trials, this verdict,
+// with these figures undecided.
+type Look struct {
+	Trials    int             `json:"trials"`
+	Verdict   results.Verdict `json:"verdict"`
+	Undecided []string        `json:"undecided,omitempty"`
+}
+
+// undecided names the inconclusive checks.
+func (d Decision) undecided() []string {
 	var out []string
-	if two := r.Path(PathTwoHop); two != nil {
-		if g.MaxAddedP50Ms > 0 && two.AddedP50Ms.Median > g.MaxAddedP50Ms {
-			out = append(out, fmt.Sprintf("two-hop added p50 %.3f ms > %.3g ms (95%% CI %.3f..%.3f)", two.AddedP50Ms.Median, g.MaxAddedP50Ms, two.AddedP50Ms.Lo, two.AddedP50Ms.Hi))
-		}
-		if g.MaxAddedP99Ms > 0 && two.AddedP99Ms.Median > g.MaxAddedP99Ms {
-			out = append(out, fmt.Sprintf("two-hop added p99 %.3f ms > %.3g ms (95%% CI %.3f..%.3f)", two.AddedP99Ms.Median, g.MaxAddedP99Ms, two.AddedP99Ms.Lo, two.AddedP99Ms.Hi))
-		}
-	}
-	for _, p := range r.Procs {
-		if g.MaxVmHWMMB > 0 && p.VmHWMMB > g.MaxVmHWMMB {
-			out = append(out, fmt.Sprintf("%s VmHWM %.2f MB > %.3g MB", p.Name, p.VmHWMMB, g.MaxVmHWMMB))
-		}
-	}
-	for _, p := range r.Paths {
-		if g.MinSuccess > 0 && p.SuccessRate < g.MinSuccess {
-			out = append(out, fmt.Sprintf("%s success rate %.4f < %.4g", p.Name, p.SuccessRate, g.MinSuccess))
+	for _, c := range d.Checks {
+		if c.Verdict == results.Inconclusive {
+			out = append(out, c.Phase+" "+c.Metric)
 		}
 	}
 	return out
+}
+
+// Decide judges r against g, with the rules of package results/assert:
+//
+//   - two-hop added p50 and p99 by their 95 % interval over trials (the
+//     median's, distribution-free): PASS when the interval's upper bound is
+//     within the limit, FAIL when its lower bound is beyond it,
+//     INCONCLUSIVE when it straddles the limit (or when fewer than 6 trials
+//     give no interval);
+//   - every path's success rate by its count over all trials: FAIL only
+//     when a one-sided 95 % bound shows the rate below the limit, PASS when
+//     the rate meets it, INCONCLUSIVE in between;
+//   - every proxy's VmHWM, the kernel's record of its peak resident set
+//     over the whole run, by value: one proxy over the limit FAILs. It is
+//     a maximum, not an estimate; there is nothing to average.
+func (g Gate) Decide(r *Report) Decision {
+	d := Decision{Verdict: results.Pass, Trials: r.TrialsCount}
+	check := func(subject, src string, m assert.Measure) {
+		a := assert.CheckMeasures(src, subject, assert.Metrics{strings.Fields(src)[0]: m})
+		d.Checks = append(d.Checks, a)
+		switch {
+		case a.Verdict == results.Fail || a.Verdict == results.Error:
+			d.Verdict = results.Fail
+		case a.Verdict == results.Inconclusive && d.Verdict == results.Pass:
+			d.Verdict = results.Inconclusive
+		}
+	}
+	limit := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	added := func(e Estimate) assert.Measure {
+		return assert.Measure{Value: e.Median, Interval: results.NewInterval(float64(e.Lo), float64(e.Hi), assert.Confidence, e.N)}
+	}
+	if two := r.Path(PathTwoHop); two != nil {
+		if g.MaxAddedP50Ms > 0 {
+			check(PathTwoHop, "added_p50_ms <= "+limit(g.MaxAddedP50Ms), added(two.AddedP50Ms))
+		}
+		if g.MaxAddedP99Ms > 0 {
+			check(PathTwoHop, "added_p99_ms <= "+limit(g.MaxAddedP99Ms), added(two.AddedP99Ms))
+		}
+	}
+	if g.MaxVmHWMMB > 0 {
+		for _, p := range r.Procs {
+			check(p.Name, "vmhwm_mb <= "+limit(g.MaxVmHWMMB), assert.Measure{Value: p.VmHWMMB})
+		}
+	}
+	if g.MinSuccess > 0 {
+		for _, p := range r.Paths {
+			m := assert.Measure{Value: math.NaN()}
+			if p.Requests > 0 {
+				m = assert.Measure{Value: p.SuccessRate, Count: &results.Count{K: p.Success, N: p.Requests}}
+			}
+			check(p.Name, "success_rate >= "+limit(g.MinSuccess), m)
+		}
+	}
+	return d
+}
+
+// WriteText prints the decision: the verdict, the rule, every figure with
+// its evidence, and the looks that led to it.
+func (d *Decision) WriteText(w io.Writer) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bench gate %s after %d interleaved trials", strings.ToUpper(string(d.Verdict)), d.Trials)
+	if d.MaxTrials > 0 {
+		fmt.Fprintf(&b, " (up to %d)", d.MaxTrials)
+	}
+	b.WriteString(":\n")
+	for _, c := range d.Checks {
+		b.WriteString("  " + c.Message + "\n")
+	}
+	if len(d.Looks) > 1 {
+		var steps []string
+		for _, l := range d.Looks {
+			s := fmt.Sprintf("%d trials: %s", l.Trials, l.Verdict)
+			if len(l.Undecided) > 0 {
+				s += " (" + strings.Join(l.Undecided, ", ") + " undecided)"
+			}
+			steps = append(steps, s)
+		}
+		b.WriteString("  looks: " + strings.Join(steps, "; then ") + "\n")
+	}
+	b.WriteString("  rule: added latency passes when all of its 95 % interval is within the limit, fails when none of it is, and is\n" +
+		"  inconclusive when it straddles the limit after the most trials allowed; a success rate fails only when its count\n" +
+		"  shows it below the limit (one-sided 95 %); VmHWM is each proxy's peak over the run.\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // WriteText prints the report as tables.
@@ -68,7 +168,18 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, p := range r.Procs {
 		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t\n", p.Name, p.Path, p.IdleVmRSSMB, p.MaxVmRSSMB, p.VmHWMMB)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nmachine noise: %s\n", r.Noise)
+	if busy, why := r.Noise.Busy(); busy {
+		fmt.Fprintf(w, "  the machine was busy (%s): latencies include a neighbour's share of the CPUs\n", why)
+	}
+	if r.Gate != nil {
+		fmt.Fprintln(w)
+		return r.Gate.WriteText(w)
+	}
+	return nil
 }
 
 // WriteJSON writes the report as indented JSON.
