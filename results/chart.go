@@ -273,6 +273,25 @@ func linearAxis(lo, hi float64, n int, format func(float64) string) axis {
 	return a
 }
 
+// spanAxis covers exactly [lo, hi], with ticks at the multiples of a "nice"
+// step (about n of them) that fall inside: a run of 32.4 s ends at 32.4 s,
+// not at 35 or 40.
+func spanAxis(lo, hi float64, n int, format func(float64) string) axis {
+	if !(hi > lo) {
+		hi = lo + 1
+	}
+	step := niceStep((hi - lo) / float64(n))
+	a := axis{min: lo, max: hi}
+	for k := math.Ceil(lo/step - 1e-9); k*step <= hi+step*1e-9; k++ {
+		v := k * step
+		if v == 0 {
+			v = 0 // not -0
+		}
+		a.ticks = append(a.ticks, tick{v, format(v)})
+	}
+	return a
+}
+
 func niceStep(raw float64) float64 {
 	p := math.Pow(10, math.Floor(math.Log10(raw)))
 	for _, m := range []float64{1, 2, 5, 10} {

@@ -6,7 +6,9 @@ import (
 	"html/template"
 	"io"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 //go:embed report.html.tmpl
@@ -21,6 +23,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"mark":    verdictMark,
 	"word":    verdictWord,
 	"measure": measured,
+	"pids":    func(p Process) []string { return p.pidHistory() },
 	"s1":      func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
 }).Parse(reportTemplate))
 
@@ -42,15 +45,31 @@ func (r *Result) WriteReport(w io.Writer) error {
 	if err := r.Failures(); err != nil {
 		data.FailText = err.Error()
 	}
-	colors := r.pathColors()
-	for _, c := range []*chart{r.latencyChart(colors), r.successChart(colors), r.distributionChart(colors), r.rssChart()} {
+	for _, c := range r.charts() {
 		// Trusted: chart.render escapes every text it draws.
-		data.Plots = append(data.Plots, template.HTML(c.render()))
-	}
-	if r.Propagation != nil {
-		data.PropagationPlot = template.HTML(r.propagationChart().render())
+		svg := template.HTML(c.render())
+		if c.id == propagationPlotID {
+			data.PropagationPlot = svg
+			continue
+		}
+		data.Plots = append(data.Plots, svg)
 	}
 	return reportTmpl.Execute(w, data)
+}
+
+const propagationPlotID = "plot-propagation"
+
+// charts are the report's plots in page order: latency and success over
+// time, the latency distribution, memory over time, and for a control-plane
+// scale run the propagation over time. The plots over time share one time
+// base and one x axis (timeAxis).
+func (r *Result) charts() []*chart {
+	colors := r.pathColors()
+	cs := []*chart{r.latencyChart(colors), r.successChart(colors), r.distributionChart(colors), r.rssChart()}
+	if r.Propagation != nil {
+		cs = append(cs, r.propagationChart())
+	}
+	return cs
 }
 
 // pathColors gives each path one color in every plot, in order of first
@@ -85,23 +104,66 @@ func (r *Result) seriesByPath() (paths []string, by map[string][]Second) {
 	return paths, by
 }
 
-// timeAxis spans the run in seconds.
-func (r *Result) timeAxis() axis {
-	end := r.duration()
+// timeSpan is the stretch of time the plots over time share, in seconds on
+// the run's one time base, where the series, the events and the process
+// samples all count from the same time 0 (for a scenario with load, the end
+// of its warm-up). It runs from the earliest sample (processes are sampled
+// through the warm-up, before 0) to the end of the measured load: the last
+// second of the series, phase or event. Without a per-second series
+// (interleaved trials, a control-plane scale run) it ends with the last
+// sample, change or event. Samples after it (the teardown) are not drawn.
+func (r *Result) timeSpan() (lo, hi float64) {
+	timed := len(r.Series) > 0
 	for _, s := range r.Series {
-		end = max(end, float64(s.OffsetS+1))
+		hi = max(hi, float64(s.OffsetS+1))
 	}
-	for _, ph := range r.Phases {
-		end = max(end, ph.EndS)
+	if timed {
+		// Not otherwise: the "whole" phase of interleaved trials adds
+		// up their durations, which is no point in time.
+		for _, ph := range r.Phases {
+			hi = max(hi, ph.EndS)
+		}
 	}
 	for _, e := range r.Events {
-		end = max(end, e.OffsetS)
+		hi = max(hi, e.OffsetS)
 	}
-	return linearAxis(0, max(end, 1), 10, func(v float64) string { return fmtTick(v) + " s" })
+	if p := r.Propagation; p != nil {
+		for _, c := range p.PerChange {
+			hi = max(hi, c.OffsetS)
+		}
+	}
+	for _, p := range r.Processes {
+		for _, s := range p.RSS {
+			lo = min(lo, s.OffsetS)
+			if !timed {
+				hi = max(hi, s.OffsetS)
+			}
+		}
+	}
+	if hi <= lo {
+		hi = lo + 1
+	}
+	return lo, hi
 }
 
-// timeDecor returns the fault markers and the excluded-phase bands shared
-// by the plots over time.
+// timeAxis spans timeSpan exactly: it ends where the run ends, not at the
+// next round number.
+func (r *Result) timeAxis() axis {
+	lo, hi := r.timeSpan()
+	return spanAxis(lo, hi, 10, func(v float64) string { return fmtTick(v) + " s" })
+}
+
+// timeLabel names the time axis: where its 0 is.
+func (r *Result) timeLabel() string {
+	if len(r.Series) > 0 {
+		return "time since the end of the warm-up"
+	}
+	return "time since start"
+}
+
+// timeDecor returns the fault markers and the shaded bands shared by the
+// plots over time: the excluded phases, and the warm-up before time 0 when
+// the processes were sampled through it.
 func (r *Result) timeDecor() ([]marker, []band) {
 	var ms []marker
 	for _, e := range r.Events {
@@ -112,6 +174,9 @@ func (r *Result) timeDecor() ([]marker, []band) {
 		ms = append(ms, marker{x: e.OffsetS, label: label, bad: !e.OK})
 	}
 	var bs []band
+	if lo, _ := r.timeSpan(); lo < 0 && len(r.Series) > 0 {
+		bs = append(bs, band{from: lo, to: 0, label: "warm-up"})
+	}
 	for _, ph := range r.Phases {
 		if ph.Excluded {
 			bs = append(bs, band{from: ph.StartS, to: ph.EndS, label: ph.Name + " (excluded)"})
@@ -122,7 +187,7 @@ func (r *Result) timeDecor() ([]marker, []band) {
 
 func (r *Result) latencyChart(colors map[string]string) *chart {
 	c := &chart{id: "plot-latency", title: "Latency over time: p50 and p99 per second (ms)",
-		xLabel: "time since start", yLabel: "latency (ms)", x: r.timeAxis(), empty: "no time series recorded"}
+		xLabel: r.timeLabel(), yLabel: "latency (ms)", x: r.timeAxis(), empty: "no time series recorded"}
 	paths, by := r.seriesByPath()
 	for _, p := range paths {
 		var p50, p99 []point
@@ -145,7 +210,7 @@ func (r *Result) latencyChart(colors map[string]string) *chart {
 
 func (r *Result) successChart(colors map[string]string) *chart {
 	c := &chart{id: "plot-success", title: "Success rate over time, per second",
-		xLabel: "time since start", yLabel: "success rate", x: r.timeAxis(), empty: "no time series recorded"}
+		xLabel: r.timeLabel(), yLabel: "success rate", x: r.timeAxis(), empty: "no time series recorded"}
 	paths, by := r.seriesByPath()
 	lo := 1.0
 	for _, p := range paths {
@@ -228,19 +293,93 @@ func (r *Result) distributionChart(colors map[string]string) *chart {
 }
 
 func (r *Result) rssChart() *chart {
-	c := &chart{id: "plot-rss", title: "Resident memory over time: VmRSS per process (MiB)",
-		xLabel: "time since start", yLabel: "VmRSS (MiB)", x: r.timeAxis(), empty: "no processes sampled"}
+	c := &chart{id: "plot-rss", title: "Resident memory over time: VmRSS per process (MiB); a gap is a time no process of that name ran",
+		xLabel: r.timeLabel(), yLabel: "VmRSS (MiB)", x: r.timeAxis(), empty: "no processes sampled"}
 	hi := 0.0
 	for i, p := range r.Processes {
-		pts := make([]point, len(p.RSS))
-		for j, s := range p.RSS {
-			pts[j] = point{s.OffsetS, s.MB}
+		for _, s := range p.RSS {
 			hi = max(hi, s.MB)
 		}
 		c.lines = append(c.lines, line{label: fmt.Sprintf("%s (%s) max %s, HWM %s", p.Name, p.Role, fmtMB(p.VmRSSMaxMB), fmtMB(p.VmHWMMB)),
-			color: palette[i%len(palette)], width: 2, points: pts})
+			color: palette[i%len(palette)], width: 2, points: rssPoints(p.RSS)})
 	}
 	c.y = linearAxis(0, max(hi*1.1, 1), 5, fmtTick)
-	c.markers, _ = r.timeDecor()
+	c.markers, c.bands = r.timeDecor()
 	return c
+}
+
+// rssPoints turns one process's samples into a line that breaks (a NaN
+// point) wherever no process ran: between two pids, from the old one's
+// last sample to the new one's first (a kill and a restart), so the time
+// it was dead is a gap, not a diagonal. Samples without a pid (results
+// written before pids were recorded) break across a silence of more than
+// three sampling intervals instead.
+func rssPoints(rss []RSSPoint) []point {
+	var steps []float64
+	for i := 1; i < len(rss); i++ {
+		steps = append(steps, rss[i].OffsetS-rss[i-1].OffsetS)
+	}
+	silence := math.Inf(1)
+	if len(steps) > 0 {
+		slices.Sort(steps)
+		silence = 3 * steps[len(steps)/2]
+	}
+	pts := make([]point, 0, len(rss))
+	for i, s := range rss {
+		if i > 0 {
+			prev := rss[i-1]
+			if prev.PID != s.PID || (s.PID == 0 && s.OffsetS-prev.OffsetS > silence) {
+				pts = append(pts, point{(prev.OffsetS + s.OffsetS) / 2, math.NaN()})
+			}
+		}
+		pts = append(pts, point{s.OffsetS, s.MB})
+	}
+	return pts
+}
+
+// pidHistory says which pids ran under p's name and when they changed:
+// "4102 (gone at 15.2 s)", "4230 (from 25.1 s)". A pid sampled to the end
+// of a run it started with is just its number. Results written before
+// lives were recorded give their distinct pids.
+func (p Process) pidHistory() []string {
+	if len(p.Lives) == 0 {
+		var out []string
+		seen := map[int]bool{}
+		for _, pid := range p.PIDs {
+			if !seen[pid] {
+				seen[pid] = true
+				out = append(out, strconv.Itoa(pid))
+			}
+		}
+		return out
+	}
+	out := make([]string, 0, len(p.Lives))
+	for i, l := range p.Lives {
+		var when []string
+		if i > 0 {
+			when = append(when, "from "+fmtSeconds(l.FirstS))
+		}
+		if l.EndS != nil {
+			how, detail, _ := strings.Cut(l.End, ": ")
+			if strings.HasPrefix(how, "replaced") {
+				how = "replaced"
+			}
+			w := how + " at " + fmtSeconds(*l.EndS)
+			if detail != "" {
+				w += ": " + detail
+			}
+			when = append(when, w)
+		}
+		s := strconv.Itoa(l.PID)
+		if len(when) > 0 {
+			s += " (" + strings.Join(when, ", ") + ")"
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// fmtSeconds formats an offset: "15.2 s", "−1.0 s".
+func fmtSeconds(v float64) string {
+	return strings.Replace(strconv.FormatFloat(v, 'f', 1, 64), "-", "−", 1) + " s"
 }

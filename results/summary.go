@@ -84,15 +84,19 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	}
 
 	if len(r.Processes) > 0 {
-		b.WriteString("## Resources\n\nMemory in MiB from /proc/<pid>/status: VmRSS sampled through the run (max), VmHWM the kernel's peak. CPU is utime+stime.\n\n")
-		b.WriteString("| process | role | VmRSS max | VmHWM | CPU s | CPU µs/request | note |\n|---|---|--:|--:|--:|--:|---|\n")
+		b.WriteString("## Resources\n\nMemory in MiB from /proc/<pid>/status: VmRSS sampled through the run (max), VmHWM the kernel's peak. CPU is utime+stime. Each pid is listed once, with when it went and when its successor came.\n\n")
+		b.WriteString("| process | role | pids | VmRSS max | VmHWM | CPU s | CPU µs/request |\n|---|---|---|--:|--:|--:|--:|\n")
 		for _, p := range r.Processes {
 			perReq := "—"
 			if p.Requests > 0 {
 				perReq = fmtNum(p.CPUMicrosPerRequest)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", cell(p.Name), cell(p.Role),
-				fmtMB(p.VmRSSMaxMB), fmtMB(p.VmHWMMB), fmtNum(p.CPUSeconds), perReq, cell(p.Note))
+			pids := strings.Join(p.pidHistory(), ", ")
+			if len(p.Lives) == 0 && p.Note != "" {
+				pids += "; " + p.Note // written before lives: the note says what happened
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", cell(p.Name), cell(p.Role), cell(pids),
+				fmtMB(p.VmRSSMaxMB), fmtMB(p.VmHWMMB), fmtNum(p.CPUSeconds), perReq)
 		}
 		b.WriteString("\n")
 	}
