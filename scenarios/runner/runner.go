@@ -76,7 +76,7 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 	switch o.Env {
 	case EnvLocal:
 	case EnvNetns:
-		return nil, errors.New("environment netns: not built yet; it needs Linux, root, iproute2 and iptables (use --env local)")
+		return nil, netnsUnavailable()
 	case EnvKind:
 		return nil, errors.New("environment kind: needs a Docker engine and the Kubernetes support of a later release (use --env local)")
 	case EnvKube:
