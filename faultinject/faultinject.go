@@ -107,6 +107,7 @@ func Default() *Registry {
 		podAction{"resume", func(_ context.Context, p Pod) error { return p.Resume() }},
 		podAction{"reset_behaviour", func(ctx context.Context, p Pod) error { return p.ResetBehaviour(ctx) }},
 		behaviourFault{},
+		drainFault{}, drainFault{undrain: true},
 		&chaosFault{},
 		clearChaos{},
 	}, identityFaults()...) {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 )
@@ -150,6 +151,9 @@ func (ds *destinations) add(authority string, now int64) *destination {
 	d.used.Store(now)
 	ds.m[authority] = d
 	go ds.src.Watch(ctx, authority, func(s endpoint.Snapshot) {
+		if plant.On(plant.UpdatesIgnored) && d.exists.Load() {
+			return // the first endpoints stay, whatever discovery says later
+		}
 		d.exists.Store(s.Exists)
 		d.learn(ds.peers, s.Endpoints) // identities first: the balancer may pick at once
 		d.bal.Update(s.Endpoints)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
@@ -45,6 +46,7 @@ var (
 	errClientShare      = errors.New("this client holds its share of the in-flight requests")
 	errNoTarget         = errors.New("no destination for this connection")
 	errDiscovery        = errors.New("timed out waiting for service discovery")
+	errPlanted          = errors.New("planted defect fail-some: this test build fails one request in twenty")
 )
 
 // connectError is a failure to connect to an endpoint: nothing was sent, so
@@ -230,7 +232,13 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, r, err)
 	} else if share, err := l.admit(c); err != nil {
 		writeError(rec, r, err)
+	} else if plant.On(plant.FailSome) && l.planted.Add(1)%20 == 0 {
+		l.done(c, share)
+		writeError(rec, r, errPlanted)
 	} else {
+		if plant.On(plant.SlowHop) {
+			time.Sleep(time.Millisecond)
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			ctl := http.NewResponseController(w)
 			if r.ProtoMajor == 1 {

@@ -28,6 +28,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/detect"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
@@ -106,6 +107,7 @@ type listener struct {
 	rejectedConn   *atomic.Uint64
 	rejectedClient *atomic.Uint64
 	resetClosed    *atomic.Uint64 // connections closed for rapid reset
+	planted        atomic.Uint64  // requests seen by the fail-some defect (test builds)
 	// Detected connections go to the server of their protocol. One server
 	// for both would peek 24 bytes for the HTTP/2 preface and so stall on
 	// any shorter HTTP/1 request.
@@ -119,6 +121,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, fmt.Errorf("proxy config: %w", err)
 	}
+	plantDefects(&cfg)
 	p := &Proxy{
 		cfg:      cfg,
 		log:      cfg.Logger,
@@ -312,7 +315,20 @@ func (p *Proxy) dialTLS(ctx context.Context, network, addr, alpn string) (net.Co
 // meshed endpoint discovery gives an identity for, usable or not (an
 // unusable one fails in dialTLS).
 func (p *Proxy) mtlsTo(ep *endpoint.Endpoint) bool {
-	return p.cfg.Identity != nil && ep.Meshed && ep.Identity != ""
+	return p.cfg.Identity != nil && ep.Meshed && ep.Identity != "" && !plant.On(plant.MTLSOff)
+}
+
+// plantDefects applies the planted defect of a test build (internal/plant)
+// to the configuration; in a release build it does nothing.
+func plantDefects(cfg *Config) {
+	switch {
+	case plant.On(plant.EWMAOff):
+		cfg.Balance.RoundRobin = true
+	case plant.On(plant.FailoverOff):
+		cfg.Failover = nil
+	case plant.On(plant.MTLSOff):
+		cfg.RequireMTLS = false
+	}
 }
 
 // tlsLabel says whether traffic to ep is mutual TLS, or why not.

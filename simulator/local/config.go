@@ -41,11 +41,12 @@ const (
 	ControllerPackage = "github.com/skiff-mesh/skiff/cmd/skiff-controller"
 )
 
-// BuildBinaries builds skiff-proxy and skiff-demo into dir (created if
-// needed) with `go build -trimpath` and CGO_ENABLED=0, so a run on a fresh
-// clone needs only Go. It must run inside the Skiff module (any directory
+// BuildBinaries builds skiff-proxy, skiff-demo and skiff-controller into
+// dir (created if needed) with `go build -trimpath` and CGO_ENABLED=0, so
+// a run on a fresh clone needs only Go; tags are build tags (plant, for
+// the planted defects). It must run inside the Skiff module (any directory
 // of the checkout); the build cache makes repeated calls cheap.
-func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
+func BuildBinaries(ctx context.Context, dir string, tags ...string) (Binaries, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return Binaries{}, fmt.Errorf("build binaries: the go command is not on PATH (%w); install Go or pass Config.Bin", err)
@@ -57,7 +58,12 @@ func BuildBinaries(ctx context.Context, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, fmt.Errorf("build binaries: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-o", dir+string(filepath.Separator), ProxyPackage, DemoPackage, ControllerPackage)
+	args := []string{"build", "-trimpath"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	args = append(args, "-o", dir+string(filepath.Separator), ProxyPackage, DemoPackage, ControllerPackage)
+	cmd := exec.CommandContext(ctx, goBin, args...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

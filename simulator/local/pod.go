@@ -48,6 +48,7 @@ type Pod struct {
 	down    bool    // killed, stopped or starting: neither probed nor ready
 	paused  bool
 	healthy bool // the prober's verdict
+	drained bool // taken out of the registry while running (Drain)
 	fails   int  // probes failed in a row
 }
 
@@ -164,7 +165,7 @@ func (p *Pod) Ready() bool {
 }
 
 func (p *Pod) readyLocked() bool {
-	if p.down || !p.healthy || len(p.procs) == 0 {
+	if p.down || p.drained || !p.healthy || len(p.procs) == 0 {
 		return false
 	}
 	for _, pr := range p.procs {
@@ -624,6 +625,30 @@ func (p *Pod) Restart(ctx context.Context) error {
 	}
 	if err := p.start(ctx); err != nil {
 		return fmt.Errorf("local: restart: %w", err)
+	}
+	return nil
+}
+
+// Drain takes the pod out of the registry while its processes keep
+// running and serving whoever still sends to them: Kubernetes' not-ready
+// pod. The registry changes before Drain returns.
+func (p *Pod) Drain() error { return p.setDrained(true) }
+
+// Undrain puts a drained pod back into the registry (once its prober finds
+// it healthy).
+func (p *Pod) Undrain() error { return p.setDrained(false) }
+
+func (p *Pod) setDrained(on bool) error {
+	p.opMu.Lock()
+	defer p.opMu.Unlock()
+	p.mu.Lock()
+	p.drained = on
+	p.mu.Unlock()
+	p.env.publish()
+	if on {
+		p.log.Info("pod drained: out of the registry, still running")
+	} else {
+		p.log.Info("pod back in the registry")
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	destinationv1 "github.com/skiff-mesh/skiff/mesh/api/destination/v1"
 	"github.com/skiff-mesh/skiff/mesh/discovery"
 )
@@ -161,6 +162,13 @@ func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Des
 			continue
 		}
 		msgs := updates(sent, st)
+		if plant.On(plant.SlowFanout) && sent != nil {
+			select {
+			case <-time.After(150 * time.Millisecond):
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
+			}
+		}
 		for _, u := range msgs {
 			if err := stream.Send(u); err != nil {
 				return err

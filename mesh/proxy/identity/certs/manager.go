@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 )
 
@@ -324,6 +325,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 			wait = m.NextRenewal().Sub(m.now())
+			if plant.On(plant.RenewalOff) {
+				<-ctx.Done() // the first certificate is the last
+				return ctx.Err()
+			}
 		}
 		t := time.NewTimer(wait)
 		select {

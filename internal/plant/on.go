@@ -1,0 +1,33 @@
+//go:build plant
+
+package plant
+
+import "os"
+
+// Built reports whether this build has planted defects.
+const Built = true
+
+// active is the defect this process runs with, from SKIFF_PLANT.
+var active = Defect(os.Getenv(EnvVar))
+
+// EnvVar names the environment variable that turns a defect on.
+const EnvVar = "SKIFF_PLANT"
+
+// On reports whether defect d is planted in this process.
+func On(d Defect) bool { return active == d }
+
+// Active returns the planted defect, or "".
+func Active() Defect { return active }
+
+// Catalogue lists every defect with what it breaks.
+var Catalogue = []Info{
+	{SlowHop, "the proxy waits 1 ms before forwarding each request"},
+	{FailSome, "the proxy answers one request in twenty with 502"},
+	{EWMAOff, "the balancer ignores latency (round robin)"},
+	{FailoverOff, "the proxy ignores its failover rules"},
+	{MTLSOff, "proxies talk plaintext to each other, and accept it"},
+	{UpdatesIgnored, "the proxy keeps the first endpoints of each authority and ignores later changes"},
+	{RenewalOff, "the proxy never renews its workload certificate"},
+	{BundleNotReloaded, "the proxy ignores changes of its trust anchors file"},
+	{SlowFanout, "the controller waits 150 ms before sending each Destination update"},
+}
