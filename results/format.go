@@ -74,6 +74,15 @@ func verdictMark(v Verdict) string {
 	}
 }
 
+// assertionMark is an assertion's verdict mark, and "known" after it for
+// a known failure that did not decide the run.
+func assertionMark(a Assertion) string {
+	if !a.Counts() {
+		return verdictMark(a.Verdict) + " known"
+	}
+	return verdictMark(a.Verdict)
+}
+
 // verdictWord is the verdict in capitals, "NOT JUDGED" for the zero value.
 func verdictWord(v Verdict) string {
 	if v == "" {

@@ -21,6 +21,7 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 	"num":     fmtNum,
 	"counts":  fmtCounts,
 	"mark":    verdictMark,
+	"amark":   assertionMark,
 	"word":    verdictWord,
 	"measure": measured,
 	"pids":    func(p Process) []string { return p.pidHistory() },

@@ -302,6 +302,17 @@ type Assertion struct {
 	// success_rate >= 0.999: measured 0.9975 (6 of 2400 failed; 95 %
 	// upper bound 0.99891 < 0.999)".
 	Message string `json:"message"`
+	// KnownFailure, when set, says why this assertion is known to fail
+	// today (the scenario's known_failure). Its FAIL or INCONCLUSIVE does
+	// not decide the run's verdict; its ceiling, a separate assertion,
+	// does.
+	KnownFailure string `json:"known_failure,omitempty"`
+}
+
+// Counts says whether a's verdict decides the run: every assertion but a
+// known failure that did not pass.
+func (a Assertion) Counts() bool {
+	return a.KnownFailure == "" || a.Verdict == Pass || a.Verdict == Error || a.Verdict == ""
 }
 
 // Rules an assertion's verdict is decided by (Assertion.Rule).
@@ -389,6 +400,7 @@ func (r *Result) Judge() Verdict {
 	}
 	for _, a := range r.Assertions {
 		switch {
+		case !a.Counts():
 		case a.Verdict == Error || a.Verdict == "":
 			v = Error
 		case a.Verdict == Fail && (v == Pass || v == Inconclusive):
@@ -410,11 +422,23 @@ func (r *Result) Failures() error {
 		errs = append(errs, fmt.Errorf("ERROR run: %s", r.Err))
 	}
 	for _, a := range r.Assertions {
-		if a.Verdict != Pass {
+		if a.Verdict != Pass && a.Counts() {
 			errs = append(errs, errors.New(a.Message))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// KnownFailures lists the messages of the known failures that did not
+// pass, which did not decide the verdict.
+func (r *Result) KnownFailures() []string {
+	var out []string
+	for _, a := range r.Assertions {
+		if !a.Counts() {
+			out = append(out, a.Message)
+		}
+	}
+	return out
 }
 
 // Phase returns the phase named name, or nil.

@@ -261,3 +261,30 @@ func TestReportEmpty(t *testing.T) {
 		t.Errorf("summary does not say why the run failed:\n%s", md.String())
 	}
 }
+
+// A known failure that fails does not decide the verdict and is not among
+// the failures; its ceiling does; an error is an error, known or not.
+func TestJudgeKnownFailure(t *testing.T) {
+	known := Assertion{Verdict: Fail, Message: "KNOWN FAIL [whole] proxy_vmhwm_mb <= 10", KnownFailure: "issue 12"}
+	ceiling := Assertion{Verdict: Pass, Message: "PASS [whole] proxy_vmhwm_mb <= 12"}
+	r := &Result{Assertions: []Assertion{known, ceiling}}
+	if v := r.Judge(); v != Pass || r.Failures() != nil {
+		t.Errorf("known failure under its ceiling: %s, failures %v", v, r.Failures())
+	}
+	if k := r.KnownFailures(); len(k) != 1 || k[0] != known.Message {
+		t.Errorf("known failures: %q", k)
+	}
+	ceiling.Verdict = Fail
+	if v := (&Result{Assertions: []Assertion{known, ceiling}}).Judge(); v != Fail {
+		t.Errorf("ceiling broken: %s, want fail", v)
+	}
+	known.Verdict = Inconclusive
+	ceiling.Verdict = Pass
+	if v := (&Result{Assertions: []Assertion{known, ceiling}}).Judge(); v != Pass {
+		t.Errorf("known failure inconclusive: %s, want pass", v)
+	}
+	known.Verdict = Error
+	if v := (&Result{Assertions: []Assertion{known, ceiling}}).Judge(); v != Error {
+		t.Errorf("known failure not evaluated: %s, want error", v)
+	}
+}

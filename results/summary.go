@@ -47,7 +47,7 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	if len(r.Assertions) > 0 {
 		b.WriteString("## Assertions\n\n|   | phase | assertion | measured |\n|---|---|---|---|\n")
 		for _, a := range r.Assertions {
-			fmt.Fprintf(&b, "| %s | %s | `%s` | %s |\n", verdictMark(a.Verdict), cell(a.Phase), cell(a.Expr), cell(measured(a)))
+			fmt.Fprintf(&b, "| %s | %s | `%s` | %s |\n", assertionMark(a), cell(a.Phase), cell(a.Expr), cell(measured(a)))
 		}
 		b.WriteString("\n")
 	}

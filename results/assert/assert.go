@@ -45,7 +45,12 @@
 //     is unbounded (fewer than MinTrialsFor95 trials).
 //   - Anything else, and "==" or "!=" always, is judged by its value.
 //
-// A metric without data (NaN) fails.
+// A metric without data (NaN) fails. On a machine measured busy apart from
+// the run (Measure.Busy), a latency that fails by no more than the machine's
+// own noise (Measure.Margin: the direct path's spread over trials, or the
+// load generator's lateness) is inconclusive instead: the run cannot tell
+// the mesh's latency from a neighbour's. A failure that clears the noise
+// stands, and rates and memory are never excused.
 package assert
 
 import (

@@ -273,3 +273,37 @@ func TestCheckMeasuresMessages(t *testing.T) {
 		t.Errorf("an unbounded interval must be recorded without bounds: %+v", a.Interval)
 	}
 }
+
+// On a busy machine a latency FAIL stands only when it clears the limit by
+// more than the machine's own noise; otherwise it is inconclusive.
+func TestDecideBusyMachine(t *testing.T) {
+	busy := "other processes used 1.34 of 2 CPUs"
+	for _, tc := range []struct {
+		src  string
+		m    Measure
+		want results.Verdict
+		why  string
+	}{
+		// The bench on a loaded machine: [0.524, 18.9] is beyond 0.5, by
+		// 0.024 ms, less than the direct path's own 0.18 ms spread.
+		{"added_p50_ms <= 0.5", Measure{Value: 0.76, Interval: results.NewInterval(0.524, 18.9, 0.95, 6), Busy: busy, Margin: 0.18, MarginOf: "the direct path's spread"},
+			results.Inconclusive, "95 % CI [0.524, 18.9] over 6 trials: none of it meets 0.5; but beyond 0.5 by only 0.024, within the machine's own noise (0.18, the direct path's spread) while it was busy: " + busy},
+		// A proxy 1 ms slower is beyond any neighbour's noise.
+		{"added_p50_ms <= 0.5", Measure{Value: 1.5, Interval: results.NewInterval(1.4, 1.7, 0.95, 6), Busy: busy, Margin: 0.18, MarginOf: "the direct path's spread"},
+			results.Fail, ""},
+		// Quiet: the rule of the interval alone.
+		{"added_p50_ms <= 0.5", Measure{Value: 0.76, Interval: results.NewInterval(0.524, 18.9, 0.95, 6), Margin: 0.18}, results.Fail, ""},
+		// A single run's absolute latency, against the load generator's
+		// own lateness.
+		{"p99_ms < 50", Measure{Value: 53, Busy: busy, Margin: 5.7, MarginOf: "the load generator's p99 lateness"}, results.Inconclusive, ""},
+		{"p99_ms < 50", Measure{Value: 80, Busy: busy, Margin: 5.7, MarginOf: "the load generator's p99 lateness"}, results.Fail, ""},
+		// A pass is a pass, busy or not.
+		{"p99_ms < 50", Measure{Value: 20, Busy: busy, Margin: 5.7}, results.Pass, ""},
+	} {
+		e, _ := Parse(tc.src)
+		d := e.Decide(tc.m)
+		if d.Verdict != tc.want || (tc.why != "" && d.Why != tc.why) {
+			t.Errorf("%s %+v: %s (%s), want %s (%s)", tc.src, tc.m, d.Verdict, d.Why, tc.want, tc.why)
+		}
+	}
+}

@@ -39,6 +39,18 @@ type Measure struct {
 	// does, inconclusive when it straddles the threshold or is unbounded
 	// (fewer than MinTrialsFor95 trials). Interval wins over Count.
 	Interval *results.Interval
+	// Busy, when not empty, says the machine was busy apart from the run
+	// while the value was measured, and why ("other processes used 1.3 of
+	// 2 CPUs"). A FAIL whose evidence clears the threshold by no more than
+	// Margin, the machine's own noise in the metric's unit, is then
+	// INCONCLUSIVE: the run cannot tell the mesh's share from the
+	// neighbour's. Set it for latency only; a mesh must not fail requests
+	// or grow its memory because its machine is busy.
+	Busy   string
+	Margin float64
+	// MarginOf names what Margin is ("the direct path's spread"), for the
+	// message.
+	MarginOf string
 }
 
 // Metrics are the measures of one phase, by metric key.
@@ -70,6 +82,50 @@ type Decision struct {
 // always judged by value: they ask for exactness ("success_rate == 1":
 // every request), which no bound relaxes. A NaN value fails.
 func (e Expr) Decide(m Measure) Decision {
+	d := e.decide(m)
+	if d.Verdict != results.Fail || m.Busy == "" || math.IsNaN(m.Value) || e.Op == EQ || e.Op == NE {
+		return d
+	}
+	// How far beyond the threshold the evidence is: the near end of the
+	// interval, or the value.
+	lo, hi := m.Value, m.Value
+	if d.Interval != nil && d.Rule == results.RuleInterval {
+		lo, hi = d.Interval.Bounds()
+	}
+	clear := e.clearance(lo, hi)
+	if clear > m.Margin {
+		d.Why += fmt.Sprintf("; the machine was busy (%s), but this is beyond %s by %s, more than its own noise (%s, %s)",
+			m.Busy, e.bound(), formatNum(clear), formatNum(m.Margin), m.MarginOf)
+		return d
+	}
+	d.Verdict = results.Inconclusive
+	prefix := ""
+	if d.Rule == results.RuleInterval {
+		prefix = d.Why + "; but "
+	}
+	d.Why = fmt.Sprintf("%sbeyond %s by only %s, within the machine's own noise (%s, %s) while it was busy: %s",
+		prefix, e.bound(), formatNum(clear), formatNum(m.Margin), m.MarginOf, m.Busy)
+	return d
+}
+
+// clearance is how far [lo, hi], wholly on the wrong side, is from the
+// threshold.
+func (e Expr) clearance(lo, hi float64) float64 {
+	switch e.Op {
+	case LT, LE:
+		return lo - e.Threshold
+	case GT, GE:
+		return e.Threshold - hi
+	case Within:
+		if hi < e.Threshold-e.Tolerance {
+			return e.Threshold - e.Tolerance - hi
+		}
+		return lo - (e.Threshold + e.Tolerance)
+	}
+	return 0
+}
+
+func (e Expr) decide(m Measure) Decision {
 	v := m.Value
 	point := Decision{Verdict: results.Fail, Rule: results.RulePoint}
 	if e.Holds(v) {

@@ -39,7 +39,8 @@ func TestList(t *testing.T) {
 // TestCatalogue checks every scenario against the catalogue's rules: it
 // parses and validates (full and --quick), it is called as its file, it
 // has a one-line description and a quick section that keeps it under
-// maxQuick, and every assertion's bound is justified by a comment.
+// maxQuick, every assertion's bound is justified by a comment, and it
+// names the planted defect that makes it fail.
 func TestCatalogue(t *testing.T) {
 	for _, name := range List() {
 		t.Run(name, func(t *testing.T) {
@@ -55,6 +56,9 @@ func TestCatalogue(t *testing.T) {
 			}
 			if len(s.Assertions) == 0 {
 				t.Error("no assertions: a scenario is a promise that can fail")
+			}
+			if len(s.Planted) == 0 {
+				t.Error("no planted defect: every scenario lands with the defect that makes it fail (planted:, docs/scenarios.md)")
 			}
 			if s.Quick == nil {
 				t.Fatal("no quick section: every scenario must run under --quick in CI")

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -28,17 +29,12 @@ func (r *run) progressSecond(warmup, total time.Duration) func(loadgen.Second) {
 		return nil
 	}
 	return func(s loadgen.Second) {
-		ok := 100.0
-		if s.Requests > 0 {
-			ok = 100 * float64(s.Success) / float64(s.Requests)
-		}
 		faults := strings.Join(r.activeFaults(), ", ")
 		if faults == "" {
 			faults = "none"
 		}
 		end := float64(s.Second+1) - warmup.Seconds()
-		status := fmt.Sprintf("t=%5.1fs  rate %4d/s  success %6.2f%%  p99 %7.2f ms  faults: %s",
-			end, s.Requests, ok, ms(s.P99US), faults)
+		status := fmt.Sprintf("t=%5.1fs  %s  faults: %s", end, secondStatus(s), faults)
 		if !r.o.TTY {
 			fmt.Fprintln(r.o.Progress, status)
 			return
@@ -53,4 +49,21 @@ func (r *run) progressDone() {
 	if r.o.Progress != nil && r.o.TTY {
 		fmt.Fprintln(r.o.Progress)
 	}
+}
+
+// secondStatus describes one second of load as it stands: every request
+// due in the second (by intended send time, the open model's schedule),
+// the share answered successfully so far, the failed ones, and those
+// outstanding (sent and not answered, or not sent yet). An outstanding
+// request is not a success yet, so a second with requests timing out
+// never reads 100 %; the share is rounded down for the same reason. The
+// p99 is of the answered requests.
+func secondStatus(s loadgen.Second) string {
+	due := s.Requests + s.Outstanding
+	success := "     — "
+	if due > 0 {
+		success = fmt.Sprintf("%6.2f%%", math.Floor(10000*float64(s.Success)/float64(due))/100)
+	}
+	return fmt.Sprintf("due %4d/s  success %s  failed %d  outstanding %d  p99 %7.2f ms",
+		due, success, s.Errors, s.Outstanding, ms(s.P99US))
 }

@@ -415,12 +415,14 @@ func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
 }
 
 // trials measures the meshed and the direct path alternately (A B A B …)
-// for added-latency gates; a timeline is not applied.
+// for added-latency gates; a timeline is not applied. While an assertion
+// decided over the trials is inconclusive, more trials follow
+// (trialsWanted).
 func (r *run) trials(ctx context.Context) (*loadResult, error) {
 	sc := r.sc
 	out := &loadResult{t0: time.Now()}
 	r.pods.start(out.t0)
-	for n := 1; n <= sc.Load.Trials; n++ {
+	for n, total := 1, sc.Load.Trials; n <= total; n++ {
 		tr := trial{n: n}
 		for _, direct := range []bool{false, true} {
 			lr, err := loadgen.Run(ctx, r.loadOptions(direct, sc.Load.Duration, sc.Load.Warmup, nil))
@@ -435,8 +437,11 @@ func (r *run) trials(ctx context.Context) (*loadResult, error) {
 		}
 		out.trials = append(out.trials, tr)
 		r.progressf("trial %d/%d: meshed p50 %.3f p99 %.3f ms | direct p50 %.3f p99 %.3f ms | added p99 %+.3f ms",
-			n, sc.Load.Trials, ms(tr.meshed.Latency.P50), ms(tr.meshed.Latency.P99), ms(tr.direct.Latency.P50), ms(tr.direct.Latency.P99),
+			n, total, ms(tr.meshed.Latency.P50), ms(tr.meshed.Latency.P99), ms(tr.direct.Latency.P50), ms(tr.direct.Latency.P99),
 			ms(tr.meshed.Latency.P99)-ms(tr.direct.Latency.P99))
+		if n == total {
+			total = r.trialsWanted(out.trials)
+		}
 	}
 	return out, nil
 }
@@ -518,6 +523,9 @@ func (r *run) targetPods(target string) ([]faultinject.Pod, error) {
 	}
 	return out, nil
 }
+
+// The local environment can drain pods (faultinject's drain fault).
+var _ faultinject.DrainPod = (*local.Pod)(nil)
 
 // rewatch adds the processes of restarted pods to the sampler.
 func (r *run) rewatch() {

@@ -105,7 +105,7 @@ assertions:
 			t.Errorf("no metric %s", name)
 		}
 	}
-	if metrics["controller_vmhwm_mb"] <= 0 {
+	if metrics["controller_vmhwm_mb"].Value <= 0 {
 		t.Error("the controller's memory was not sampled")
 	}
 	for _, f := range []string{results.ResultFile, results.SummaryFile, results.ReportFile, "hist/propagation.hdr", "logs/controller-controller.log", "endpoints.txt"} {

@@ -74,6 +74,7 @@ assertions:
   - {phase: during_fault, expr: "p99_ms < 50"}
   - {phase: whole, expr: "recovery_s < 3"}
   - {phase: after_recovery, expr: "share(echo-2) >= 0.2"}
+  - {phase: whole, expr: "success_rate >= 0.99"}
 quick:
   duration: 20s
   timeline_scale: 0.5
@@ -123,6 +124,7 @@ func TestParseExample(t *testing.T) {
 			{Phase: "during_fault", Expr: "p99_ms < 50"},
 			{Phase: "whole", Expr: "recovery_s < 3"},
 			{Phase: "after_recovery", Expr: "share(echo-2) >= 0.2"},
+			{Phase: "whole", Expr: "success_rate >= 0.99"},
 		},
 		Quick: &Quick{Duration: 20 * time.Second, TimelineScale: 0.5},
 	}

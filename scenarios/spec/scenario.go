@@ -42,6 +42,8 @@ const (
 	FaultResetBehaviour = "reset_behaviour" // back to the behaviour of the topology
 	FaultChaos          = "chaos"           // network chaos between pods (params by the fault type)
 	FaultClearChaos     = "clear_chaos"     // remove network chaos
+	FaultDrain          = "drain"           // take a pod out of discovery while it keeps running; undrain undoes it
+	FaultUndrain        = "undrain"         // put a drained pod back into discovery
 
 	// Identity rotation: these act on the certificate authority, so their
 	// target is ControllerTarget (see docs/identity.md for the procedure).
@@ -138,6 +140,10 @@ type Scenario struct {
 	// control plane alone at scale (see ControlPlaneScale): no topology,
 	// no load. Nil means an ordinary run.
 	ControlPlaneScale *ControlPlaneScale `yaml:"control_plane_scale,omitempty" json:"control_plane_scale,omitempty"`
+	// Planted lists the planted defects that must make the scenario fail,
+	// with the assertion that catches each (see Planted). Nil means none
+	// is declared; every catalogue scenario declares one.
+	Planted []Planted `yaml:"planted,omitempty" json:"planted,omitempty"`
 }
 
 // Topology is the set of services of a run.
@@ -414,6 +420,36 @@ type Assertion struct {
 	// that *_added_ms metrics come with Load.CompareDirect, and that share()
 	// names an existing pod. Required.
 	Expr string `yaml:"expr" json:"expr"`
+	// KnownFailure, when set, says why Expr is known to fail today and
+	// what is to make it hold ("issue 12: with mTLS each sidecar peaks at
+	// 10.5–11.3 MB"). The assertion is still judged and reported, as a
+	// known failure, but does not fail the run; Ceiling does instead.
+	KnownFailure string `yaml:"known_failure,omitempty" json:"known_failure,omitempty"`
+	// Ceiling is required with KnownFailure: the same metric and operator
+	// with a looser threshold, today's level and a margin, judged like any
+	// assertion, so that a known failure cannot get worse unnoticed.
+	Ceiling string `yaml:"ceiling,omitempty" json:"ceiling,omitempty"`
+}
+
+// Judged is the expression that decides the run: Ceiling for a known
+// failure, else Expr.
+func (a Assertion) Judged() string {
+	if a.KnownFailure != "" {
+		return a.Ceiling
+	}
+	return a.Expr
+}
+
+// KnownFailures lists the scenario's known failures, one line each:
+// "expr: why".
+func (s *Scenario) KnownFailures() []string {
+	var out []string
+	for _, a := range s.Assertions {
+		if a.KnownFailure != "" {
+			out = append(out, a.Expr+": "+a.KnownFailure)
+		}
+	}
+	return out
 }
 
 // Quick holds the overrides of --quick (see ApplyQuick). Zero fields
@@ -442,7 +478,7 @@ type Quick struct {
 // replaces them. The slice is new on every call.
 func DefaultFaults() []string {
 	return []string{FaultKill, FaultRestart, FaultPause, FaultResume, FaultBehaviour,
-		FaultResetBehaviour, FaultChaos, FaultClearChaos,
+		FaultResetBehaviour, FaultChaos, FaultClearChaos, FaultDrain, FaultUndrain,
 		FaultRotateIssuer, FaultAddTrustAnchor, FaultRetireTrustAnchors}
 }
 
@@ -704,6 +740,7 @@ func (s *Scenario) Clone() *Scenario {
 	}
 	c.Phases = slices.Clone(s.Phases)
 	c.Assertions = slices.Clone(s.Assertions)
+	c.Planted = slices.Clone(s.Planted)
 	c.ControlPlaneScale = s.ControlPlaneScale.clone()
 	if s.Quick != nil {
 		q := *s.Quick

@@ -2,7 +2,6 @@ package spec
 
 import (
 	"fmt"
-	"github.com/skiff-mesh/skiff/simulator/demo"
 	"maps"
 	"math"
 	"regexp"
@@ -10,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/simulator/demo"
 )
 
 // Option adjusts Parse, Load and Validate. Options are independent of each
@@ -151,12 +153,10 @@ func (v *validator) oneOf(path, what, val string, allowed []string) bool {
 }
 
 var (
-	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	phaseName   = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
-	httpMethod  = regexp.MustCompile(`^[A-Z]+$`)
-	grpcMethod  = regexp.MustCompile(`^/[A-Za-z0-9_.]+/[A-Za-z0-9_]+$`)
-	addedMetric = regexp.MustCompile(`\b[a-z0-9_]+_added_[a-z0-9_]+\b`)
-	shareCall   = regexp.MustCompile(`\bshare\(\s*([^)]*?)\s*\)`)
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	phaseName  = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	httpMethod = regexp.MustCompile(`^[A-Z]+$`)
+	grpcMethod = regexp.MustCompile(`^/[A-Za-z0-9_.]+/[A-Za-z0-9_]+$`)
 )
 
 func (v *validator) run() {
@@ -198,6 +198,10 @@ func (v *validator) run() {
 		v.phases()
 	}
 	v.assertions()
+	if s.ControlPlaneScale == nil {
+		v.successCoverage()
+	}
+	v.planted()
 	v.quickSection()
 }
 
@@ -618,17 +622,50 @@ func (v *validator) assertions() {
 			}
 			v.errf(p+".phase", "unknown phase %q%s", a.Phase, hint)
 		}
-		if m := addedMetric.FindString(expr); m != "" && !v.s.Load.CompareDirect {
-			v.errf(p+".expr", "%s needs load.compare_direct: true (it is the meshed minus the direct latency)", m)
+		if expr != "" && !strings.ContainsAny(expr, "\r\n") {
+			v.metricOf(p+".expr", expr)
 		}
-		for _, m := range shareCall.FindAllStringSubmatch(expr, -1) {
-			arg := strings.Trim(m[1], `"'`)
-			if svc := v.s.Service(arg); svc != nil {
-				v.errf(p+".expr", "share() takes a pod such as %q, not the service %q", svc.Pod(0), arg)
-				continue
-			}
-			v.target(p+".expr", arg)
+		v.knownFailure(p, a)
+	}
+}
+
+// knownFailure checks a known failure's reason and ceiling: the ceiling is
+// the assertion's metric and operator with a looser threshold.
+func (v *validator) knownFailure(p string, a Assertion) {
+	if a.KnownFailure == "" {
+		if a.Ceiling != "" {
+			v.errf(p+".ceiling", "only with known_failure: a ceiling bounds an assertion known to fail")
 		}
+		return
+	}
+	if strings.TrimSpace(a.KnownFailure) == "" || strings.ContainsAny(a.KnownFailure, "\r\n") {
+		v.errf(p+".known_failure", "must be one line saying why it fails and what is to fix it")
+	}
+	if strings.TrimSpace(a.Ceiling) == "" {
+		v.errf(p+".ceiling", "required with known_failure: the same metric with a looser threshold (today's level and a margin), so that a known failure cannot get worse unnoticed")
+		return
+	}
+	want, err1 := assert.Parse(a.Expr)
+	c, err2 := assert.Parse(a.Ceiling)
+	if err1 != nil {
+		return // reported for expr
+	}
+	if err2 != nil {
+		v.errf(p+".ceiling", "%v", err2)
+		return
+	}
+	var looser bool
+	switch want.Op {
+	case assert.LT, assert.LE:
+		looser = c.Threshold > want.Threshold
+	case assert.GT, assert.GE:
+		looser = c.Threshold < want.Threshold
+	default:
+		v.errf(p+".known_failure", "%s cannot be a known failure: only <, <=, > and >= have a looser ceiling", want.Op)
+		return
+	}
+	if c.Metric != want.Metric || c.Op != want.Op || !looser {
+		v.errf(p+".ceiling", "%q must test %s with %s and a looser threshold than %s", a.Ceiling, want.Metric, want.Op, strconv.FormatFloat(want.Threshold, 'g', -1, 64))
 	}
 }
 

@@ -23,7 +23,7 @@ topology:
 		{"unknown field without suggestion", `
 topology: {services: [{name: echo}]}
 colour: blue
-`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale`},
+`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale, planted`},
 		{"unknown field in a phase", `
 topology: {services: [{name: echo}]}
 phases: {p: {form: 1s}}
@@ -224,7 +224,7 @@ t.yaml:3:57: load.rate.steps[1].for: 0s is outside (0s, 24h0m0s]`},
 		{"fault unknown", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kil, target: echo}]
-`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
+`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "drain", "undrain", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
 		{"fault target missing", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kill}]
@@ -311,7 +311,7 @@ assertions: [{expr: "p99_added_ms <= 1"}]
 		{"share of a missing pod", `
 topology: {services: [{name: echo, replicas: 2}]}
 assertions: [{expr: "share(echo-2) >= 0.2"}]
-`, `t.yaml:3:21: assertions[0].expr: pod "echo-2" does not exist: service "echo" has 2 replicas (echo-0..echo-1)`},
+`, `t.yaml:3:21: assertions[0].expr: share(echo-2): pod "echo-2" does not exist: service "echo" has 2 replicas (echo-0..echo-1)`},
 		{"quick fields", `
 topology: {services: [{name: echo}]}
 quick: {duration: -1s, trials: 0, timeline_scale: 1.5, warmup: -2s}
