@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -20,6 +21,58 @@ type Gate struct {
 	MaxAddedP99Ms float64 // two-hop added p99: the median over trials
 	MaxVmHWMMB    float64 // every proxy's VmHWM
 	MinSuccess    float64 // every path's success rate
+	// Known are limits known not to hold today, by metric ("added_p50_ms",
+	// "added_p99_ms", "vmhwm_mb", "success_rate"): each is still judged
+	// and reported, as a known failure, but its ceiling decides instead,
+	// so that it cannot get worse unnoticed.
+	Known map[string]Known
+}
+
+// Known is a gate's limit known to fail: why, and the looser ceiling that
+// decides in its place (today's level and a margin).
+type Known struct {
+	Ceiling float64
+	Why     string
+}
+
+// ParseKnown reads a known failure as the --known flag writes it,
+// "METRIC<=CEILING: why" (success_rate with >=), and checks it against g:
+// a metric g gates, with a ceiling looser than its limit.
+func (g Gate) ParseKnown(s string) (string, Known, error) {
+	spec, why, ok := strings.Cut(s, ":")
+	why = strings.TrimSpace(why)
+	if !ok || why == "" {
+		return "", Known{}, fmt.Errorf("known failure %q: want METRIC<=CEILING: why (e.g. %q)", s, "added_p50_ms<=0.75: issue 12, two hops add 0.55 ms")
+	}
+	limits := map[string]struct {
+		op    string
+		limit float64
+	}{
+		"added_p50_ms": {"<=", g.MaxAddedP50Ms}, "added_p99_ms": {"<=", g.MaxAddedP99Ms},
+		"vmhwm_mb": {"<=", g.MaxVmHWMMB}, "success_rate": {">=", g.MinSuccess},
+	}
+	for metric, l := range limits {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(spec), metric)
+		if !ok {
+			continue
+		}
+		num, ok := strings.CutPrefix(strings.TrimSpace(rest), l.op)
+		if !ok {
+			return "", Known{}, fmt.Errorf("known failure %q: %s takes %s", s, metric, l.op)
+		}
+		c, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+		if err != nil || math.IsNaN(c) || math.IsInf(c, 0) {
+			return "", Known{}, fmt.Errorf("known failure %q: the ceiling %q is not a number", s, strings.TrimSpace(num))
+		}
+		if l.limit <= 0 {
+			return "", Known{}, fmt.Errorf("known failure %q: the gate does not check %s", s, metric)
+		}
+		if (l.op == "<=" && c <= l.limit) || (l.op == ">=" && c >= l.limit) {
+			return "", Known{}, fmt.Errorf("known failure %q: the ceiling must be looser than the limit %s %g", s, l.op, l.limit)
+		}
+		return metric, Known{Ceiling: c, Why: why}, nil
+	}
+	return "", Known{}, fmt.Errorf("known failure %q: unknown metric; want added_p50_ms, added_p99_ms, vmhwm_mb or success_rate", s)
 }
 
 // DefaultGate is make bench-gate's: two proxies add at most 0.5 ms at p50
@@ -55,7 +108,7 @@ type Look struct {
 func (d Decision) undecided() []string {
 	var out []string
 	for _, c := range d.Checks {
-		if c.Verdict == results.Inconclusive {
+		if c.Verdict == results.Inconclusive && c.Counts() {
 			out = append(out, c.Phase+" "+c.Metric)
 		}
 	}
@@ -75,9 +128,16 @@ func (d Decision) undecided() []string {
 //   - every proxy's VmHWM, the kernel's record of its peak resident set
 //     over the whole run, by value: one proxy over the limit FAILs. It is
 //     a maximum, not an estimate; there is nothing to average.
+//
+// When the machine was busy apart from the bench (results.Noise.Busy), an
+// added latency that fails by no more than the direct path's own spread
+// over the trials (max − min of the same percentile) is INCONCLUSIVE: a
+// neighbour taking the CPUs slows the proxied paths more than the direct
+// one, and the bench cannot tell that from a slower proxy.
 func (g Gate) Decide(r *Report) Decision {
 	d := Decision{Verdict: results.Pass, Trials: r.TrialsCount}
-	check := func(subject, src string, m assert.Measure) {
+	limit := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	judge := func(subject, src string, m assert.Measure) results.Assertion {
 		a := assert.CheckMeasures(src, subject, assert.Metrics{strings.Fields(src)[0]: m})
 		d.Checks = append(d.Checks, a)
 		switch {
@@ -86,17 +146,44 @@ func (g Gate) Decide(r *Report) Decision {
 		case a.Verdict == results.Inconclusive && d.Verdict == results.Pass:
 			d.Verdict = results.Inconclusive
 		}
+		return a
 	}
-	limit := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	added := func(e Estimate) assert.Measure {
-		return assert.Measure{Value: e.Median, Interval: results.NewInterval(float64(e.Lo), float64(e.Hi), assert.Confidence, e.N)}
+	check := func(subject, src string, m assert.Measure) {
+		metric, op, _ := strings.Cut(src, " ")
+		k, known := g.Known[metric]
+		if !known {
+			judge(subject, src, m)
+			return
+		}
+		a := assert.CheckMeasures(src, subject, assert.Metrics{metric: m})
+		a.KnownFailure = k.Why
+		if a.Verdict == results.Pass {
+			a.Message += " — listed as a known failure, but it held"
+		} else {
+			a.Message = "KNOWN " + a.Message + " — known failure: " + k.Why
+		}
+		d.Checks = append(d.Checks, a)
+		op, _, _ = strings.Cut(op, " ")
+		c := judge(subject, metric+" "+op+" "+limit(k.Ceiling), m)
+		d.Checks[len(d.Checks)-1].Message = c.Message + " (the ceiling of the known failure " + src + ")"
+	}
+	_, busy := r.Noise.Busy()
+	added := func(e Estimate, directSpread float64) assert.Measure {
+		return assert.Measure{Value: e.Median, Interval: results.NewInterval(float64(e.Lo), float64(e.Hi), assert.Confidence, e.N),
+			Busy: busy, Margin: directSpread, MarginOf: "the direct path's spread over the trials"}
+	}
+	var p50, p99 []float64
+	if direct := r.Path(PathDirect); direct != nil {
+		for _, t := range direct.Trials {
+			p50, p99 = append(p50, t.P50Ms), append(p99, t.P99Ms)
+		}
 	}
 	if two := r.Path(PathTwoHop); two != nil {
 		if g.MaxAddedP50Ms > 0 {
-			check(PathTwoHop, "added_p50_ms <= "+limit(g.MaxAddedP50Ms), added(two.AddedP50Ms))
+			check(PathTwoHop, "added_p50_ms <= "+limit(g.MaxAddedP50Ms), added(two.AddedP50Ms, spread(p50)))
 		}
 		if g.MaxAddedP99Ms > 0 {
-			check(PathTwoHop, "added_p99_ms <= "+limit(g.MaxAddedP99Ms), added(two.AddedP99Ms))
+			check(PathTwoHop, "added_p99_ms <= "+limit(g.MaxAddedP99Ms), added(two.AddedP99Ms, spread(p99)))
 		}
 	}
 	if g.MaxVmHWMMB > 0 {
@@ -187,4 +274,12 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// spread is max − min; 0 for fewer than two values.
+func spread(v []float64) float64 {
+	if len(v) < 2 {
+		return 0
+	}
+	return slices.Max(v) - slices.Min(v)
 }

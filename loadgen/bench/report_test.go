@@ -159,3 +159,58 @@ func TestReportJSONUnboundedInterval(t *testing.T) {
 		t.Errorf("an unbounded interval should encode as null:\n%s", b.String()[:min(b.Len(), 600)])
 	}
 }
+
+// On a busy machine, an added latency that fails by less than the direct
+// path's own spread is inconclusive; one far beyond it still fails.
+func TestGateDecideBusyMachine(t *testing.T) {
+	busy := &results.Noise{CPUs: 2, OtherCPU: 1.34, OtherCPUMax: 1.8}
+	near := report([]float64{0.524, 0.7, 0.75, 0.77, 0.9, 18.9}, quietP99, nil, 6.6)
+	near.Noise = busy
+	for i := range near.Paths[0].Trials { // the direct path: 0.96..1.14 ms
+		near.Paths[0].Trials[i].P50Ms = 0.96 + 0.036*float64(i)
+	}
+	d := DefaultGate.Decide(near)
+	if d.Verdict != results.Inconclusive || !strings.Contains(messages(d), "within the machine's own noise") {
+		t.Errorf("busy, 0.024 ms beyond the limit, the direct path spread over 0.18 ms: %s\n%s", d.Verdict, messages(d))
+	}
+	near.Noise = &results.Noise{CPUs: 2, OtherCPU: 0.05}
+	if d := DefaultGate.Decide(near); d.Verdict != results.Fail {
+		t.Errorf("the same figures on a quiet machine: %s, want fail", d.Verdict)
+	}
+	far := report([]float64{1.4, 1.5, 1.5, 1.6, 1.6, 1.7}, quietP99, nil, 6.6)
+	far.Noise = busy
+	if d := DefaultGate.Decide(far); d.Verdict != results.Fail {
+		t.Errorf("a proxy 1 ms slower on a busy machine: %s, want fail\n%s", d.Verdict, messages(d))
+	}
+}
+
+// A known failure is judged and printed but its ceiling decides: the CI
+// figures of the two-hop p50 (0.536..0.621 against 0.5) pass under a
+// ceiling of 0.75 and fail above one of 0.55.
+func TestGateKnownFailure(t *testing.T) {
+	g := DefaultGate
+	metric, k, err := g.ParseKnown("added_p50_ms<=0.75: issue 12, two hops add 0.55 ms on 2 cores")
+	if err != nil || metric != "added_p50_ms" || k.Ceiling != 0.75 || k.Why != "issue 12, two hops add 0.55 ms on 2 cores" {
+		t.Fatalf("parse: %q %+v %v", metric, k, err)
+	}
+	g.Known = map[string]Known{metric: k}
+	r := report([]float64{0.536, 0.55, 0.56, 0.57, 0.6, 0.621}, quietP99, nil, 9.4)
+	d := g.Decide(r)
+	msgs := messages(d)
+	if d.Verdict != results.Pass || !strings.Contains(msgs, "KNOWN FAIL [two-hop] added_p50_ms <= 0.5") ||
+		!strings.Contains(msgs, "PASS [two-hop] added_p50_ms <= 0.75") || !strings.Contains(msgs, "(the ceiling of the known failure added_p50_ms <= 0.5)") {
+		t.Errorf("under the ceiling: %s\n%s", d.Verdict, msgs)
+	}
+	if u := d.undecided(); len(u) != 0 {
+		t.Errorf("a known failure asks for no more trials: %q", u)
+	}
+	g.Known[metric] = Known{Ceiling: 0.55, Why: "x"}
+	if d := g.Decide(r); d.Verdict == results.Pass {
+		t.Errorf("over the ceiling: %s\n%s", d.Verdict, messages(d))
+	}
+	for _, bad := range []string{"added_p50_ms<=0.4: tighter", "added_p50_ms<=0.75", "added_p50_ms>=0.75: wrong way", "p50<=1: what", "vmhwm_mb<=x: nan", "success_rate>=0.9999: tighter"} {
+		if _, _, err := DefaultGate.ParseKnown(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
