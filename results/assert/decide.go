@@ -94,7 +94,10 @@ func (e Expr) Decide(m Measure) Decision {
 	}
 	clear := e.clearance(lo, hi)
 	if clear > m.Margin {
-		d.Why += fmt.Sprintf("; the machine was busy (%s), but this is beyond %s by %s, more than its own noise (%s, %s)",
+		if d.Why != "" {
+			d.Why += "; "
+		}
+		d.Why += fmt.Sprintf("the machine was busy (%s), but this is beyond %s by %s, more than its own noise (%s, %s)",
 			m.Busy, e.bound(), formatNum(clear), formatNum(m.Margin), m.MarginOf)
 		return d
 	}

@@ -286,6 +286,9 @@ const maxTrialsFactor = 4
 func (r *run) trialsWanted(done []trial) int {
 	n := len(done)
 	limit := maxTrialsFactor * r.sc.Load.Trials
+	if r.o.MaxTrials > 0 {
+		limit = r.o.MaxTrials
+	}
 	if n == 0 || n >= limit {
 		return n
 	}
@@ -476,6 +479,9 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 			if a != nil && b != nil && b.Latency.P99 > 0 {
 				m["p99_vs_round_robin"] = a.Latency.P99 / b.Latency.P99
 				m["p50_vs_round_robin"] = a.Latency.P50 / b.Latency.P50
+				if b.Latency.P90 > 0 {
+					m["p90_vs_round_robin"] = a.Latency.P90 / b.Latency.P90
+				}
 				m["round_robin_p99_ms"] = b.Latency.P99
 			}
 		}

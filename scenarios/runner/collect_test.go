@@ -47,6 +47,23 @@ func TestTrialsWanted(t *testing.T) {
 			t.Errorf("%s: trialsWanted = %d, want %d", tc.name, got, tc.want)
 		}
 	}
+	// Options.MaxTrials caps them (make planted: 6).
+	r.o.MaxTrials = 6
+	if got := r.trialsWanted(fakeTrials(0.45, 0.48, 0.52, 0.55, 0.49, 0.6)); got != 6 {
+		t.Errorf("straddling at MaxTrials 6: trialsWanted = %d, want 6", got)
+	}
+	if got := r.trialsWanted(fakeTrials(0.3, 0.31, 0.32)); got != 6 {
+		t.Errorf("a quick run under MaxTrials 6: trialsWanted = %d, want 6", got)
+	}
+	// A known failure asks for no trials; its ceiling does.
+	r = &run{sc: &spec.Scenario{Load: spec.Traffic{Trials: 3}, Assertions: []spec.Assertion{
+		{Expr: "p50_added_ms <= 0.5", KnownFailure: "slow today", Ceiling: "p50_added_ms <= 0.8"}}}}
+	if got := r.trialsWanted(fakeTrials(0.45, 0.48, 0.52, 0.55, 0.49, 0.6)); got != 6 {
+		t.Errorf("straddling the known failure, within its ceiling: trialsWanted = %d, want 6", got)
+	}
+	if got := r.trialsWanted(fakeTrials(0.65, 0.7, 0.75, 0.85, 0.78, 0.9)); got != 12 {
+		t.Errorf("straddling the ceiling: trialsWanted = %d, want 12", got)
+	}
 	// Without an assertion decided over the trials, 3 stay 3.
 	r = &run{sc: &spec.Scenario{Load: spec.Traffic{Trials: 3}, Assertions: []spec.Assertion{{Expr: "proxy_vmhwm_mb <= 10"}}}}
 	if got := r.trialsWanted(fakeTrials(0.3, 0.31, 0.32)); got != 3 {

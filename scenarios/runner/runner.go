@@ -50,9 +50,13 @@ type Options struct {
 	Env      string         // default EnvLocal
 	Quick    bool           // apply the scenario's quick overrides (CI)
 	Seed     uint64         // 0: the scenario's seed, else one from the clock
-	OutDir   string         // results folder; required
-	Bin      local.Binaries // skiff-proxy and skiff-demo; required
-	Revision string         // git revision recorded in the result
+	// MaxTrials caps the interleaved trials a run may extend to while an
+	// assertion decided over them is inconclusive; 0 means 4 × the
+	// scenario's trials. A value below the scenario's trials adds none.
+	MaxTrials int
+	OutDir    string         // results folder; required
+	Bin       local.Binaries // skiff-proxy and skiff-demo; required
+	Revision  string         // git revision recorded in the result
 	// Progress receives the live status; nil is silent. TTY redraws one
 	// line with a progress bar; otherwise a plain line per second.
 	Progress io.Writer

@@ -108,6 +108,7 @@ var metrics = []Metric{
 	// Latency-aware balancing against round robin, same scenario and seed.
 	{Name: "p99_vs_round_robin", Doc: "p99 over the round-robin run's p99"},
 	{Name: "p50_vs_round_robin", Doc: "p50 over the round-robin run's p50"},
+	{Name: "p90_vs_round_robin", Doc: "p90 over the round-robin run's p90"},
 	{Name: "round_robin_p99_ms", Doc: "the round-robin run's p99, ms"},
 	// A control-plane scale run.
 	{Name: "propagation_p50_ms", Doc: "median time from a registry change to a watcher's snapshot, ms", needs: needsScale},
