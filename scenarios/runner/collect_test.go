@@ -2,6 +2,7 @@ package runner
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +106,19 @@ func TestMetricsEvidence(t *testing.T) {
 	}
 	if m["p99_ms"].Margin != 4 || m["success_rate"].Busy != "" {
 		t.Errorf("busy machine: p99_ms margin %v (want 4), success_rate busy %q (want none)", m["p99_ms"].Margin, m["success_rate"].Busy)
+	}
+}
+
+// A fault that could not be carried out makes the run an error: the
+// assertions did not test what the scenario says.
+func TestFailedEventsAreAnError(t *testing.T) {
+	ok := []results.Event{{OffsetS: 10, Type: "kill", Target: "echo-2", OK: true}}
+	if err := failedEvents(ok); err != nil {
+		t.Errorf("all carried out: %v", err)
+	}
+	bad := append(ok, results.Event{OffsetS: 24.6, Type: "add_trust_anchor", Target: "controller", Err: "local: sidecars echo-0 did not report 2 trust anchors within 15s"})
+	err := failedEvents(bad)
+	if err == nil || !strings.Contains(err.Error(), "add_trust_anchor controller at 24.6s: local: sidecars echo-0 did not report 2 trust anchors within 15s") {
+		t.Errorf("a failed step: %v", err)
 	}
 }

@@ -113,6 +113,9 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 		return nil, err
 	}
 	err := r.execute(ctx, res)
+	if err == nil {
+		err = failedEvents(res.Events)
+	}
 	res.End = time.Now().UTC()
 	if err != nil {
 		res.Err = err.Error()
@@ -125,6 +128,23 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// failedEvents is an error naming every step of the timeline that could
+// not be carried out, or nil. Such a run did not test what its scenario
+// says (a replica that was not killed, an anchor no sidecar took), so its
+// assertions cannot pass it: it is an ERROR, exit 1, whatever they say.
+func failedEvents(events []results.Event) error {
+	var bad []string
+	for _, ev := range events {
+		if !ev.OK {
+			bad = append(bad, fmt.Sprintf("%s at %.1fs: %s", ev.Label(), ev.OffsetS, ev.Err))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the timeline did not happen as written, so the run does not test what the scenario says: %s", strings.Join(bad, "; "))
 }
 
 type run struct {
