@@ -1,7 +1,8 @@
 // Package retry decides whether a failed request may be tried again: the
-// retry budget of a backend (the Gateway API's XBackendTrafficPolicy
-// retryConstraint) and the backoff before each attempt (the route rule's
-// retry.backoff).
+// route rule's retry policy (the Gateway API's HTTPRouteRetry: which
+// outcomes, how many attempts), the retry budget of a backend (the
+// XBackendTrafficPolicy retryConstraint) and the backoff before each
+// attempt (retry.backoff).
 //
 // The decisions are pure: the time is passed in and the randomness is a
 // source the caller seeds, so the same code runs in the proxy, in tests
