@@ -122,3 +122,21 @@ func TestFailedEventsAreAnError(t *testing.T) {
 		t.Errorf("a failed step: %v", err)
 	}
 }
+
+// TestWholeSeconds pins how a phase's declared bounds become the whole
+// seconds of load it is judged on: the seconds they touch, no fewer (a
+// request left out would be unjudged) and no more.
+func TestWholeSeconds(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct{ from, to, lo, hi time.Duration }{
+		{0, 10 * s, 0, 10 * s},
+		{7500 * time.Millisecond, 22500 * time.Millisecond, 7 * s, 23 * s},
+		{24750 * time.Millisecond, 34 * s, 24 * s, 34 * s},
+		{3 * s, 3 * s, 3 * s, 3 * s},
+	} {
+		lo, hi := wholeSeconds(c.from, c.to)
+		if lo != c.lo || hi != c.hi {
+			t.Errorf("wholeSeconds(%v, %v) = %v, %v; want %v, %v", c.from, c.to, lo, hi, c.lo, c.hi)
+		}
+	}
+}

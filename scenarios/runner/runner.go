@@ -628,12 +628,20 @@ func (r *run) activeFaults() []string {
 	return out
 }
 
+// wholeSeconds widens [from, to) to the whole seconds it touches.
+func wholeSeconds(from, to time.Duration) (time.Duration, time.Duration) {
+	lo := math.Floor(from.Seconds() + 1e-9)
+	hi := math.Ceil(to.Seconds() - 1e-9)
+	return time.Duration(lo) * time.Second, time.Duration(hi) * time.Second
+}
+
 // mergeSeconds merges the per-second histograms of the seconds that
 // overlap [from, to), offsets from the start of the load.
 func mergeSeconds(series []loadgen.Second, from, to time.Duration) (*hdrhistogram.Histogram, int64, int64) {
 	var h *hdrhistogram.Histogram
 	var reqs, ok int64
-	lo, hi := int(math.Floor(from.Seconds()+1e-9)), int(math.Ceil(to.Seconds()-1e-9))
+	f, t := wholeSeconds(from, to)
+	lo, hi := int(f/time.Second), int(t/time.Second)
 	for _, s := range series {
 		if s.Second < lo || s.Second >= hi {
 			continue
