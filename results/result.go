@@ -147,6 +147,13 @@ type Phase struct {
 	Name   string  `json:"name"`
 	StartS float64 `json:"start_s"`
 	EndS   float64 `json:"end_s"`
+	// CountedStartS and CountedEndS, when the phase's bounds are not whole
+	// seconds, are the whole seconds its requests were counted over: the
+	// load counts requests by the second they were due in, so latency and
+	// success cover every second the bounds touch. Pod shares, sampled
+	// finer, keep StartS and EndS.
+	CountedStartS *float64 `json:"counted_start_s,omitempty"`
+	CountedEndS   *float64 `json:"counted_end_s,omitempty"`
 	// Excluded marks a phase that is not measured against the SLOs
 	// (warm-up); it is reported but greyed out.
 	Excluded bool        `json:"excluded,omitempty"`

@@ -187,15 +187,17 @@ func (r *run) collect(res *results.Result, load *loadResult) {
 				Errors: s.Errors, P50Ms: ms(s.P50US), P99Ms: ms(s.P99US), ActiveFaults: r.faultsAt(at, at+1)})
 		}
 		for _, ph := range r.phases() {
-			// The load counts requests by the whole second they were due
-			// in, so a phase covers the whole seconds its bounds touch; it
-			// is recorded, and its shares are taken, over those same
-			// seconds rather than the narrower bounds it was declared with.
-			from, to := wholeSeconds(warm+ph.from, warm+ph.to)
-			from, to = max(from-warm, 0), min(to-warm, sc.Load.Duration)
+			from, to := ph.from, ph.to
 			h, reqs, ok := mergeSeconds(load.meshed.Series, warm+from, warm+to)
-			res.Phases = append(res.Phases, results.Phase{Name: ph.name, StartS: from.Seconds(), EndS: to.Seconds(),
-				Paths: []results.PathStats{pathStats(results.PathMeshed, h, reqs, ok, load.meshed, ph.name == spec.PhaseWhole)}})
+			rp := results.Phase{Name: ph.name, StartS: from.Seconds(), EndS: to.Seconds(),
+				Paths: []results.PathStats{pathStats(results.PathMeshed, h, reqs, ok, load.meshed, ph.name == spec.PhaseWhole)}}
+			// The load counts requests by the whole second they were due
+			// in: say so when that is wider than the phase.
+			if cf, ct := wholeSeconds(warm+from, warm+to); cf != warm+from || ct != warm+to {
+				cs, ce := (cf - warm).Seconds(), (ct - warm).Seconds()
+				rp.CountedStartS, rp.CountedEndS = &cs, &ce
+			}
+			res.Phases = append(res.Phases, rp)
 		}
 	}
 	for _, tr := range load.trials {
