@@ -19,6 +19,7 @@ import (
 	"github.com/skiff-mesh/skiff/internal/memtrim"
 	"github.com/skiff-mesh/skiff/mesh/proxy"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 )
 
 func main() {
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		logOpts        logging.Options
 		endpointsFile  string
 		endpointsPoll  time.Duration
+		routesFile     string
+		routesPoll     time.Duration
 		endpointFlags  multiFlag
 		tcpRoutes      multiFlag
 		failovers      multiFlag
@@ -98,6 +101,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&endpointsFile, "endpoints-file", "", "file mapping authorities to endpoints, re-read when it changes")
 	fs.DurationVar(&endpointsPoll, "endpoints-poll", 250*time.Millisecond, "how often the endpoints file is checked for changes")
 	fs.Var(&endpointFlags, "endpoint", "AUTHORITY=ADDR[;meshed][;weight=N],ADDR... (repeatable)")
+	fs.StringVar(&routesFile, "routes", "", "JSON file of outbound routes' timeouts, retries, retry budgets and breakers (docs/proxy.md), re-read when it changes; a version that fails its check is refused and the last valid one kept")
+	fs.DurationVar(&routesPoll, "routes-poll", 2*time.Second, "how often the --routes file is checked for changes")
 	fs.Var(&failovers, "failover", "PRIMARY=FALLBACK[,FALLBACK...]: authorities to use when PRIMARY has no endpoint that accepts a connection (repeatable)")
 	fs.Var(&tcpRoutes, "tcp-route", "LISTEN_ADDR=AUTHORITY: an extra outbound listener forwarding opaque TCP (repeatable)")
 	fs.StringVar(&opaquePorts, "opaque-ports", "25,587,3306,4444,5432,6379,9300,11211", "ports forwarded as TCP without protocol detection")
@@ -181,6 +186,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return fmt.Errorf("--tcp-route %q: want LISTEN_ADDR=AUTHORITY", r)
 		}
 		cfg.TCPRoutes = append(cfg.TCPRoutes, proxy.TCPRoute{Addr: addr, Authority: auth})
+	}
+	if routesFile != "" {
+		cfg.Routes = new(route.Table)
+		if err := route.WatchFile(ctx, routesFile, routesPoll, cfg.Routes, cfg.Logger); err != nil {
+			return err
+		}
 	}
 	if err := ident.apply(ctx, &cfg, log); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 )
 
 // Identity is the proxy's workload identity for mutual TLS: certs.Manager
@@ -167,6 +168,10 @@ type Config struct {
 	Endpoints endpoint.Source
 	// Balance configures the load balancer of every authority.
 	Balance balance.Options
+	// Routes are the outbound routes' timeouts, retries and breakers, by
+	// authority; nil or empty means none. The table may be replaced while
+	// the proxy runs (route.Table.Replace).
+	Routes *route.Table
 	// Pprof exposes /debug/pprof on the admin server. It needs a binary
 	// built with -tags pprof (PprofAvailable): the profiler's code costs
 	// about 0.5 MB of resident memory in every sidecar.

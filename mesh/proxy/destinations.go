@@ -63,6 +63,7 @@ type destination struct {
 	// nanoseconds, updated at most once a second.
 	used   atomic.Int64
 	cancel context.CancelFunc
+	health health // breakers and backpressure of the endpoints
 
 	mu   sync.Mutex
 	ids  map[string]string // meshed endpoint address -> identity, as last learned
@@ -274,7 +275,7 @@ func (p *Proxy) writeBalancers(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%s exists=%v idle_s=%.0f\n", d.authority, d.exists.Load(), now.Sub(time.Unix(0, d.used.Load())).Seconds())
 		for _, n := range d.bal.Nodes() {
 			ep := n.Endpoint()
-			fmt.Fprintf(w, "  %s meshed=%v in_flight=%d load_ms=%.3f\n", ep.Addr, ep.Meshed, n.InFlight(), n.Load(now)/1e6)
+			fmt.Fprintf(w, "  %s meshed=%v in_flight=%d load_ms=%.3f breaker=%s\n", ep.Addr, ep.Meshed, n.InFlight(), n.Load(now)/1e6, d.breakerState(n, now))
 		}
 	}
 }

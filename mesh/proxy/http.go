@@ -17,6 +17,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/breaker"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
 
@@ -46,6 +47,7 @@ var (
 	errClientShare      = errors.New("this client holds its share of the in-flight requests")
 	errNoTarget         = errors.New("no destination for this connection")
 	errDiscovery        = errors.New("timed out waiting for service discovery")
+	errAllEjected       = errors.New("every endpoint of the service is ejected by its circuit breaker or asked for backpressure")
 	errPlanted          = errors.New("planted defect fail-some: this test build fails one request in twenty")
 )
 
@@ -228,7 +230,15 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m := p.metrics
-	if err := checkRequest(r, c, l.dir); err != nil {
+	var cancel context.CancelFunc
+	err := checkRequest(r, c, l.dir)
+	if err == nil {
+		r, cancel, err = l.bound(r, start)
+	}
+	if cancel != nil {
+		defer cancel()
+	}
+	if err != nil {
 		writeError(rec, r, err)
 	} else if share, err := l.admit(c); err != nil {
 		writeError(rec, r, err)
@@ -403,7 +413,7 @@ func errorStatus(err error) (status, grpcCode int) {
 		return 0, 1
 	case errors.Is(err, errInFlight), errors.Is(err, errConnShare), errors.Is(err, errClientShare):
 		return http.StatusServiceUnavailable, resourceExhausted
-	case errors.Is(err, errNoEndpoints), errors.Is(err, errDiscovery):
+	case errors.Is(err, errNoEndpoints), errors.Is(err, errDiscovery), errors.Is(err, errAllEjected):
 		return http.StatusServiceUnavailable, unavailable
 	case errors.Is(err, errUnknownAuthority):
 		return http.StatusBadGateway, unavailable
@@ -456,26 +466,55 @@ type outboundTransport struct{ l *listener }
 func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.l.p
 	c, _ := req.Context().Value(connKey{}).(*conn)
+	rd, _ := req.Context().Value(routedKey{}).(*routed)
 	d, err := p.destinations.get(req.Context(), req.Host)
 	if err != nil {
-		return nil, err
+		return nil, t.expired(req, rd, err)
 	}
 	if d == nil {
 		// Unknown to discovery: a redirected connection goes where the
 		// application meant it to; an explicit one has nowhere to go.
 		if c != nil && c.redirect {
 			req.URL.Host = c.origDst.String()
-			return p.out.pick(req, false).RoundTrip(req)
+			resp, err := p.out.pick(req, false).RoundTrip(req)
+			return resp, t.expired(req, rd, err)
 		}
 		return nil, errUnknownAuthority
 	}
+	if rd != nil && rd.rt != nil && (rd.rt.Retries() || rd.rt.Timeouts.BackendRequest > 0) {
+		return t.retrying(req, d, rd)
+	}
+	var brc *breaker.Config
+	if rd != nil && rd.rt != nil {
+		brc = rd.rt.Breaker
+	}
+	resp, _, err := t.forward(req, d, nil, brc)
+	return resp, t.expired(req, rd, err)
+}
+
+// expired names the deadline of a request that failed because it passed,
+// and counts it against the request's route.
+func (t outboundTransport) expired(req *http.Request, rd *routed, err error) error {
+	err = rd.expired(req.Context(), err)
+	if _, ok := err.(*TimeoutError); ok && rd.rt != nil {
+		t.l.p.routeStats(rd.rt.Name).requestTimeouts.Add(1)
+	}
+	return err
+}
+
+// forward sends req to an endpoint of d, avoiding those in avoid while
+// others are left; when none of d's endpoints can take it, it goes to the
+// authority's failover list in order. node is the endpoint that answered
+// or failed last. brc is the route's circuit breaker, nil for none.
+func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*balance.Node, brc *breaker.Config) (*http.Response, *balance.Node, error) {
+	p := t.l.p
 	var rb *retryBody
 	if req.Body != nil && req.Body != http.NoBody {
 		rb = &retryBody{rc: req.Body}
 		req.Body = rb
 		defer rb.finish()
 	}
-	resp, next, err := t.try(req, d, rb)
+	resp, node, next, err := t.try(req, d, rb, avoid, brc)
 	for _, fb := range p.cfg.Failover[req.Host] {
 		if !next {
 			break
@@ -485,26 +524,46 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 			continue
 		}
 		p.failovers.Add(1)
-		resp, next, err = t.try(req, fd, rb)
+		resp, node, next, err = t.try(req, fd, rb, nil, brc)
 	}
-	return resp, err
+	return resp, node, err
 }
 
 // try sends req to an endpoint of d, moving to another endpoint when a
-// connection fails. next reports that no endpoint received the request
-// (none was ready, or all refused), so a fallback may take it.
-func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody) (resp *http.Response, next bool, err error) {
+// connection fails. It prefers endpoints not in avoid (those a retry
+// already failed on) and takes one of them when no other is left; it
+// passes over endpoints whose breaker is open or that asked for
+// backpressure, and fails fast when no other is left. next reports that no
+// endpoint received the request (none was ready, or all refused), so a
+// fallback may take it.
+func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody, avoid []*balance.Node, brc *breaker.Config) (resp *http.Response, node *balance.Node, next bool, err error) {
 	p := t.l.p
-	var triedBuf [maxConnectAttempts]*balance.Node
-	tried := triedBuf[:0]
+	var triedBuf [maxConnectAttempts + 4]*balance.Node
+	tried := append(triedBuf[:0], avoid...)
 	var lastErr error
+	connects, passed := 0, 0
 	for {
 		n, ok := d.bal.Pick(tried)
+		if !ok && len(avoid) > 0 && len(tried) == len(avoid) {
+			// Every endpoint failed an earlier attempt: take one anyway.
+			tried, avoid = tried[:0], nil
+			n, ok = d.bal.Pick(nil)
+		}
 		if !ok {
-			if lastErr != nil {
-				return nil, true, lastErr
+			switch {
+			case lastErr != nil:
+				return nil, nil, true, lastErr
+			case passed > 0:
+				return nil, nil, true, errAllEjected
 			}
-			return nil, true, errNoEndpoints
+			return nil, nil, true, errNoEndpoints
+		}
+		now := time.Now()
+		h, allowed := d.gate(n, brc, now)
+		if !allowed {
+			tried = append(tried, n)
+			passed++
+			continue
 		}
 		ep := n.Endpoint()
 		req.URL.Host = ep.Addr
@@ -522,17 +581,37 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody)
 		}
 		start := n.Start()
 		resp, err := rt.RoundTrip(req)
-		failed := err != nil && isConnectError(err)
+		connFailed := err != nil && isConnectError(err)
+		// The client leaving (or this attempt's deadline) says nothing
+		// about the endpoint; its time so far still counts as a sample.
+		failed := connFailed || failedResponse(resp) || err != nil && req.Context().Err() == nil
 		n.Finish(start, failed)
-		unsent := failed && (rb == nil || !rb.started.Load())
-		if unsent && len(tried)+1 < maxConnectAttempts {
+		if h != nil || resp != nil && resp.StatusCode == http.StatusTooManyRequests || resp != nil && resp.Header.Get("Grpc-Status") == "8" {
+			d.report(n, h, resp, failed, time.Now())
+		}
+		unsent := connFailed && (rb == nil || !rb.started.Load())
+		if unsent && connects+1 < maxConnectAttempts {
 			tried = append(tried, n)
+			connects++
 			lastErr = err
 			p.connectRetries.Add(1)
 			continue
 		}
-		return resp, unsent, err
+		return resp, n, unsent, err
 	}
+}
+
+// failedResponse is an answer the balancer counts against its endpoint: a
+// server error or a trailers-only gRPC UNAVAILABLE. A 429 or
+// RESOURCE_EXHAUSTED is backpressure, not failure.
+func failedResponse(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	if resp.StatusCode >= 500 {
+		return true
+	}
+	return resp.Header.Get("Grpc-Status") == "14"
 }
 
 // pick chooses the connection pool for a request: upgrades always travel

@@ -74,6 +74,7 @@ type Proxy struct {
 
 	connectRetries *atomic.Uint64
 	failovers      *atomic.Uint64
+	routeCounters  sync.Map // route name -> *routeCounters
 	overload       *overload
 	// active counts requests being handled (ServeHTTP), at most
 	// maxActive before the busiest connections are closed.
@@ -148,6 +149,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.overload.closed = p.metrics.Counter("memory_shed_connections_total", "")
 	p.metrics.Gauge("memory_runtime_in_use_bytes", func() float64 { return float64(p.overload.inUse.Load()) })
 	p.metrics.Gauge("memory_budget_bytes", func() float64 { return float64(cfg.MemoryBudget) })
+	if cfg.Routes != nil {
+		p.metrics.Gauge("outbound_route_config_version", func() float64 { return float64(cfg.Routes.Version()) })
+		p.metrics.Gauge("outbound_route_config_rejected", func() float64 { return float64(cfg.Routes.Rejected()) })
+	}
 	evicted := p.metrics.Counter("outbound_authorities_evicted_total", "")
 	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.peers, cfg.AuthorityIdleTimeout, cfg.MaxAuthorities, p.log, evicted)
 	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })

@@ -39,49 +39,57 @@ type file struct {
 type fileRoute struct {
 	Authority       string           `json:"authority"`
 	Name            string           `json:"name"`
-	Timeouts        *fileTimeouts    `json:"timeouts"`
-	Retry           *fileRetry       `json:"retry"`
-	RetryConstraint *fileConstraint  `json:"retryConstraint"`
-	Breaker         *fileBreakerSpec `json:"breaker"`
+	Timeouts        *fileTimeouts    `json:"timeouts,omitempty"`
+	Retry           *fileRetry       `json:"retry,omitempty"`
+	RetryConstraint *fileConstraint  `json:"retryConstraint,omitempty"`
+	Breaker         *fileBreakerSpec `json:"breaker,omitempty"`
 }
 
 type fileTimeouts struct {
-	Request        duration `json:"request"`
-	BackendRequest duration `json:"backendRequest"`
+	Request        duration `json:"request,omitempty"`
+	BackendRequest duration `json:"backendRequest,omitempty"`
 }
 
 type fileRetry struct {
 	Attempts      int      `json:"attempts"`
-	Codes         []int    `json:"codes"`
-	GRPCCodes     []int    `json:"grpcCodes"`
-	Backoff       duration `json:"backoff"`
-	MaxBackoff    duration `json:"maxBackoff"`
-	NonIdempotent bool     `json:"nonIdempotent"`
-	MaxBodyBytes  int64    `json:"maxBodyBytes"`
+	Codes         []int    `json:"codes,omitempty"`
+	GRPCCodes     []int    `json:"grpcCodes,omitempty"`
+	Backoff       duration `json:"backoff,omitempty"`
+	MaxBackoff    duration `json:"maxBackoff,omitempty"`
+	NonIdempotent bool     `json:"nonIdempotent,omitempty"`
+	MaxBodyBytes  int64    `json:"maxBodyBytes,omitempty"`
 }
 
 type fileConstraint struct {
-	Budget *struct {
-		Percent  *int     `json:"percent"`
-		Interval duration `json:"interval"`
-	} `json:"budget"`
-	MinRetryRate *struct {
-		Count    *int     `json:"count"`
-		Interval duration `json:"interval"`
-	} `json:"minRetryRate"`
+	Budget       *fileBudget   `json:"budget,omitempty"`
+	MinRetryRate *fileMinRetry `json:"minRetryRate,omitempty"`
+}
+
+type fileBudget struct {
+	Percent  *int     `json:"percent,omitempty"`
+	Interval duration `json:"interval,omitempty"`
+}
+
+type fileMinRetry struct {
+	Count    *int     `json:"count,omitempty"`
+	Interval duration `json:"interval,omitempty"`
 }
 
 type fileBreakerSpec struct {
-	ConsecutiveFailures int      `json:"consecutiveFailures"`
-	MinSuccessRate      float64  `json:"minSuccessRate"`
-	Window              duration `json:"window"`
-	MinRequests         int      `json:"minRequests"`
-	BaseEjection        duration `json:"baseEjection"`
-	MaxEjection         duration `json:"maxEjection"`
+	ConsecutiveFailures int      `json:"consecutiveFailures,omitempty"`
+	MinSuccessRate      float64  `json:"minSuccessRate,omitempty"`
+	Window              duration `json:"window,omitempty"`
+	MinRequests         int      `json:"minRequests,omitempty"`
+	BaseEjection        duration `json:"baseEjection,omitempty"`
+	MaxEjection         duration `json:"maxEjection,omitempty"`
 }
 
 // duration is a Gateway API duration in JSON: a string such as "300ms".
 type duration time.Duration
+
+func (d duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
 
 func (d *duration) UnmarshalJSON(b []byte) error {
 	var s string
@@ -136,6 +144,40 @@ func Parse(r io.Reader) ([]Route, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Marshal writes routes as a routes file that Parse reads back to the
+// same routes.
+func Marshal(routes []Route) ([]byte, error) {
+	f := file{Routes: make([]fileRoute, 0, len(routes))}
+	for i := range routes {
+		r := &routes[i]
+		fr := fileRoute{Authority: r.Authority, Name: r.Name}
+		if r.Timeouts != (timeout.Route{}) {
+			fr.Timeouts = &fileTimeouts{Request: duration(r.Timeouts.Request), BackendRequest: duration(r.Timeouts.BackendRequest)}
+		}
+		if p := r.Retry; p.Attempts != 0 || len(p.Codes) > 0 || len(p.GRPCCodes) > 0 {
+			fr.Retry = &fileRetry{Attempts: p.Attempts, Codes: p.Codes, GRPCCodes: p.GRPCCodes, Backoff: duration(p.Backoff),
+				MaxBackoff: duration(r.MaxBackoff), NonIdempotent: p.NonIdempotent, MaxBodyBytes: p.MaxBodyBytes}
+		}
+		b := r.Budget
+		if b.Percent != nil || b.Interval != 0 || b.MinRetries != nil || b.MinInterval != 0 {
+			fr.RetryConstraint = &fileConstraint{}
+			if b.Percent != nil || b.Interval != 0 {
+				fr.RetryConstraint.Budget = &fileBudget{Percent: b.Percent, Interval: duration(b.Interval)}
+			}
+			if b.MinRetries != nil || b.MinInterval != 0 {
+				fr.RetryConstraint.MinRetryRate = &fileMinRetry{Count: b.MinRetries, Interval: duration(b.MinInterval)}
+			}
+		}
+		if c := r.Breaker; c != nil {
+			fr.Breaker = &fileBreakerSpec{ConsecutiveFailures: c.ConsecutiveFailures, MinSuccessRate: c.MinSuccessRate,
+				Window: duration(c.Window), MinRequests: c.MinRequests,
+				BaseEjection: duration(c.BaseEjection), MaxEjection: duration(c.MaxEjection)}
+		}
+		f.Routes = append(f.Routes, fr)
+	}
+	return json.MarshalIndent(f, "", "  ")
 }
 
 func (fr *fileRoute) route() Route {

@@ -1,6 +1,8 @@
 package route
 
 import (
+	"bytes"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -156,3 +158,23 @@ func FuzzParse(f *testing.F) {
 func retryN(n int) retry.Policy { return retry.Policy{Attempts: n} }
 
 func tmo(d time.Duration) timeout.Route { return timeout.Route{Request: d} }
+
+// TestMarshalRoundTrip: what Marshal writes, Parse reads back the same.
+func TestMarshalRoundTrip(t *testing.T) {
+	routes, err := Parse(strings.NewReader(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes = append(routes, Route{Authority: "bare:80", Name: "bare:80"})
+	data, err := Marshal(routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if !reflect.DeepEqual(back, routes) {
+		t.Fatalf("round trip changed the routes:\n%+v\n%+v\n%s", routes, back, data)
+	}
+}

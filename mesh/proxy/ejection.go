@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
+	"github.com/skiff-mesh/skiff/mesh/proxy/breaker"
+)
+
+// This file keeps what the request path knows of each endpoint's health
+// beyond the balancer's latency estimate: its circuit breaker, when the
+// route configures one, and the backpressure it asked for with a 429 or
+// RESOURCE_EXHAUSTED answer. An endpoint whose breaker is open, or that
+// asked to be left alone until its Retry-After, is passed over while
+// another endpoint can take the request; a backpressured one is never
+// ejected for it.
+
+// maxRetryAfter bounds how long a 429's Retry-After steers traffic away.
+const maxRetryAfter = time.Minute
+
+// defaultRetryAfter is the wait a 429 without Retry-After asks for.
+const defaultRetryAfter = time.Second
+
+// endpointHealth is one endpoint's breaker and backpressure.
+type endpointHealth struct {
+	cfg       *breaker.Config  // what br was made from; nil: no breaker
+	br        *breaker.Breaker // nil: no breaker
+	throttled atomic.Int64     // Unix ns until which the endpoint is left alone
+}
+
+// health holds the endpointHealth of a destination's endpoints.
+type health struct {
+	mu        sync.Mutex
+	m         map[*balance.Node]*endpointHealth
+	throttles atomic.Int64 // Unix ns until which some endpoint may be throttled
+}
+
+// get returns n's health, with a breaker made from cfg when cfg is set;
+// a new cfg replaces the breaker.
+func (h *health) get(n *balance.Node, cfg *breaker.Config, nodes int) *endpointHealth {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[*balance.Node]*endpointHealth)
+	}
+	e := h.m[n]
+	if e == nil {
+		if len(h.m) > 2*nodes+8 {
+			clear(h.m) // endpoints that left: their health goes with them
+		}
+		e = &endpointHealth{}
+		h.m[n] = e
+	}
+	if e.cfg != cfg {
+		e.cfg, e.br = cfg, nil
+		if cfg != nil {
+			e.br, _ = breaker.New(*cfg) // validated with its route
+		}
+	}
+	return e
+}
+
+// peek returns n's health if it has any.
+func (h *health) peek(n *balance.Node) *endpointHealth {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[n]
+}
+
+// gate says whether n may take a request now, and returns the health to
+// report the outcome to (nil when nothing is tracked). cfg is the route's
+// breaker; nil when it has none.
+func (d *destination) gate(n *balance.Node, cfg *breaker.Config, now time.Time) (*endpointHealth, bool) {
+	var e *endpointHealth
+	switch {
+	case cfg != nil:
+		e = d.health.get(n, cfg, d.bal.Len())
+	case d.health.throttles.Load() > now.UnixNano():
+		e = d.health.peek(n)
+	}
+	if e == nil {
+		return nil, true
+	}
+	if e.throttled.Load() > now.UnixNano() {
+		return e, false
+	}
+	if e.br != nil && !e.br.Allow(now) {
+		return e, false
+	}
+	return e, true
+}
+
+// report tells n's health how an attempt allowed by gate ended.
+func (d *destination) report(n *balance.Node, e *endpointHealth, resp *http.Response, failed bool, now time.Time) {
+	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.Header.Get("Grpc-Status") == "8") {
+		wait := retryAfter(resp.Header.Get("Retry-After"), now)
+		if e == nil {
+			e = d.health.get(n, nil, d.bal.Len())
+		}
+		until := now.Add(wait).UnixNano()
+		e.throttled.Store(until)
+		if until > d.health.throttles.Load() {
+			d.health.throttles.Store(until)
+		}
+	}
+	if e != nil && e.br != nil {
+		e.br.Report(now, !failed)
+	}
+}
+
+// retryAfter reads a Retry-After value: seconds, or an HTTP date; bounded
+// by maxRetryAfter, defaultRetryAfter when absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return defaultRetryAfter
+	}
+	if s, err := strconv.Atoi(v); err == nil {
+		if s < 0 {
+			return defaultRetryAfter
+		}
+		return min(time.Duration(s)*time.Second, maxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0), maxRetryAfter)
+	}
+	return defaultRetryAfter
+}
+
+// breakerState is n's breaker state for the admin page, "none" without one.
+func (d *destination) breakerState(n *balance.Node, now time.Time) string {
+	e := d.health.peek(n)
+	switch {
+	case e == nil:
+		return "none"
+	case e.throttled.Load() > now.UnixNano():
+		return "throttled"
+	case e.br == nil:
+		return "none"
+	}
+	return e.br.State(now).String()
+}
