@@ -321,6 +321,11 @@ type Node struct {
 	info     atomic.Pointer[info]
 	inFlight atomic.Int64
 
+	// busySince is when the node last made progress while it had
+	// requests in flight (Unix ns from Options.Now): set when its first
+	// request starts and whenever one finishes. See Load.
+	busySince atomic.Int64
+
 	mu    sync.Mutex
 	est   float64     // peak-EWMA estimate in nanoseconds, as of stamp
 	stamp time.Time   // when est was last updated
@@ -355,8 +360,11 @@ func (n *Node) Endpoint() *endpoint.Endpoint {
 // [Node.Finish] given the returned stamp, whatever the outcome (success,
 // failure, timeout, cancellation); otherwise the node looks busy forever.
 func (n *Node) Start() time.Time {
-	n.inFlight.Add(1)
-	return n.cfg.now()
+	now := n.cfg.now()
+	if n.inFlight.Add(1) == 1 {
+		n.busySince.Store(now.UnixNano())
+	}
+	return now
 }
 
 // Finish records the end of a request begun by [Node.Start] at start. The
@@ -364,8 +372,9 @@ func (n *Node) Start() time.Time {
 // Options.FailurePenalty, so that a fast failure (connection refused) is not
 // mistaken for a fast endpoint while a slow one (a timeout) counts in full.
 func (n *Node) Finish(start time.Time, failed bool) {
-	n.inFlight.Add(-1)
 	now := n.cfg.now()
+	n.busySince.Store(now.UnixNano())
+	n.inFlight.Add(-1)
 	rtt := now.Sub(start)
 	if rtt < 0 {
 		rtt = 0
@@ -421,6 +430,12 @@ func (n *Node) observe(now time.Time, rtt float64, ok bool) {
 	case rtt > est:
 		est = rtt
 	}
+	if !ok {
+		// A failure is evidence too: the node is no longer unknown, and
+		// Pick stops probing it outright. An endpoint that never answers
+		// would otherwise be probed every time it is drawn.
+		n.seen.Store(true)
+	}
 	n.est = est
 	if now.After(n.stamp) {
 		n.stamp = now
@@ -451,12 +466,24 @@ func (n *Node) estimateAt(now time.Time) float64 {
 // divided by the endpoint's weight (zero weight counts as 1). A weight of k
 // thus lets a node carry about k times the concurrency of a weight-1 peer
 // with the same latency.
+//
+// A node with requests in flight that has finished none for longer than
+// its estimate is taken to be at least that slow: the estimate learns only
+// from answers, so a stalled endpoint (a stopped process, a full queue)
+// would otherwise look as fast as before, its estimate even decaying, and
+// keep drawing requests until the first of them timed out.
 func (n *Node) Load(now time.Time) float64 {
 	k := n.inFlight.Load()
 	if k < 0 {
 		k = 0 // unpaired Finish: do not let the node look better than idle
 	}
-	return n.estimateAt(now) * float64(k+1) / n.info.Load().weight
+	est := n.estimateAt(now)
+	if k > 0 {
+		if silent := float64(now.UnixNano() - n.busySince.Load()); silent > est {
+			est = silent
+		}
+	}
+	return est * float64(k+1) / n.info.Load().weight
 }
 
 // InFlight returns the number of requests started and not yet finished.

@@ -641,3 +641,58 @@ func TestColdFirstSampleIsNotAPeak(t *testing.T) {
 		t.Fatalf("a second slow answer must be a peak; estimate %v", time.Duration(l))
 	}
 }
+
+// TestStalledNodeAvoided: a node whose requests stopped coming back counts
+// as at least as slow as it has been silent, so new requests go elsewhere
+// long before the first stuck one times out; an idle node is not judged by
+// how long it was idle.
+func TestStalledNodeAvoided(t *testing.T) {
+	var clk fakeClock
+	b := New(Options{Now: clk.Now})
+	b.Update([]endpoint.Endpoint{{Addr: "a"}, {Addr: "b"}})
+	nodes := b.Nodes()
+	for range 20 { // both answer in 2 ms
+		for _, n := range nodes {
+			s := n.Start()
+			clk.Advance(2 * time.Millisecond)
+			n.Finish(s, false)
+		}
+	}
+	clk.Advance(time.Minute) // both idle a long time: neither is penalized
+	if la, lb := nodes[0].Load(clk.Now()), nodes[1].Load(clk.Now()); la > float64(2*time.Millisecond) || lb > float64(2*time.Millisecond) {
+		t.Fatalf("idle loads %v and %v: an idle node must not look slower than its estimate", time.Duration(la), time.Duration(lb))
+	}
+	nodes[0].Start() // a's endpoint stops answering
+	clk.Advance(20 * time.Millisecond)
+	if la, lb := nodes[0].Load(clk.Now()), nodes[1].Load(clk.Now()); la < float64(20*time.Millisecond) || la <= lb {
+		t.Fatalf("a silent for 20 ms with a request in flight has load %v (b %v): want at least 20 ms", time.Duration(la), time.Duration(lb))
+	}
+	for range 50 {
+		if n, _ := b.Pick(nil); n == nodes[0] {
+			t.Fatal("picked the stalled node")
+		}
+	}
+}
+
+// TestFailingNewNodeNotProbedForever: a new node is probed outright while
+// nothing is known of it; once it has failed it is known, and judged by
+// its penalty like any other.
+func TestFailingNewNodeNotProbedForever(t *testing.T) {
+	var clk fakeClock
+	b := New(Options{Now: clk.Now})
+	b.Update([]endpoint.Endpoint{{Addr: "good"}, {Addr: "bad"}})
+	var picksBad int
+	for range 200 {
+		n, _ := b.Pick(nil)
+		s := n.Start()
+		clk.Advance(time.Millisecond)
+		bad := n.Endpoint().Addr == "bad"
+		if bad {
+			picksBad++
+		}
+		n.Finish(s, bad)
+	}
+	if picksBad > 1 {
+		t.Fatalf("a node that failed its first request was picked %d times in 200 ms; its 1 s penalty should keep it away", picksBad)
+	}
+}
