@@ -30,4 +30,8 @@ var Catalogue = []Info{
 	{RenewalOff, "the proxy never renews its workload certificate"},
 	{BundleNotReloaded, "the proxy ignores changes of its trust anchors file"},
 	{SlowFanout, "the controller waits 150 ms before sending each Destination update"},
+	{RetriesOff, "the proxy retries nothing its routes say to retry"},
+	{TimeoutsIgnored, "the proxy ignores its routes' timeouts and the clients' grpc-timeout"},
+	{BudgetIgnored, "the proxy sends every retry its routes allow, whatever the budget"},
+	{BreakerOff, "the proxy's circuit breakers never open"},
 }

@@ -37,6 +37,18 @@ const (
 	// SlowFanout makes the controller's Destination API wait 150 ms before
 	// sending each update.
 	SlowFanout Defect = "slow-fanout"
+	// RetriesOff makes the proxy retry nothing its routes say to retry
+	// (connection failures before a byte was sent are still retried, as
+	// without a route).
+	RetriesOff Defect = "retries-off"
+	// TimeoutsIgnored makes the proxy ignore its routes' timeouts and the
+	// clients' grpc-timeout.
+	TimeoutsIgnored Defect = "timeouts-ignored"
+	// BudgetIgnored makes the proxy send every retry its routes allow,
+	// whatever the retry budget says.
+	BudgetIgnored Defect = "budget-ignored"
+	// BreakerOff makes the proxy's circuit breakers never open.
+	BreakerOff Defect = "breaker-off"
 )
 
 // Info is a defect with what it breaks, for listings.

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/retry"
 	"github.com/skiff-mesh/skiff/mesh/proxy/route"
@@ -59,7 +60,7 @@ func (l *listener) bound(r *http.Request, start time.Time) (*http.Request, conte
 	}
 	rt := l.p.cfg.Routes.Lookup(r.Host)
 	var client time.Duration
-	if v := r.Header.Get("Grpc-Timeout"); v != "" && isGRPC(r) {
+	if v := r.Header.Get("Grpc-Timeout"); v != "" && isGRPC(r) && !plant.On(plant.TimeoutsIgnored) {
 		d, err := timeout.ParseGRPCTimeout(v)
 		if err != nil {
 			return r, nil, &requestError{http.StatusBadRequest, err.Error()}
@@ -71,7 +72,7 @@ func (l *listener) bound(r *http.Request, start time.Time) (*http.Request, conte
 	}
 	rd := &routed{rt: rt}
 	var tr timeout.Route
-	if rt != nil {
+	if rt != nil && !plant.On(plant.TimeoutsIgnored) {
 		tr = rt.Timeouts
 	}
 	rd.deadline = tr.Deadline(start, client)
@@ -125,6 +126,14 @@ func (p *Proxy) routeStats(name string) *routeCounters {
 func escapeLabel(s string) string {
 	q := strconv.Quote(s)
 	return q[1 : len(q)-1]
+}
+
+// attemptTimeout is the route's timeouts.backendRequest.
+func attemptTimeout(rt *route.Compiled) time.Duration {
+	if plant.On(plant.TimeoutsIgnored) {
+		return 0
+	}
+	return rt.Timeouts.BackendRequest
 }
 
 // errAttemptTimeout cancels an attempt that outlived
@@ -220,7 +229,7 @@ func (t outboundTransport) retrying(req *http.Request, d *destination, rd *route
 	p := t.l.p
 	rt := rd.rt
 	stats := p.routeStats(rt.Name)
-	canRetry := rt.Retries()
+	canRetry := rt.Retries() && !plant.On(plant.RetriesOff)
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	var body *retry.Replay
 	if hasBody && canRetry {
@@ -243,7 +252,7 @@ func (t outboundTransport) retrying(req *http.Request, d *destination, rd *route
 		next, _ = body.Attempt() // the first always succeeds
 	}
 	for n := 0; ; n++ {
-		a := startAttempt(req.Context(), rt.Timeouts.BackendRequest)
+		a := startAttempt(req.Context(), attemptTimeout(rt))
 		ar := req.WithContext(a.ctx)
 		if n > 0 {
 			ar = retryRequest(req, a.ctx)
@@ -298,7 +307,7 @@ func (t outboundTransport) retrying(req *http.Request, d *destination, rd *route
 		if !rd.deadline.IsZero() && !now.Add(wait).Before(rd.deadline) {
 			return resp, err // no time left for another attempt
 		}
-		if !budget.Retry(now) {
+		if !budget.Retry(now) && !plant.On(plant.BudgetIgnored) {
 			stats.overflow.Add(1)
 			return resp, err
 		}

@@ -378,7 +378,15 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("Connection", "close")
+	var re *requestError
+	if errors.As(err, &re) {
+		// The client's request was at fault: what follows it on the
+		// connection cannot be trusted to be framed right. An upstream's
+		// failure leaves the client's connection as good as it was, and
+		// closing it would cost the client a new one for every 502, 503
+		// and 504.
+		h.Set("Connection", "close")
+	}
 	w.WriteHeader(status)
 	io.WriteString(w, msg+"\n")
 	if r.ProtoMajor == 2 {
@@ -582,9 +590,7 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody,
 		start := n.Start()
 		resp, err := rt.RoundTrip(req)
 		connFailed := err != nil && isConnectError(err)
-		// The client leaving (or this attempt's deadline) says nothing
-		// about the endpoint; its time so far still counts as a sample.
-		failed := connFailed || failedResponse(resp) || err != nil && req.Context().Err() == nil
+		failed := connFailed || failedResponse(resp) || err != nil && !clientLeft(req.Context())
 		n.Finish(start, failed)
 		if h != nil || resp != nil && resp.StatusCode == http.StatusTooManyRequests || resp != nil && resp.Header.Get("Grpc-Status") == "8" {
 			d.report(n, h, resp, failed, time.Now())
@@ -599,6 +605,14 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody,
 		}
 		return resp, n, unsent, err
 	}
+}
+
+// clientLeft reports whether ctx ended because the client went away, which
+// says nothing about the endpoint; a deadline that passed (the route's, the
+// client's grpc-timeout or the attempt's) says it was too slow.
+func clientLeft(ctx context.Context) bool {
+	err := ctx.Err()
+	return errors.Is(err, context.Canceled) && !errors.Is(context.Cause(ctx), errAttemptTimeout)
 }
 
 // failedResponse is an answer the balancer counts against its endpoint: a
