@@ -474,6 +474,16 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 	for k, v := range r.rot {
 		m[k] = v
 	}
+	if r.routed != nil && phase == spec.PhaseWhole {
+		for k, v := range r.routed {
+			m[k] = v
+		}
+		if ph != nil {
+			if ps := ph.Path(results.PathMeshed); ps != nil && ps.Count > 0 {
+				m["retry_ratio"] = r.routed["retries"] / float64(ps.Count)
+			}
+		}
+	}
 	if ev := r.mtls; ev != nil {
 		m["mtls_share"] = ev.inboundTLS
 		for k, v := range ev.probes {

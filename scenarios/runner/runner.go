@@ -28,6 +28,7 @@ import (
 
 	"github.com/skiff-mesh/skiff/faultinject"
 	"github.com/skiff-mesh/skiff/loadgen"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 	"github.com/skiff-mesh/skiff/results"
 	"github.com/skiff-mesh/skiff/results/assert"
 	"github.com/skiff-mesh/skiff/scenarios/spec"
@@ -164,6 +165,10 @@ type run struct {
 	mtls   *mtlsEvidence      // with a control plane
 	hits   *uint64            // plaintext marker sightings, when watched
 	rot    map[string]float64 // the rotation prober's metrics, when watched
+	routed map[string]float64 // the client sidecar's route counters over the measured run, with resources
+	// routedBase is the route counters at the end of the warm-up; guarded
+	// by mu.
+	routedBase map[string]float64
 }
 
 // validate checks what the spec package cannot: fault types and params
@@ -201,9 +206,17 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		return err
 	}
 	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
+	pargs := proxyArgs(sc.Mesh.Balancer)
+	if len(sc.Resources) > 0 {
+		path, err := writeRoutes(sc, r.o.OutDir)
+		if err != nil {
+			return err
+		}
+		pargs = append(pargs, "--routes", path)
+	}
 	lc := local.Config{
 		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log, // the simulator adds component=simulator
-		ProxyArgs:    proxyArgs(sc.Mesh.Balancer),
+		ProxyArgs:    pargs,
 		ControlPlane: sc.Mesh.ControlPlane,
 		LeafLifetime: sc.Mesh.LeafLifetime,
 		StrictMTLS:   sc.Mesh.MTLS == spec.MTLSStrict,
@@ -268,6 +281,17 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		n := env.MarkerHits()
 		r.hits = &n
 	}
+	if len(sc.Resources) > 0 && err == nil {
+		if r.routed, err = routeCounters(ctx, env); err != nil {
+			err = fmt.Errorf("reading the client sidecar's route counters: %w", err)
+		} else {
+			r.mu.Lock()
+			for k, v := range r.routedBase {
+				r.routed[k] -= v
+			}
+			r.mu.Unlock()
+		}
+	}
 	if sc.Mesh.ControlPlane && err == nil {
 		r.mtls = r.gatherMTLS(ctx)
 		for _, pe := range r.mtls.probeErrors {
@@ -305,6 +329,54 @@ func needsMarker(sc *spec.Scenario) bool {
 		}
 	}
 	return false
+}
+
+// routeMetrics are the client sidecar's route counters, by the metric
+// name assertions use, summed over its routes.
+var routeMetrics = []struct{ name, counter string }{
+	{"retries", "outbound_http_route_retry_requests_total"},
+	{"retry_overflow", "outbound_http_route_retry_overflow_total"},
+	{"retry_limit_exceeded", "outbound_http_route_retry_limit_exceeded_total"},
+	{"route_timeouts", "outbound_http_route_timeouts_total"},
+}
+
+// routeCounters reads the client sidecar's route counters at the end of
+// the load.
+func routeCounters(ctx context.Context, env *local.Env) (map[string]float64, error) {
+	names := make([]string, len(routeMetrics))
+	for i, m := range routeMetrics {
+		names[i] = m.counter
+	}
+	vals, err := env.Client().Sums(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]float64, len(vals))
+	for i, m := range routeMetrics {
+		out[m.name] = vals[i]
+	}
+	return out, nil
+}
+
+// writeRoutes writes the routes the scenario's resources give as the
+// proxies' routes file, routes.json in dir, and returns its path.
+func writeRoutes(sc *spec.Scenario, dir string) (string, error) {
+	routes, _, err := sc.Routes(sc.Name)
+	if err != nil {
+		return "", fmt.Errorf("scenario %s: resources: %w", sc.Name, err)
+	}
+	data, err := route.Marshal(routes)
+	if err != nil {
+		return "", err
+	}
+	path, err := filepath.Abs(filepath.Join(dir, "routes.json"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return "", fmt.Errorf("writing the proxies' routes: %w", err)
+	}
+	return path, nil
 }
 
 // proxyArgs are extra skiff-proxy flags for the scenario's mesh settings.
@@ -427,6 +499,27 @@ func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
 	tctx, stopTimeline := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.timeline(tctx, t0) })
+	if len(sc.Resources) > 0 {
+		// The route counters at the end of the warm-up: what the measured
+		// run adds is counted from there.
+		wg.Go(func() {
+			t := time.NewTimer(time.Until(t0))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-tctx.Done():
+				return
+			}
+			base, err := routeCounters(tctx, r.env)
+			if err != nil {
+				r.log.Warn("cannot read the client sidecar's route counters at the end of the warm-up", "err", err)
+				return
+			}
+			r.mu.Lock()
+			r.routedBase = base
+			r.mu.Unlock()
+		})
+	}
 	r.pods.start(t0)
 	res, err := loadgen.Run(ctx, lo)
 	stopTimeline()

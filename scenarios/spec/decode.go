@@ -152,6 +152,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	case t == reflect.TypeFor[Phases]():
 		d.phases(n, v, path, depth)
 		return
+	case t == reflect.TypeFor[Resource]():
+		d.resource(n, v, path)
+		return
 	}
 	switch t.Kind() {
 	case reflect.Pointer:
@@ -415,4 +418,19 @@ func describe(n *yaml.Node) string {
 		v = v[:40] + "…"
 	}
 	return strconv.Quote(v)
+}
+
+// resource keeps a Kubernetes object as YAML, for the API types to check
+// (validate.go).
+func (d *decoder) resource(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a Kubernetes object (a mapping with apiVersion, kind, metadata and spec), got %s", describe(n))
+		return
+	}
+	out, err := yaml.Marshal(n)
+	if err != nil {
+		d.fail(n, path, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		return
+	}
+	v.Set(reflect.ValueOf(Resource{YAML: out, Line: n.Line}))
 }

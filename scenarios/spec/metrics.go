@@ -60,6 +60,12 @@ var (
 		}
 		return ""
 	}
+	needsResources = func(s *Scenario) string {
+		if len(s.Resources) == 0 {
+			return "needs resources: (the client sidecar's route counters come from its routes)"
+		}
+		return ""
+	}
 	needsMTLSProbes = func(s *Scenario) string {
 		if !s.Mesh.ControlPlane || s.ControlPlaneScale != nil {
 			return "needs mesh.control_plane: true and traffic (the runner probes the sidecars' mTLS after the load)"
@@ -110,6 +116,12 @@ var metrics = []Metric{
 	{Name: "p50_vs_round_robin", Doc: "p50 over the round-robin run's p50"},
 	{Name: "p90_vs_round_robin", Doc: "p90 over the round-robin run's p90"},
 	{Name: "round_robin_p99_ms", Doc: "the round-robin run's p99, ms"},
+	// The client sidecar's routes (resources), over the whole run.
+	{Name: "retries", Doc: "retries the client's sidecar sent (outbound_http_route_retry_requests_total), whole run", needs: needsResources},
+	{Name: "retry_ratio", Doc: "retries over the requests due in the run", needs: needsResources},
+	{Name: "retry_overflow", Doc: "retries the retry budget refused, whole run", needs: needsResources},
+	{Name: "retry_limit_exceeded", Doc: "requests that failed after their last allowed retry, whole run", needs: needsResources},
+	{Name: "route_timeouts", Doc: "requests and attempts the client's sidecar timed out, whole run", needs: needsResources},
 	// A control-plane scale run.
 	{Name: "propagation_p50_ms", Doc: "median time from a registry change to a watcher's snapshot, ms", needs: needsScale},
 	{Name: "propagation_p90_ms", Doc: "its 90th percentile, ms", needs: needsScale},

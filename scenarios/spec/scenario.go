@@ -144,6 +144,14 @@ type Scenario struct {
 	// with the assertion that catches each (see Planted). Nil means none
 	// is declared; every catalogue scenario declares one.
 	Planted []Planted `yaml:"planted,omitempty" json:"planted,omitempty"`
+	// Resources are Kubernetes objects that configure the mesh the way a
+	// cluster would be configured: Gateway API HTTPRoute and GRPCRoute
+	// (timeouts, retries), XBackendTrafficPolicy (retry budget) and Skiff's
+	// CircuitBreaker, each checked with the real API types
+	// (mesh/control/gatewayapi), so the same objects apply unchanged to a
+	// cluster. Their parentRefs name the topology's services in namespace
+	// "default". Empty means no routes.
+	Resources []Resource `yaml:"resources,omitempty" json:"resources,omitempty"`
 }
 
 // Topology is the set of services of a run.
@@ -741,6 +749,7 @@ func (s *Scenario) Clone() *Scenario {
 	c.Phases = slices.Clone(s.Phases)
 	c.Assertions = slices.Clone(s.Assertions)
 	c.Planted = slices.Clone(s.Planted)
+	c.Resources = slices.Clone(s.Resources)
 	c.ControlPlaneScale = s.ControlPlaneScale.clone()
 	if s.Quick != nil {
 		q := *s.Quick

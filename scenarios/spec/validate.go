@@ -201,6 +201,7 @@ func (v *validator) run() {
 	if s.ControlPlaneScale == nil {
 		v.successCoverage()
 	}
+	v.resources()
 	v.planted()
 	v.quickSection()
 }

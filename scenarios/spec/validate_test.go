@@ -23,7 +23,7 @@ topology:
 		{"unknown field without suggestion", `
 topology: {services: [{name: echo}]}
 colour: blue
-`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale, planted`},
+`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale, planted, resources`},
 		{"unknown field in a phase", `
 topology: {services: [{name: echo}]}
 phases: {p: {form: 1s}}

@@ -455,3 +455,36 @@ func (p *Pod) RetireTrustAnchors(ctx context.Context) error {
 	}
 	return p.env.RetireTrustAnchors(ctx)
 }
+
+// Sums reads the pod's sidecar /metrics and sums, for each of names, every
+// sample of that metric whatever its labels; a metric with no sample is 0.
+func (p *Pod) Sums(ctx context.Context, names ...string) ([]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.env.cfg.ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := p.env.httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := make([]float64, len(names))
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		for i, n := range names {
+			rest, ok := strings.CutPrefix(line, n)
+			if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
+				continue
+			}
+			if j := strings.LastIndexByte(rest, ' '); j >= 0 {
+				if v, err := strconv.ParseFloat(rest[j+1:], 64); err == nil {
+					out[i] += v
+				}
+			}
+		}
+	}
+	return out, sc.Err()
+}
