@@ -465,6 +465,13 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 			}
 		}
 	}
+	if ph != nil && phase == spec.PhaseWhole {
+		if ps := ph.Path(results.PathMeshed); ps != nil && ps.Count > 0 {
+			for code, n := range ps.StatusCodes {
+				m["status_share("+code+")"] = float64(n) / float64(ps.Count)
+			}
+		}
+	}
 	if rec, ok := r.recovery(res); ok {
 		m["recovery_s"] = rec
 	}

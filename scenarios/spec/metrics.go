@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/skiff-mesh/skiff/results/assert"
@@ -97,6 +98,7 @@ var metrics = []Metric{
 	{Name: "controller_vmhwm_mb", Doc: "VmHWM of the controller, MiB", needs: needsControlPlane},
 	// Which pod served what.
 	{Name: "share(POD)", Doc: "share of the phase's requests the pod served, 0..1"},
+	{Name: "status_share(CODE)", Doc: "share of the run's requests answered with HTTP status CODE, 0..1 (phase whole)"},
 	{Name: "recovery_s", Doc: "longest time from a restore (restart, resume, end of a kill or pause) until the restored pods served again, s"},
 	// Mutual TLS.
 	{Name: "plaintext_marker_hits", Doc: "times the payload marker crossed the network between pods in plaintext"},
@@ -232,6 +234,11 @@ func (v *validator) metricOf(p, expr string) {
 	}
 	if m.Family() == "share" {
 		v.sharePod(p, arg)
+	}
+	if m.Family() == "status_share" {
+		if c, err := strconv.Atoi(arg); err != nil || c < 100 || c > 599 || len(arg) != 3 {
+			v.errf(p, "status_share(%s): want an HTTP status code such as 503", arg)
+		}
 	}
 	if m.needs != nil {
 		if why := m.needs(v.s); why != "" {

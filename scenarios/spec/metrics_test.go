@@ -20,7 +20,7 @@ func TestMetricErrors(t *testing.T) {
 		{"a word in common", `{expr: "p99_latency_ms < 5"}`,
 			`t.yaml:3:21: assertions[0].expr: unknown metric "p99_latency_ms"; did you mean "p99_ms", "p99_added_ms" or "p99_vs_round_robin"? (docs/scenarios.md lists them all)`},
 		{"unknown function", `{expr: "split_share(v2) within 0.1±0.02"}`,
-			`t.yaml:3:21: assertions[0].expr: unknown metric "split_share(v2)"; did you mean "share(POD)"? (docs/scenarios.md lists them all)`},
+			`t.yaml:3:21: assertions[0].expr: unknown metric "split_share(v2)"; did you mean "share(POD)" or "status_share(CODE)"? (docs/scenarios.md lists them all)`},
 		{"nothing close", `{expr: "banana > 1"}`,
 			`t.yaml:3:21: assertions[0].expr: unknown metric "banana" (docs/scenarios.md lists them all)`},
 		{"no argument taken", `{expr: "p99_ms(echo-0) < 5"}`,
@@ -63,8 +63,11 @@ func TestMetricsValid(t *testing.T) {
 			t.Errorf("%s: want a one-line doc, got %q", m.Name, m.Doc)
 		}
 		expr := m.Name + " >= 0"
-		if m.Family() == "share" {
+		switch m.Family() {
+		case "share":
 			expr = "share(echo-1) >= 0"
+		case "status_share":
+			expr = "status_share(503) >= 0"
 		}
 		sc := &Scenario{Name: "t", Topology: Topology{Services: []Service{{Name: "echo", Replicas: 2}}},
 			Load:       Traffic{CompareDirect: true, Trials: 3},
