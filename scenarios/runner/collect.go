@@ -470,6 +470,14 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 			for code, n := range ps.StatusCodes {
 				m["status_share("+code+")"] = float64(n) / float64(ps.Count)
 			}
+			// A status no request got has a share of 0, not no share.
+			for _, a := range r.sc.Assertions {
+				if e, err := assert.Parse(a.Expr); err == nil && strings.HasPrefix(e.Metric, "status_share(") {
+					if _, ok := m[e.Metric]; !ok {
+						m[e.Metric] = 0
+					}
+				}
+			}
 		}
 	}
 	if rec, ok := r.recovery(res); ok {
