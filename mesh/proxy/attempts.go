@@ -103,6 +103,7 @@ func (rd *routed) expired(ctx context.Context, err error) error {
 type routeCounters struct {
 	retries, successes, limitExceeded, overflow *atomic.Uint64
 	requestTimeouts, attemptTimeouts            *atomic.Uint64
+	ejections                                   *atomic.Uint64
 }
 
 // routeStats returns the counters of the route named name.
@@ -118,6 +119,7 @@ func (p *Proxy) routeStats(name string) *routeCounters {
 		overflow:        p.metrics.Counter("outbound_http_route_retry_overflow_total", l),
 		requestTimeouts: p.metrics.Counter("outbound_http_route_timeouts_total", l+`,timeout="request"`),
 		attemptTimeouts: p.metrics.Counter("outbound_http_route_timeouts_total", l+`,timeout="backend_request"`),
+		ejections:       p.metrics.Counter("outbound_http_route_breaker_ejections_total", l),
 	}
 	v, _ := p.routeCounters.LoadOrStore(name, c)
 	return v.(*routeCounters)
@@ -260,7 +262,7 @@ func (t outboundTransport) retrying(req *http.Request, d *destination, rd *route
 		if next != nil {
 			ar.Body = next
 		}
-		resp, node, err := t.forward(ar, d, avoid, rt.Breaker)
+		resp, node, err := t.forward(ar, d, avoid, rt)
 		timedOut := false
 		if err == nil && !a.answered() {
 			resp.Body.Close() // the headers came as the timer fired

@@ -370,6 +370,9 @@ func TestBreakerEjects(t *testing.T) {
 	if fmt.Sprint(codes) != "[500 500 503 503 503 503]" || only.Load() != 2 {
 		t.Errorf("statuses %v with %d reaching the endpoint, want two 500s from it and then fast 503s", codes, only.Load())
 	}
+	if v := metric(t, p2, `outbound_http_route_breaker_ejections_total{route_name="test-route"}`); v != "1" {
+		t.Errorf("ejections counted: %s, want 1", v)
+	}
 }
 
 // TestBackpressureSteers: an endpoint that answers 429 with Retry-After is

@@ -95,8 +95,9 @@ func (d *destination) gate(n *balance.Node, cfg *breaker.Config, now time.Time) 
 	return e, true
 }
 
-// report tells n's health how an attempt allowed by gate ended.
-func (d *destination) report(n *balance.Node, e *endpointHealth, resp *http.Response, failed bool, now time.Time) {
+// report tells n's health how an attempt allowed by gate ended. It
+// reports whether the breaker opened on it (an ejection began).
+func (d *destination) report(n *balance.Node, e *endpointHealth, resp *http.Response, failed bool, now time.Time) (ejected bool) {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.Header.Get("Grpc-Status") == "8") {
 		wait := retryAfter(resp.Header.Get("Retry-After"), now)
 		if e == nil {
@@ -109,8 +110,10 @@ func (d *destination) report(n *balance.Node, e *endpointHealth, resp *http.Resp
 		}
 	}
 	if e != nil && e.br != nil {
-		e.br.Report(now, !failed)
+		before := e.br.State(now)
+		ejected = e.br.Report(now, !failed) == breaker.Open && before != breaker.Open
 	}
+	return ejected
 }
 
 // retryAfter reads a Retry-After value: seconds, or an HTTP date; bounded

@@ -18,6 +18,7 @@ import (
 	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/breaker"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
 
@@ -492,11 +493,11 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if rd != nil && rd.rt != nil && (rd.rt.Retries() || rd.rt.Timeouts.BackendRequest > 0) {
 		return t.retrying(req, d, rd)
 	}
-	var brc *breaker.Config
-	if rd != nil && rd.rt != nil {
-		brc = rd.rt.Breaker
+	var rt *route.Compiled
+	if rd != nil {
+		rt = rd.rt
 	}
-	resp, _, err := t.forward(req, d, nil, brc)
+	resp, _, err := t.forward(req, d, nil, rt)
 	return resp, t.expired(req, rd, err)
 }
 
@@ -513,8 +514,8 @@ func (t outboundTransport) expired(req *http.Request, rd *routed, err error) err
 // forward sends req to an endpoint of d, avoiding those in avoid while
 // others are left; when none of d's endpoints can take it, it goes to the
 // authority's failover list in order. node is the endpoint that answered
-// or failed last. brc is the route's circuit breaker, nil for none.
-func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*balance.Node, brc *breaker.Config) (*http.Response, *balance.Node, error) {
+// or failed last. rt is the request's route, nil for none.
+func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*balance.Node, rt *route.Compiled) (*http.Response, *balance.Node, error) {
 	p := t.l.p
 	var rb *retryBody
 	if req.Body != nil && req.Body != http.NoBody {
@@ -522,7 +523,7 @@ func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*b
 		req.Body = rb
 		defer rb.finish()
 	}
-	resp, node, next, err := t.try(req, d, rb, avoid, brc)
+	resp, node, next, err := t.try(req, d, rb, avoid, rt)
 	for _, fb := range p.cfg.Failover[req.Host] {
 		if !next {
 			break
@@ -532,7 +533,7 @@ func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*b
 			continue
 		}
 		p.failovers.Add(1)
-		resp, node, next, err = t.try(req, fd, rb, nil, brc)
+		resp, node, next, err = t.try(req, fd, rb, nil, rt)
 	}
 	return resp, node, err
 }
@@ -544,8 +545,12 @@ func (t outboundTransport) forward(req *http.Request, d *destination, avoid []*b
 // backpressure, and fails fast when no other is left. next reports that no
 // endpoint received the request (none was ready, or all refused), so a
 // fallback may take it.
-func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody, avoid []*balance.Node, brc *breaker.Config) (resp *http.Response, node *balance.Node, next bool, err error) {
+func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody, avoid []*balance.Node, rc *route.Compiled) (resp *http.Response, node *balance.Node, next bool, err error) {
 	p := t.l.p
+	var brc *breaker.Config
+	if rc != nil {
+		brc = rc.Breaker
+	}
 	var triedBuf [maxConnectAttempts + 4]*balance.Node
 	tried := append(triedBuf[:0], avoid...)
 	var lastErr error
@@ -593,7 +598,9 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody,
 		failed := connFailed || failedResponse(resp) || err != nil && !clientLeft(req.Context())
 		n.Finish(start, failed)
 		if h != nil || resp != nil && resp.StatusCode == http.StatusTooManyRequests || resp != nil && resp.Header.Get("Grpc-Status") == "8" {
-			d.report(n, h, resp, failed, time.Now())
+			if d.report(n, h, resp, failed, time.Now()) {
+				p.routeStats(rc.Name).ejections.Add(1)
+			}
 		}
 		unsent := connFailed && (rb == nil || !rb.started.Load())
 		if unsent && connects+1 < maxConnectAttempts {
