@@ -505,7 +505,8 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 // and counts it against the request's route.
 func (t outboundTransport) expired(req *http.Request, rd *routed, err error) error {
 	err = rd.expired(req.Context(), err)
-	if _, ok := err.(*TimeoutError); ok && rd.rt != nil {
+	var te *TimeoutError
+	if errors.As(err, &te) && rd.rt != nil {
 		t.l.p.routeStats(rd.rt.Name).requestTimeouts.Add(1)
 	}
 	return err

@@ -56,23 +56,23 @@ func (w Warning) String() string {
 // (the Gateway API keeps the older; Skiff refuses unless both carry a
 // creationTimestamp), and for a route the proxy would refuse. A nil r
 // holds no objects.
-func (r *Resources) Routes(authority func(namespace, name string, port int32) (string, bool)) ([]route.Route, []Warning, error) {
+func (res *Resources) Routes(authority func(namespace, name string, port int32) (string, bool)) ([]route.Route, []Warning, error) {
 	if authority == nil {
 		return nil, nil, errors.New("gatewayapi: Routes needs an authority function")
 	}
-	if r == nil {
-		r = &Resources{}
+	if res == nil {
+		res = &Resources{}
 	}
-	c := &converter{res: r, authority: authority, byAuthority: map[string]int{}, byService: map[serviceKey][]int{}, warned: map[Warning]bool{}}
+	c := &converter{res: res, authority: authority, byAuthority: map[string]int{}, byService: map[serviceKey][]int{}, warned: map[Warning]bool{}}
 	c.validate()
 	if len(c.errs) > 0 {
 		return nil, c.warnings, join(c.errs)
 	}
-	for i := range r.HTTPRoutes {
-		c.httpRoute(&r.HTTPRoutes[i])
+	for i := range res.HTTPRoutes {
+		c.httpRoute(&res.HTTPRoutes[i])
 	}
-	for i := range r.GRPCRoutes {
-		c.grpcRoute(&r.GRPCRoutes[i])
+	for i := range res.GRPCRoutes {
+		c.grpcRoute(&res.GRPCRoutes[i])
 	}
 	c.backendPolicies()
 	c.circuitBreakers()

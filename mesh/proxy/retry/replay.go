@@ -96,7 +96,7 @@ func (r *Replay) Replayable() bool {
 
 // replayable is Replayable with mu held.
 func (r *Replay) replayable() bool {
-	return !r.closed && !r.over && (r.err == nil || r.err == io.EOF)
+	return !r.closed && !r.over && (r.err == nil || errors.Is(r.err, io.EOF))
 }
 
 // Len is the number of bytes pulled from the source so far.
@@ -126,7 +126,7 @@ func (r *Replay) Close() error {
 // dead says, with mu held, that no retry may come: the retained copy
 // only serves the current attempt from now on.
 func (r *Replay) dead() bool {
-	return r.over || (r.err != nil && r.err != io.EOF)
+	return r.over || (r.err != nil && !errors.Is(r.err, io.EOF))
 }
 
 // release frees the retained copy, with mu held, once the body is dead

@@ -215,7 +215,7 @@ func locate(data []byte, dec *json.Decoder, err error) error {
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &se):
-		return fmt.Errorf("%s: %v", position(data, se.Offset), se)
+		return fmt.Errorf("%s: %w", position(data, se.Offset), se)
 	case errors.As(err, &te):
 		return fmt.Errorf("%s: field %s: %s is not a %s", position(data, te.Offset), te.Field, te.Value, te.Type)
 	case errors.Is(err, io.EOF):
@@ -225,7 +225,7 @@ func locate(data []byte, dec *json.Decoder, err error) error {
 	}
 	// Unknown fields and the values our own types refuse: the decoder has
 	// read up to (about) the offending value.
-	return fmt.Errorf("%s: %v", position(data, dec.InputOffset()), err)
+	return fmt.Errorf("%s: %w", position(data, dec.InputOffset()), err)
 }
 
 // position is "line L, column C" of offset in data.
