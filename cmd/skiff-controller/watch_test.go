@@ -171,9 +171,12 @@ func TestWatchStateFreed(t *testing.T) {
 		return held <= baseHeld+(peakHeld-baseHeld)/2, fmt.Errorf("%.1f MB held, %.1f MB before, %.1f MB at the peak", mb(held), mb(baseHeld), mb(peakHeld))
 	})
 	t.Logf("held memory after the cancel: %.1f MB", mb(heldMemory()))
-	if g := gauges(t, adminAddr, "skiff_controller_memory_releases_total"); g["skiff_controller_memory_releases_total"] < 1 {
-		t.Errorf("skiff_controller_memory_releases_total = %v, want at least 1", g)
-	}
+	// The guard releases a second after the watches fell; on a busy
+	// machine the runtime may have handed the memory back before that.
+	testwait.For(t, "the controller's own release", func() (bool, error) {
+		g := gauges(t, adminAddr, "skiff_controller_memory_releases_total")
+		return g["skiff_controller_memory_releases_total"] >= 1, fmt.Errorf("skiff_controller_memory_releases_total = %v, want at least 1", g)
+	})
 }
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
