@@ -166,10 +166,10 @@ const (
 func checkTable(t *testing.T, rows []row) {
 	var b strings.Builder
 	b.WriteString(tableBegin + "\n")
-	b.WriteString("| scenario | planted defect | what it breaks | real build | planted build: caught by |\n")
+	b.WriteString("| scenario | planted defect | what it breaks | real build | planted build |\n")
 	b.WriteString("| --- | --- | --- | --- | --- |\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | FAIL: `%s` |\n", r.scenario, r.defect, r.breaks, r.real, r.caughtBy)
+		fmt.Fprintf(&b, "| `%s` | `%s` | %s | %s | FAIL, caught by `%s` |\n", r.scenario, r.defect, r.breaks, r.real, r.caughtBy)
 	}
 	b.WriteString(tableEnd)
 	const docs = "../../docs/scenarios.md"
