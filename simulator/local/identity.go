@@ -397,29 +397,19 @@ func (e *Env) meshedPods() []*Pod {
 // Gauges reads unlabelled samples from the pod's sidecar /metrics, in the
 // order of names; a missing one is an error naming it.
 func (p *Pod) Gauges(ctx context.Context, names ...string) ([]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.env.cfg.ProbeTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.env.httpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	out := make([]float64, len(names))
 	found := make([]bool, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	err := p.scanMetrics(ctx, func(line string) {
 		for i, n := range names {
 			if v, ok := strings.CutPrefix(line, n+" "); ok {
-				if out[i], err = strconv.ParseFloat(v, 64); err == nil {
-					found[i] = true
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					out[i], found[i] = f, true
 				}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	for i, ok := range found {
 		if !ok {
@@ -427,6 +417,26 @@ func (p *Pod) Gauges(ctx context.Context, names ...string) ([]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// scanMetrics reads the pod's sidecar /metrics and hands each line to fn.
+func (p *Pod) scanMetrics(ctx context.Context, fn func(line string)) error {
+	ctx, cancel := context.WithTimeout(ctx, p.env.cfg.ProbeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.env.httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		fn(sc.Text())
+	}
+	return sc.Err()
 }
 
 // The identity faults act on the controller pod (faultinject.Authority).
@@ -459,21 +469,8 @@ func (p *Pod) RetireTrustAnchors(ctx context.Context) error {
 // Sums reads the pod's sidecar /metrics and sums, for each of names, every
 // sample of that metric whatever its labels; a metric with no sample is 0.
 func (p *Pod) Sums(ctx context.Context, names ...string) ([]float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.env.cfg.ProbeTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.AdminAddr()+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := p.env.httpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	out := make([]float64, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
+	err := p.scanMetrics(ctx, func(line string) {
 		for i, n := range names {
 			rest, ok := strings.CutPrefix(line, n)
 			if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
@@ -485,6 +482,9 @@ func (p *Pod) Sums(ctx context.Context, names ...string) ([]float64, error) {
 				}
 			}
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, sc.Err()
+	return out, nil
 }
