@@ -75,7 +75,14 @@ func (h *health) peek(n *balance.Node) *endpointHealth {
 // gate says whether n may take a request now, and returns the health to
 // report the outcome to (nil when nothing is tracked). cfg is the route's
 // breaker; nil when it has none.
-func (d *destination) gate(n *balance.Node, cfg *breaker.Config, now time.Time) (*endpointHealth, bool) {
+//
+// Without a breaker and before any endpoint asked for backpressure it
+// reads neither the clock nor a lock: the path of most requests.
+func (d *destination) gate(n *balance.Node, cfg *breaker.Config) (*endpointHealth, bool) {
+	if cfg == nil && d.health.throttles.Load() == 0 {
+		return nil, true
+	}
+	now := time.Now()
 	var e *endpointHealth
 	switch {
 	case cfg != nil:

@@ -572,8 +572,7 @@ func (t outboundTransport) try(req *http.Request, d *destination, rb *retryBody,
 			}
 			return nil, nil, true, errNoEndpoints
 		}
-		now := time.Now()
-		h, allowed := d.gate(n, brc, now)
+		h, allowed := d.gate(n, brc)
 		if !allowed {
 			tried = append(tried, n)
 			passed++
