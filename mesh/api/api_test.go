@@ -287,7 +287,7 @@ func TestRoundTrip(t *testing.T) {
 			}},
 			Backends: []*policyv1.Backend{{Authority: "web.shop.svc.cluster.local:8080", Weight: 1}},
 			Breaker: &policyv1.Breaker{
-				Trigger:    &policyv1.Breaker_ConsecutiveFailures{ConsecutiveFailures: &policyv1.ConsecutiveFailures{MaxFailures: 7}},
+				ConsecutiveFailures: &policyv1.ConsecutiveFailures{MaxFailures: 7},
 				MinPenalty: durationpb.New(time.Second),
 				MaxPenalty: durationpb.New(time.Minute),
 				Jitter:     0.5,

@@ -1832,7 +1832,16 @@ type Retry struct {
 	Backoff *Backoff `protobuf:"bytes,5,opt,name=backoff,proto3" json:"backoff,omitempty"`
 	// Budget caps retries relative to requests. Unset means the default
 	// budget; there are never unbudgeted retries.
-	Budget        *RetryBudget `protobuf:"bytes,6,opt,name=budget,proto3" json:"budget,omitempty"`
+	Budget *RetryBudget `protobuf:"bytes,6,opt,name=budget,proto3" json:"budget,omitempty"`
+	// NonIdempotent retries requests whose method RFC 9110 does not call
+	// idempotent (POST, PATCH, and every gRPC call) on a status or gRPC code
+	// too. Without it they are retried only when the attempt failed before
+	// any byte of the request was sent.
+	NonIdempotent bool `protobuf:"varint,7,opt,name=non_idempotent,json=nonIdempotent,proto3" json:"non_idempotent,omitempty"`
+	// MaxBodyBytes is the largest request body a retry replays; a longer
+	// body streams through with retries off for that request. Zero means
+	// 65536.
+	MaxBodyBytes  uint32 `protobuf:"varint,8,opt,name=max_body_bytes,json=maxBodyBytes,proto3" json:"max_body_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1907,6 +1916,20 @@ func (x *Retry) GetBudget() *RetryBudget {
 		return x.Budget
 	}
 	return nil
+}
+
+func (x *Retry) GetNonIdempotent() bool {
+	if x != nil {
+		return x.NonIdempotent
+	}
+	return false
+}
+
+func (x *Retry) GetMaxBodyBytes() uint32 {
+	if x != nil {
+		return x.MaxBodyBytes
+	}
+	return 0
 }
 
 // HttpStatusRange is an inclusive range of HTTP status codes.
@@ -2042,7 +2065,18 @@ type RetryBudget struct {
 	// a low-traffic route can still retry. Zero means 10.
 	MinPerSecond uint32 `protobuf:"varint,2,opt,name=min_per_second,json=minPerSecond,proto3" json:"min_per_second,omitempty"`
 	// Ttl is how long a request counts towards the budget. Unset means 10s.
-	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// Percent, when present, replaces ratio: the most retries may be of all
+	// requests (retries included) over ttl, 0 to 100, as Gateway API's
+	// retryConstraint.budget.percent. 0 allows only the minimum rate.
+	Percent *uint32 `protobuf:"varint,4,opt,name=percent,proto3,oneof" json:"percent,omitempty"`
+	// MinRetries, when present, replaces min_per_second: retries allowed per
+	// min_interval whatever the ratio says (Gateway API's
+	// retryConstraint.minRetryRate.count); 0 allows none.
+	MinRetries *uint32 `protobuf:"varint,5,opt,name=min_retries,json=minRetries,proto3,oneof" json:"min_retries,omitempty"`
+	// MinInterval is the interval of min_retries (minRetryRate.interval).
+	// Unset means 1s.
+	MinInterval   *durationpb.Duration `protobuf:"bytes,6,opt,name=min_interval,json=minInterval,proto3" json:"min_interval,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2094,6 +2128,27 @@ func (x *RetryBudget) GetMinPerSecond() uint32 {
 func (x *RetryBudget) GetTtl() *durationpb.Duration {
 	if x != nil {
 		return x.Ttl
+	}
+	return nil
+}
+
+func (x *RetryBudget) GetPercent() uint32 {
+	if x != nil && x.Percent != nil {
+		return *x.Percent
+	}
+	return 0
+}
+
+func (x *RetryBudget) GetMinRetries() uint32 {
+	if x != nil && x.MinRetries != nil {
+		return *x.MinRetries
+	}
+	return 0
+}
+
+func (x *RetryBudget) GetMinInterval() *durationpb.Duration {
+	if x != nil {
+		return x.MinInterval
 	}
 	return nil
 }
@@ -2385,13 +2440,15 @@ func (*FaultAbort_GrpcCode) isFaultAbort_Response() {}
 // success closes the breaker.
 type Breaker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Trigger is what trips the breaker; exactly one is set.
-	//
-	// Types that are valid to be assigned to Trigger:
-	//
-	//	*Breaker_ConsecutiveFailures
-	//	*Breaker_SuccessRate
-	Trigger isBreaker_Trigger `protobuf_oneof:"trigger"`
+	// ConsecutiveFailures trips after failures in a row. When neither
+	// trigger is set, the breaker trips after the default number of
+	// consecutive failures; when only success_rate is set, consecutive
+	// failures do not trip it. (These two fields were once a oneof; the
+	// encoding is the same, and a message may now carry both.)
+	ConsecutiveFailures *ConsecutiveFailures `protobuf:"bytes,1,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// SuccessRate trips when the success rate over a window drops, in
+	// addition to consecutive_failures when both are set.
+	SuccessRate *SuccessRate `protobuf:"bytes,2,opt,name=success_rate,json=successRate,proto3" json:"success_rate,omitempty"`
 	// MinPenalty is the first ejection. Unset means 1s.
 	MinPenalty *durationpb.Duration `protobuf:"bytes,3,opt,name=min_penalty,json=minPenalty,proto3" json:"min_penalty,omitempty"`
 	// MaxPenalty caps the ejection, which doubles with each consecutive trip.
@@ -2434,27 +2491,16 @@ func (*Breaker) Descriptor() ([]byte, []int) {
 	return file_skiff_policy_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
-func (x *Breaker) GetTrigger() isBreaker_Trigger {
-	if x != nil {
-		return x.Trigger
-	}
-	return nil
-}
-
 func (x *Breaker) GetConsecutiveFailures() *ConsecutiveFailures {
 	if x != nil {
-		if x, ok := x.Trigger.(*Breaker_ConsecutiveFailures); ok {
-			return x.ConsecutiveFailures
-		}
+		return x.ConsecutiveFailures
 	}
 	return nil
 }
 
 func (x *Breaker) GetSuccessRate() *SuccessRate {
 	if x != nil {
-		if x, ok := x.Trigger.(*Breaker_SuccessRate); ok {
-			return x.SuccessRate
-		}
+		return x.SuccessRate
 	}
 	return nil
 }
@@ -2479,24 +2525,6 @@ func (x *Breaker) GetJitter() float64 {
 	}
 	return 0
 }
-
-type isBreaker_Trigger interface {
-	isBreaker_Trigger()
-}
-
-type Breaker_ConsecutiveFailures struct {
-	// ConsecutiveFailures trips after failures in a row.
-	ConsecutiveFailures *ConsecutiveFailures `protobuf:"bytes,1,opt,name=consecutive_failures,json=consecutiveFailures,proto3,oneof"`
-}
-
-type Breaker_SuccessRate struct {
-	// SuccessRate trips when the success rate over a window drops.
-	SuccessRate *SuccessRate `protobuf:"bytes,2,opt,name=success_rate,json=successRate,proto3,oneof"`
-}
-
-func (*Breaker_ConsecutiveFailures) isBreaker_Trigger() {}
-
-func (*Breaker_SuccessRate) isBreaker_Trigger() {}
 
 // ConsecutiveFailures trips a breaker after failures in a row.
 type ConsecutiveFailures struct {
@@ -3224,7 +3252,7 @@ const file_skiff_policy_v1_policy_proto_rawDesc = "" +
 	"\tauthority\x18\x01 \x01(\tR\tauthority\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x121\n" +
 	"\afilters\x18\x03 \x03(\v2\x17.skiff.policy.v1.FilterR\afilters\x12\x1a\n" +
-	"\bfailover\x18\x04 \x03(\tR\bfailover\"\xae\x02\n" +
+	"\bfailover\x18\x04 \x03(\tR\bfailover\"\xfb\x02\n" +
 	"\x05Retry\x12?\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\x0e2\x1f.skiff.policy.v1.RetryConditionR\n" +
@@ -3234,18 +3262,27 @@ const file_skiff_policy_v1_policy_proto_rawDesc = "" +
 	"grpc_codes\x18\x03 \x03(\rR\tgrpcCodes\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\rR\x05limit\x122\n" +
 	"\abackoff\x18\x05 \x01(\v2\x18.skiff.policy.v1.BackoffR\abackoff\x124\n" +
-	"\x06budget\x18\x06 \x01(\v2\x1c.skiff.policy.v1.RetryBudgetR\x06budget\"5\n" +
+	"\x06budget\x18\x06 \x01(\v2\x1c.skiff.policy.v1.RetryBudgetR\x06budget\x12%\n" +
+	"\x0enon_idempotent\x18\a \x01(\bR\rnonIdempotent\x12$\n" +
+	"\x0emax_body_bytes\x18\b \x01(\rR\fmaxBodyBytes\"5\n" +
 	"\x0fHttpStatusRange\x12\x10\n" +
 	"\x03min\x18\x01 \x01(\rR\x03min\x12\x10\n" +
 	"\x03max\x18\x02 \x01(\rR\x03max\"}\n" +
 	"\aBackoff\x12-\n" +
 	"\x04base\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x04base\x12+\n" +
 	"\x03max\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03max\x12\x16\n" +
-	"\x06jitter\x18\x03 \x01(\x01R\x06jitter\"v\n" +
+	"\x06jitter\x18\x03 \x01(\x01R\x06jitter\"\x95\x02\n" +
 	"\vRetryBudget\x12\x14\n" +
 	"\x05ratio\x18\x01 \x01(\x01R\x05ratio\x12$\n" +
 	"\x0emin_per_second\x18\x02 \x01(\rR\fminPerSecond\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xb2\x01\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x1d\n" +
+	"\apercent\x18\x04 \x01(\rH\x00R\apercent\x88\x01\x01\x12$\n" +
+	"\vmin_retries\x18\x05 \x01(\rH\x01R\n" +
+	"minRetries\x88\x01\x01\x12<\n" +
+	"\fmin_interval\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vminIntervalB\n" +
+	"\n" +
+	"\b_percentB\x0e\n" +
+	"\f_min_retries\"\xb2\x01\n" +
 	"\bTimeouts\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\arequest\x12B\n" +
 	"\x0fbackend_request\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ebackendRequest\x12-\n" +
@@ -3264,16 +3301,15 @@ const file_skiff_policy_v1_policy_proto_rawDesc = "" +
 	"\tgrpc_code\x18\x02 \x01(\rH\x00R\bgrpcCode\x12\x18\n" +
 	"\apercent\x18\x03 \x01(\x01R\apercentB\n" +
 	"\n" +
-	"\bresponse\"\xc2\x02\n" +
-	"\aBreaker\x12Y\n" +
-	"\x14consecutive_failures\x18\x01 \x01(\v2$.skiff.policy.v1.ConsecutiveFailuresH\x00R\x13consecutiveFailures\x12A\n" +
-	"\fsuccess_rate\x18\x02 \x01(\v2\x1c.skiff.policy.v1.SuccessRateH\x00R\vsuccessRate\x12:\n" +
+	"\bresponse\"\xb3\x02\n" +
+	"\aBreaker\x12W\n" +
+	"\x14consecutive_failures\x18\x01 \x01(\v2$.skiff.policy.v1.ConsecutiveFailuresR\x13consecutiveFailures\x12?\n" +
+	"\fsuccess_rate\x18\x02 \x01(\v2\x1c.skiff.policy.v1.SuccessRateR\vsuccessRate\x12:\n" +
 	"\vmin_penalty\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"minPenalty\x12:\n" +
 	"\vmax_penalty\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"maxPenalty\x12\x16\n" +
-	"\x06jitter\x18\x05 \x01(\x01R\x06jitterB\t\n" +
-	"\atrigger\"8\n" +
+	"\x06jitter\x18\x05 \x01(\x01R\x06jitter\"8\n" +
 	"\x13ConsecutiveFailures\x12!\n" +
 	"\fmax_failures\x18\x01 \x01(\rR\vmaxFailures\"\x8d\x01\n" +
 	"\vSuccessRate\x121\n" +
@@ -3435,41 +3471,42 @@ var file_skiff_policy_v1_policy_proto_depIdxs = []int32{
 	41, // 31: skiff.policy.v1.Backoff.base:type_name -> google.protobuf.Duration
 	41, // 32: skiff.policy.v1.Backoff.max:type_name -> google.protobuf.Duration
 	41, // 33: skiff.policy.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	41, // 34: skiff.policy.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	41, // 35: skiff.policy.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	41, // 36: skiff.policy.v1.Timeouts.idle:type_name -> google.protobuf.Duration
-	29, // 37: skiff.policy.v1.Fault.delay:type_name -> skiff.policy.v1.FaultDelay
-	30, // 38: skiff.policy.v1.Fault.abort:type_name -> skiff.policy.v1.FaultAbort
-	41, // 39: skiff.policy.v1.FaultDelay.fixed:type_name -> google.protobuf.Duration
-	32, // 40: skiff.policy.v1.Breaker.consecutive_failures:type_name -> skiff.policy.v1.ConsecutiveFailures
-	33, // 41: skiff.policy.v1.Breaker.success_rate:type_name -> skiff.policy.v1.SuccessRate
-	41, // 42: skiff.policy.v1.Breaker.min_penalty:type_name -> google.protobuf.Duration
-	41, // 43: skiff.policy.v1.Breaker.max_penalty:type_name -> google.protobuf.Duration
-	41, // 44: skiff.policy.v1.SuccessRate.window:type_name -> google.protobuf.Duration
-	1,  // 45: skiff.policy.v1.Balancer.algorithm:type_name -> skiff.policy.v1.BalancerAlgorithm
-	41, // 46: skiff.policy.v1.Balancer.decay:type_name -> google.protobuf.Duration
-	41, // 47: skiff.policy.v1.Balancer.default_rtt:type_name -> google.protobuf.Duration
-	7,  // 48: skiff.policy.v1.InboundPolicy.metadata:type_name -> skiff.policy.v1.Metadata
-	2,  // 49: skiff.policy.v1.InboundPolicy.protocol:type_name -> skiff.policy.v1.Protocol
-	3,  // 50: skiff.policy.v1.InboundPolicy.default_authorization:type_name -> skiff.policy.v1.DefaultAuthorization
-	36, // 51: skiff.policy.v1.InboundPolicy.authorizations:type_name -> skiff.policy.v1.Authorization
-	39, // 52: skiff.policy.v1.InboundPolicy.routes:type_name -> skiff.policy.v1.InboundRoute
-	40, // 53: skiff.policy.v1.InboundPolicy.rate_limit:type_name -> skiff.policy.v1.RateLimit
-	7,  // 54: skiff.policy.v1.Authorization.metadata:type_name -> skiff.policy.v1.Metadata
-	37, // 55: skiff.policy.v1.Authorization.networks:type_name -> skiff.policy.v1.Network
-	38, // 56: skiff.policy.v1.Authorization.identities:type_name -> skiff.policy.v1.IdentityMatch
-	7,  // 57: skiff.policy.v1.InboundRoute.metadata:type_name -> skiff.policy.v1.Metadata
-	11, // 58: skiff.policy.v1.InboundRoute.matches:type_name -> skiff.policy.v1.RouteMatch
-	36, // 59: skiff.policy.v1.InboundRoute.authorizations:type_name -> skiff.policy.v1.Authorization
-	4,  // 60: skiff.policy.v1.Policy.WatchOutbound:input_type -> skiff.policy.v1.WatchOutboundRequest
-	5,  // 61: skiff.policy.v1.Policy.WatchInbound:input_type -> skiff.policy.v1.WatchInboundRequest
-	8,  // 62: skiff.policy.v1.Policy.WatchOutbound:output_type -> skiff.policy.v1.OutboundPolicy
-	35, // 63: skiff.policy.v1.Policy.WatchInbound:output_type -> skiff.policy.v1.InboundPolicy
-	62, // [62:64] is the sub-list for method output_type
-	60, // [60:62] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	41, // 34: skiff.policy.v1.RetryBudget.min_interval:type_name -> google.protobuf.Duration
+	41, // 35: skiff.policy.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	41, // 36: skiff.policy.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	41, // 37: skiff.policy.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	29, // 38: skiff.policy.v1.Fault.delay:type_name -> skiff.policy.v1.FaultDelay
+	30, // 39: skiff.policy.v1.Fault.abort:type_name -> skiff.policy.v1.FaultAbort
+	41, // 40: skiff.policy.v1.FaultDelay.fixed:type_name -> google.protobuf.Duration
+	32, // 41: skiff.policy.v1.Breaker.consecutive_failures:type_name -> skiff.policy.v1.ConsecutiveFailures
+	33, // 42: skiff.policy.v1.Breaker.success_rate:type_name -> skiff.policy.v1.SuccessRate
+	41, // 43: skiff.policy.v1.Breaker.min_penalty:type_name -> google.protobuf.Duration
+	41, // 44: skiff.policy.v1.Breaker.max_penalty:type_name -> google.protobuf.Duration
+	41, // 45: skiff.policy.v1.SuccessRate.window:type_name -> google.protobuf.Duration
+	1,  // 46: skiff.policy.v1.Balancer.algorithm:type_name -> skiff.policy.v1.BalancerAlgorithm
+	41, // 47: skiff.policy.v1.Balancer.decay:type_name -> google.protobuf.Duration
+	41, // 48: skiff.policy.v1.Balancer.default_rtt:type_name -> google.protobuf.Duration
+	7,  // 49: skiff.policy.v1.InboundPolicy.metadata:type_name -> skiff.policy.v1.Metadata
+	2,  // 50: skiff.policy.v1.InboundPolicy.protocol:type_name -> skiff.policy.v1.Protocol
+	3,  // 51: skiff.policy.v1.InboundPolicy.default_authorization:type_name -> skiff.policy.v1.DefaultAuthorization
+	36, // 52: skiff.policy.v1.InboundPolicy.authorizations:type_name -> skiff.policy.v1.Authorization
+	39, // 53: skiff.policy.v1.InboundPolicy.routes:type_name -> skiff.policy.v1.InboundRoute
+	40, // 54: skiff.policy.v1.InboundPolicy.rate_limit:type_name -> skiff.policy.v1.RateLimit
+	7,  // 55: skiff.policy.v1.Authorization.metadata:type_name -> skiff.policy.v1.Metadata
+	37, // 56: skiff.policy.v1.Authorization.networks:type_name -> skiff.policy.v1.Network
+	38, // 57: skiff.policy.v1.Authorization.identities:type_name -> skiff.policy.v1.IdentityMatch
+	7,  // 58: skiff.policy.v1.InboundRoute.metadata:type_name -> skiff.policy.v1.Metadata
+	11, // 59: skiff.policy.v1.InboundRoute.matches:type_name -> skiff.policy.v1.RouteMatch
+	36, // 60: skiff.policy.v1.InboundRoute.authorizations:type_name -> skiff.policy.v1.Authorization
+	4,  // 61: skiff.policy.v1.Policy.WatchOutbound:input_type -> skiff.policy.v1.WatchOutboundRequest
+	5,  // 62: skiff.policy.v1.Policy.WatchInbound:input_type -> skiff.policy.v1.WatchInboundRequest
+	8,  // 63: skiff.policy.v1.Policy.WatchOutbound:output_type -> skiff.policy.v1.OutboundPolicy
+	35, // 64: skiff.policy.v1.Policy.WatchInbound:output_type -> skiff.policy.v1.InboundPolicy
+	63, // [63:65] is the sub-list for method output_type
+	61, // [61:63] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_skiff_policy_v1_policy_proto_init() }
@@ -3501,13 +3538,10 @@ func file_skiff_policy_v1_policy_proto_init() {
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
+	file_skiff_policy_v1_policy_proto_msgTypes[22].OneofWrappers = []any{}
 	file_skiff_policy_v1_policy_proto_msgTypes[26].OneofWrappers = []any{
 		(*FaultAbort_HttpStatus)(nil),
 		(*FaultAbort_GrpcCode)(nil),
-	}
-	file_skiff_policy_v1_policy_proto_msgTypes[27].OneofWrappers = []any{
-		(*Breaker_ConsecutiveFailures)(nil),
-		(*Breaker_SuccessRate)(nil),
 	}
 	file_skiff_policy_v1_policy_proto_msgTypes[34].OneofWrappers = []any{
 		(*IdentityMatch_Exact)(nil),
