@@ -288,9 +288,9 @@ func TestRoundTrip(t *testing.T) {
 			Backends: []*policyv1.Backend{{Authority: "web.shop.svc.cluster.local:8080", Weight: 1}},
 			Breaker: &policyv1.Breaker{
 				ConsecutiveFailures: &policyv1.ConsecutiveFailures{MaxFailures: 7},
-				MinPenalty: durationpb.New(time.Second),
-				MaxPenalty: durationpb.New(time.Minute),
-				Jitter:     0.5,
+				MinPenalty:          durationpb.New(time.Second),
+				MaxPenalty:          durationpb.New(time.Minute),
+				Jitter:              0.5,
 			},
 			Balancer: &policyv1.Balancer{Algorithm: policyv1.BalancerAlgorithm_BALANCER_ALGORITHM_ROUND_ROBIN},
 		},
