@@ -34,4 +34,7 @@ var Catalogue = []Info{
 	{TimeoutsIgnored, "the proxy ignores its routes' timeouts and the clients' grpc-timeout"},
 	{BudgetIgnored, "the proxy sends every retry its routes allow, whatever the budget"},
 	{BreakerOff, "the proxy's circuit breakers never open"},
+	{PolicyUpdatesIgnored, "the proxy keeps the first policy of each authority"},
+	{SheddingOff, "the proxy queues requests beyond its in-flight bound"},
+	{FailureBiasOff, "the balancer judges endpoints by latency alone"},
 }

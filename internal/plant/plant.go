@@ -49,6 +49,15 @@ const (
 	BudgetIgnored Defect = "budget-ignored"
 	// BreakerOff makes the proxy's circuit breakers never open.
 	BreakerOff Defect = "breaker-off"
+	// PolicyUpdatesIgnored makes the proxy keep the first policy the
+	// control plane sends for each authority and ignore every later one.
+	PolicyUpdatesIgnored Defect = "policy-updates-ignored"
+	// SheddingOff makes the proxy queue requests beyond its in-flight
+	// bound instead of answering them 503 at once.
+	SheddingOff Defect = "shedding-off"
+	// FailureBiasOff makes the balancer judge endpoints by latency alone,
+	// so that one failing fast attracts traffic.
+	FailureBiasOff Defect = "failure-bias-off"
 )
 
 // Info is a defect with what it breaks, for listings.
