@@ -59,6 +59,20 @@ func (l *listener) bound(r *http.Request, start time.Time) (*http.Request, conte
 		return r, nil, nil
 	}
 	rt := l.p.cfg.Routes.Lookup(r.Host)
+	if l.p.cfg.Policy != nil {
+		// The control plane's route comes with the authority's endpoints:
+		// resolve them now, so the route is known before its deadline is.
+		// The transport's own lookup then finds them at once.
+		d, err := l.p.destinations.get(r.Context(), r.Host)
+		if err != nil {
+			return r, nil, err
+		}
+		if d != nil {
+			if prt := d.Route(); prt != nil {
+				rt = prt
+			}
+		}
+	}
 	var client time.Duration
 	if v := r.Header.Get("Grpc-Timeout"); v != "" && isGRPC(r) && !plant.On(plant.TimeoutsIgnored) {
 		d, err := timeout.ParseGRPCTimeout(v)

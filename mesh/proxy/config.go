@@ -172,6 +172,11 @@ type Config struct {
 	// authority; nil or empty means none. The table may be replaced while
 	// the proxy runs (route.Table.Replace).
 	Routes *route.Table
+	// Policy streams each outbound authority's route from the control
+	// plane, watched from the authority's first request on as its
+	// endpoints are. A route it gives takes precedence over Routes' for
+	// that authority; nil means Routes alone.
+	Policy route.Source
 	// Pprof exposes /debug/pprof on the admin server. It needs a binary
 	// built with -tags pprof (PprofAvailable): the profiler's code costs
 	// about 0.5 MB of resident memory in every sidecar.

@@ -14,6 +14,7 @@ import (
 	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 )
 
 // discoveryWait bounds how long a first request waits for discovery.
@@ -39,6 +40,8 @@ const (
 // authority fails.
 type destinations struct {
 	src     endpoint.Source
+	policy  route.Source // nil: no routes from the control plane
+	seed    uint64       // of the control plane's routes' backoff jitter
 	opts    balance.Options
 	peers   *peerIdentities // the identities meshed endpoints must prove; nil without mTLS
 	idle    time.Duration
@@ -64,6 +67,13 @@ type destination struct {
 	used   atomic.Int64
 	cancel context.CancelFunc
 	health health // breakers and backpressure of the endpoints
+
+	// route is the authority's route from the control plane; nil when it
+	// has none. policyReady is closed once the first policy arrived, or
+	// the source gave up; nil without a policy source.
+	route       atomic.Pointer[route.Compiled]
+	policyReady chan struct{}
+	policyOnce  sync.Once
 
 	mu   sync.Mutex
 	ids  map[string]string // meshed endpoint address -> identity, as last learned
@@ -116,8 +126,36 @@ func (ds *destinations) get(ctx context.Context, authority string) (*destination
 		ds.dropUnknown(d, now)
 		return nil, nil
 	}
+	if d.policyReady != nil {
+		select {
+		case <-d.policyReady:
+		default:
+			ds.waitPolicy(ctx, d)
+		}
+	}
 	return d, nil
 }
+
+// waitPolicy waits for d's first policy, at most discoveryWait: a control
+// plane that serves endpoints but not policy delays the authority's first
+// requests by that much once, which then go without a route.
+func (ds *destinations) waitPolicy(ctx context.Context, d *destination) {
+	t := time.NewTimer(discoveryWait)
+	defer t.Stop()
+	select {
+	case <-d.policyReady:
+	case <-ctx.Done():
+	case <-t.C:
+		d.policyOnce.Do(func() {
+			ds.log.Warn("no policy from the control plane in time; the authority's requests go without a route until it arrives",
+				"authority", d.authority, "waited", discoveryWait)
+			close(d.policyReady)
+		})
+	}
+}
+
+// Route is d's route from the control plane, nil when it has none.
+func (d *destination) Route() *route.Compiled { return d.route.Load() }
 
 // dropUnknown forgets d, which discovery does not know, and remembers its
 // authority as unknown for unknownTTL.
@@ -160,7 +198,36 @@ func (ds *destinations) add(authority string, now int64) *destination {
 		d.bal.Update(s.Endpoints)
 		d.once.Do(func() { close(d.ready) })
 	})
+	if ds.policy != nil {
+		d.policyReady = make(chan struct{})
+		go ds.watchPolicy(ctx, d)
+	}
 	return d
+}
+
+// watchPolicy keeps d's route as the control plane's policy gives it
+// until ctx ends, and marks the policy ready when the source gives up.
+func (ds *destinations) watchPolicy(ctx context.Context, d *destination) {
+	ready := func() { d.policyOnce.Do(func() { close(d.policyReady) }) }
+	defer ready()
+	got := false
+	ds.policy.Watch(ctx, d.authority, func(r *route.Route) {
+		if plant.On(plant.PolicyUpdatesIgnored) && got {
+			return // the first policy stays, whatever the control plane says later
+		}
+		got = true
+		if r == nil {
+			d.route.Store(nil)
+		} else {
+			c, err := route.Compile(*r, d.route.Load(), ds.seed)
+			if err != nil { // the source checks; this is the last line
+				ds.log.Warn("control plane sent a route the proxy refuses; keeping the previous one", "authority", d.authority, "err", err)
+				return
+			}
+			d.route.Store(c)
+		}
+		ready()
+	})
 }
 
 // evictOldestLocked forgets the least recently used eighth of the table:

@@ -155,6 +155,17 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	evicted := p.metrics.Counter("outbound_authorities_evicted_total", "")
 	p.destinations = newDestinations(cfg.Endpoints, cfg.Balance, p.peers, cfg.AuthorityIdleTimeout, cfg.MaxAuthorities, p.log, evicted)
+	p.destinations.policy = cfg.Policy
+	if cfg.Routes != nil {
+		p.destinations.seed = cfg.Routes.SeedValue()
+	}
+	if st, ok := cfg.Policy.(interface {
+		Updates() uint64
+		Rejected() uint64
+	}); ok {
+		p.metrics.Gauge("outbound_policy_updates", func() float64 { return float64(st.Updates()) })
+		p.metrics.Gauge("outbound_policy_rejected", func() float64 { return float64(st.Rejected()) })
+	}
 	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })
 	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
 	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}

@@ -5,11 +5,13 @@
 // A [Table] is read on every request without a lock and replaced as a
 // whole: a new set of routes is checked completely before it is taken, and
 // one that fails the check leaves the previous set in place. The routes
-// come from a file (the proxy's --routes flag, [Parse]) or, later, from the
-// control plane's Policy API; both produce the same [Route] values.
+// come from a file (the proxy's --routes flag, [Parse]) or from the control
+// plane's Policy API (a [Source], per authority, compiled with [Compile]);
+// both produce the same [Route] values.
 package route
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -146,6 +148,9 @@ func (t *Table) Rejected() uint64 { return t.rejected.Load() }
 // Version counts the sets of routes taken, 0 before the first.
 func (t *Table) Version() uint64 { return t.version.Load() }
 
+// SeedValue is the seed Seed set, 0 before.
+func (t *Table) SeedValue() uint64 { return t.seed.Load() }
+
 // Seed sets the seed of the routes' backoff jitter from the next Replace
 // on; a run that seeds it draws the same waits every time.
 func (t *Table) Seed(s uint64) { t.seed.Store(s) }
@@ -182,22 +187,48 @@ func (t *Table) Replace(routes []Route) error {
 	m := make(map[string]*Compiled, len(routes))
 	for i, r := range routes {
 		r.Authority = strings.ToLower(r.Authority)
-		c := &Compiled{Route: r, rnd: rand.New(rand.NewPCG(seed, uint64(i)))}
-		if r.Retry.Attempts > 0 {
-			if old != nil {
-				if prev := (*old)[r.Authority]; prev != nil && prev.budget != nil && sameBudget(r.Budget, prev.Route.Budget) {
-					c.budget = prev.budget
-				}
-			}
-			if c.budget == nil {
-				c.budget, _ = retry.NewBudget(r.Budget) // validated above
-			}
+		var prev *Compiled
+		if old != nil {
+			prev = (*old)[r.Authority]
 		}
-		m[r.Authority] = c
+		m[r.Authority] = compile(r, prev, seed, uint64(i))
 	}
 	t.m.Store(&m)
 	t.version.Add(1)
 	return nil
+}
+
+// Compile checks r and readies it for the request path. prev, the route
+// r replaces (nil for none), hands its retry budget on when the budget's
+// settings are the same, so a new version of a route does not hand out a
+// fresh allowance of retries. seed seeds the backoff jitter.
+func Compile(r Route, prev *Compiled, seed uint64) (*Compiled, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return compile(r, prev, seed, 0), nil
+}
+
+func compile(r Route, prev *Compiled, seed, stream uint64) *Compiled {
+	c := &Compiled{Route: r, rnd: rand.New(rand.NewPCG(seed, stream))}
+	if r.Retry.Attempts > 0 {
+		if prev != nil && prev.budget != nil && sameBudget(r.Budget, prev.Route.Budget) {
+			c.budget = prev.budget
+		}
+		if c.budget == nil {
+			c.budget, _ = retry.NewBudget(r.Budget) // validated by the caller
+		}
+	}
+	return c
+}
+
+// Source streams the route of each outbound authority, as the control
+// plane's Policy API does (mesh/proxy/control.PolicySource).
+type Source interface {
+	// Watch blocks until ctx is done or the source gives up on authority,
+	// calling fn with each new route of authority: nil when it has none.
+	// A route it hands over has been checked (Route.Validate).
+	Watch(ctx context.Context, authority string, fn func(*Route))
 }
 
 func sameBudget(a, b retry.BudgetConfig) bool {
