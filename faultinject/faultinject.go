@@ -108,6 +108,7 @@ func Default() *Registry {
 		podAction{"reset_behaviour", func(ctx context.Context, p Pod) error { return p.ResetBehaviour(ctx) }},
 		behaviourFault{},
 		drainFault{}, drainFault{undrain: true},
+		applyFault{},
 		&chaosFault{},
 		clearChaos{},
 	}, identityFaults()...) {

@@ -37,7 +37,7 @@ func TestRegistryStrict(t *testing.T) {
 	if err := r.Register(podAction{typ: "kill"}); err == nil || !strings.Contains(err.Error(), "registered twice") {
 		t.Fatalf("duplicate registration: %v", err)
 	}
-	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: add_trust_anchor, behaviour, chaos, clear_chaos, drain, kill, pause") {
+	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: add_trust_anchor, apply, behaviour, chaos, clear_chaos, drain, kill, pause") {
 		t.Fatalf("unknown type: %v", err)
 	}
 }

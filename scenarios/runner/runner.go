@@ -207,15 +207,24 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}
 	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
 	pargs := proxyArgs(sc.Mesh.Balancer)
+	var resources []byte
 	if len(sc.Resources) > 0 {
+		// With a control plane the objects go to the controller, which
+		// serves them through the Policy API, as on a cluster; without
+		// one the proxies read the routes they give from a file.
 		path, err := writeRoutes(sc, r.o.OutDir)
 		if err != nil {
 			return err
 		}
-		pargs = append(pargs, "--routes", path)
+		if sc.Mesh.ControlPlane {
+			resources = sc.ResourcesYAML()
+		} else {
+			pargs = append(pargs, "--routes", path)
+		}
 	}
 	lc := local.Config{
-		Bin: r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log, // the simulator adds component=simulator
+		Resources: resources,
+		Bin:       r.o.Bin, RunDir: r.o.OutDir, Seed: r.seed, Logger: r.log, // the simulator adds component=simulator
 		ProxyArgs:    pargs,
 		ControlPlane: sc.Mesh.ControlPlane,
 		LeafLifetime: sc.Mesh.LeafLifetime,
@@ -421,7 +430,7 @@ func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
 
 // demoBehaviour converts the spec's behaviour into the demo's.
 func demoBehaviour(b spec.Behaviour) (demo.Behaviour, error) {
-	db := demo.Behaviour{Latency: b.Latency, LatencyJitter: b.LatencyJitter, ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate}
+	db := demo.Behaviour{Latency: b.Latency, LatencyJitter: b.LatencyJitter, ErrorRate: b.ErrorRate, ErrorStatus: b.ErrorStatus, ResetRate: b.ResetRate, MaxConcurrent: b.MaxConcurrent}
 	return db, db.Validate()
 }
 

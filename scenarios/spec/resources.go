@@ -81,6 +81,13 @@ func resourceStream(rs []Resource) ([]byte, []int) {
 	return b, starts
 }
 
+// ResourcesYAML is the scenario's Kubernetes objects as one YAML stream,
+// what `kubectl apply -f` would take.
+func (s *Scenario) ResourcesYAML() []byte {
+	b, _ := resourceStream(s.Resources)
+	return b
+}
+
 // Authority is the authority requests use for port of the topology's
 // service name: "<name>.default.svc:<port>". Services live in namespace
 // "default".

@@ -44,6 +44,7 @@ const (
 	FaultClearChaos     = "clear_chaos"     // remove network chaos
 	FaultDrain          = "drain"           // take a pod out of discovery while it keeps running; undrain undoes it
 	FaultUndrain        = "undrain"         // put a drained pod back into discovery
+	FaultApply          = "apply"           // replace the policy objects the controller serves (params: resources)
 
 	// Identity rotation: these act on the certificate authority, so their
 	// target is ControllerTarget (see docs/identity.md for the procedure).
@@ -229,6 +230,10 @@ type Behaviour struct {
 	// ResetRate is the fraction (0..1) of requests whose connection is
 	// closed without an answer.
 	ResetRate float64 `yaml:"reset_rate,omitempty" json:"reset_rate,omitempty"`
+	// MaxConcurrent is how many requests the pod serves at once; the
+	// others wait their turn, so with a latency S its capacity is
+	// MaxConcurrent/S requests a second. Zero means no limit.
+	MaxConcurrent int `yaml:"max_concurrent,omitempty" json:"max_concurrent,omitempty"`
 }
 
 // BehaviourPatch overrides the Behaviour fields that are non-nil.
@@ -238,6 +243,7 @@ type BehaviourPatch struct {
 	ErrorRate     *float64       `yaml:"error_rate,omitempty" json:"error_rate,omitempty"`
 	ErrorStatus   *int           `yaml:"error_status,omitempty" json:"error_status,omitempty"`
 	ResetRate     *float64       `yaml:"reset_rate,omitempty" json:"reset_rate,omitempty"`
+	MaxConcurrent *int           `yaml:"max_concurrent,omitempty" json:"max_concurrent,omitempty"`
 }
 
 // With returns b with the fields set in p.
@@ -256,6 +262,9 @@ func (b Behaviour) With(p BehaviourPatch) Behaviour {
 	}
 	if p.ResetRate != nil {
 		b.ResetRate = *p.ResetRate
+	}
+	if p.MaxConcurrent != nil {
+		b.MaxConcurrent = *p.MaxConcurrent
 	}
 	return b
 }
@@ -486,7 +495,7 @@ type Quick struct {
 // replaces them. The slice is new on every call.
 func DefaultFaults() []string {
 	return []string{FaultKill, FaultRestart, FaultPause, FaultResume, FaultBehaviour,
-		FaultResetBehaviour, FaultChaos, FaultClearChaos, FaultDrain, FaultUndrain,
+		FaultResetBehaviour, FaultChaos, FaultClearChaos, FaultDrain, FaultUndrain, FaultApply,
 		FaultRotateIssuer, FaultAddTrustAnchor, FaultRetireTrustAnchors}
 }
 
@@ -792,6 +801,10 @@ func (p BehaviourPatch) clone() BehaviourPatch {
 	if p.ResetRate != nil {
 		v := *p.ResetRate
 		p.ResetRate = &v
+	}
+	if p.MaxConcurrent != nil {
+		v := *p.MaxConcurrent
+		p.MaxConcurrent = &v
 	}
 	return p
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/skiff-mesh/skiff/results/assert"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 )
@@ -325,6 +327,9 @@ func (v *validator) behaviour(p string, b Behaviour) {
 	if v.zero(p+".error_status") || b.ErrorStatus < 200 || b.ErrorStatus > 599 {
 		v.errf(p+".error_status", "%d is not an HTTP status between 200 and 599", raw(v, p+".error_status", b.ErrorStatus))
 	}
+	if b.MaxConcurrent < 0 || b.MaxConcurrent > demo.MaxConcurrentLimit {
+		v.errf(p+".max_concurrent", "%d is outside [0, %d]; 0 means no limit", b.MaxConcurrent, demo.MaxConcurrentLimit)
+	}
 }
 
 var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC}
@@ -472,6 +477,9 @@ func (v *validator) timeline() {
 		} else {
 			v.target(p+".target", e.Target)
 		}
+		if e.Fault == FaultApply {
+			v.apply(p, e)
+		}
 		if IdentityFault(e.Fault) && e.For != 0 {
 			v.errf(p+".for", "fault %q cannot be undone: a rotation only goes forward; leave for out", e.Fault)
 		}
@@ -481,6 +489,39 @@ func (v *validator) timeline() {
 		case e.For > 0 && v.durOK && e.At >= 0 && e.At < dur && e.At+e.For > dur:
 			v.errf(p+".for", "the fault would be undone at %s, after the end of the run (load.duration %s)", e.At+e.For, dur)
 		}
+	}
+}
+
+// apply checks an apply event: it replaces the resources the controller
+// serves, so its objects must pass what the scenario's own do.
+func (v *validator) apply(p string, e Event) {
+	switch {
+	case e.Target != ControllerTarget:
+		v.errf(p+".target", "fault %q replaces the controller's policy objects: its target is %q", e.Fault, ControllerTarget)
+	case len(v.s.Resources) == 0:
+		v.errf(p+".fault", "fault %q needs resources: the controller serves objects only in a scenario that starts with some", e.Fault)
+	case e.For != 0:
+		v.errf(p+".for", "fault %q is undone by another apply, not by a duration; leave for out", e.Fault)
+	}
+	list, _ := e.Params["resources"].([]any)
+	if len(list) == 0 || len(e.Params) != 1 {
+		v.errf(p+".params", "want exactly resources: a non-empty list of Kubernetes objects")
+		return
+	}
+	rs := make([]Resource, len(list))
+	for i, o := range list {
+		doc, err := yaml.Marshal(o)
+		if err != nil {
+			v.errf(fmt.Sprintf("%s.params.resources[%d]", p, i), "%v", err)
+			return
+		}
+		rs[i] = Resource{YAML: doc}
+	}
+	c := &Scenario{Topology: v.s.Topology, Resources: rs}
+	errs := &errorList{}
+	c.routes(errs)
+	for _, err := range errs.errs {
+		v.errf(p+".params", "%s", err.Error())
 	}
 }
 

@@ -125,6 +125,13 @@ topology:
 `, `t.yaml:5:31: topology.services[0].behaviour.error_rate: 1.5 is outside [0, 1]; it is a fraction, e.g. 0.3 for 30 %
 t.yaml:5:48: topology.services[0].behaviour.reset_rate: -0.1 is outside [0, 1]; it is a fraction, e.g. 0.3 for 30 %
 t.yaml:5:68: topology.services[0].behaviour.error_status: 99 is not an HTTP status between 200 and 599`},
+		{"behaviour max_concurrent", `
+topology:
+  services:
+    - name: echo
+      replicas: 2
+      replica_behaviour: {1: {max_concurrent: -1}}
+`, `t.yaml:6:47: topology.services[0].replica_behaviour[1].max_concurrent: -1 is outside [0, 1000000]; 0 means no limit`},
 		{"latency distribution", `
 topology:
   services:
@@ -224,7 +231,7 @@ t.yaml:3:57: load.rate.steps[1].for: 0s is outside (0s, 24h0m0s]`},
 		{"fault unknown", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kil, target: echo}]
-`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "drain", "undrain", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
+`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "drain", "undrain", "apply", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
 		{"fault target missing", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kill}]

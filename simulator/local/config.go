@@ -171,6 +171,12 @@ type Config struct {
 	// controller issues (--leaf-lifetime); zero means its default (24h).
 	// It needs ControlPlane.
 	LeafLifetime time.Duration
+	// Resources are Kubernetes objects (a YAML stream: HTTPRoute,
+	// GRPCRoute, XBackendTrafficPolicy, CircuitBreaker) the controller
+	// serves to the sidecars as policy (its --resources file, which
+	// ControllerPod's ApplyResources replaces while it runs). It needs
+	// ControlPlane.
+	Resources []byte
 	// ProxyArgs and DemoArgs are appended to every sidecar's and
 	// workload's command line (tuning flags, --log-level debug).
 	ProxyArgs, DemoArgs []string
@@ -187,6 +193,9 @@ func (c *Config) normalize() error {
 	}
 	if c.LeafLifetime != 0 && !c.ControlPlane {
 		errs = append(errs, errors.New("LeafLifetime needs ControlPlane (certificates come from its Identity API)"))
+	}
+	if len(c.Resources) > 0 && !c.ControlPlane {
+		errs = append(errs, errors.New("Resources need ControlPlane (the controller serves them as policy)"))
 	}
 	if c.LeafLifetime < 0 {
 		errs = append(errs, fmt.Errorf("LeafLifetime %s is negative", c.LeafLifetime))

@@ -350,6 +350,11 @@ func (e *Env) build(specs []ServiceSpec) error {
 		e.ctl = e.newPod(ControllerPod, netip.AddrFrom4([4]byte{base[0], base[1], 0, 2}))
 		e.ctl.controller = true
 		e.pods[ControllerPod] = e.ctl
+		if len(e.cfg.Resources) > 0 {
+			if err := e.ctl.ApplyResources(e.cfg.Resources); err != nil {
+				return err
+			}
+		}
 	}
 	for _, s := range e.services {
 		if !s.spec.Chaos {
@@ -755,6 +760,35 @@ func (e *Env) TrustAnchorsPath() string {
 		return ""
 	}
 	return filepath.Join(e.idDir, "trust-anchors.pem")
+}
+
+// resourcesPath is the controller's --resources file; "" without
+// Config.Resources.
+func (e *Env) resourcesPath() string {
+	if len(e.cfg.Resources) == 0 {
+		return ""
+	}
+	return filepath.Join(e.runDir, "resources.yaml")
+}
+
+// ApplyResources replaces the Kubernetes objects the controller serves as
+// policy, as `kubectl apply` of the whole set would: the controller
+// notices the new file within its poll and sends the sidecars what
+// changed. Only the controller pod of an environment started with
+// Config.Resources has them.
+func (p *Pod) ApplyResources(data []byte) error {
+	path := p.env.resourcesPath()
+	if !p.controller || path == "" {
+		return fmt.Errorf("%s: only the controller of an environment with resources serves them", p.name)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("writing the controller's resources: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing the controller's resources: %w", err)
+	}
+	return nil
 }
 
 // ControlAddr is the controller's gRPC address; "" without a control plane.

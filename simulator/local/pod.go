@@ -238,6 +238,9 @@ func (p *Pod) procSpecs() []procSpec {
 		if e.cfg.LeafLifetime > 0 {
 			args = append(args, "--leaf-lifetime", e.cfg.LeafLifetime.String())
 		}
+		if path := e.resourcesPath(); path != "" {
+			args = append(args, "--resources", path, "--resources-poll", e.cfg.EndpointsPoll.String())
+		}
 		return []procSpec{{RoleController, e.cfg.Bin.Controller, args}}
 	}
 	if p.svc != nil {
@@ -308,6 +311,9 @@ func behaviourFlags(b demo.Behaviour) []string {
 	}
 	if b.ResetRate > 0 {
 		f = append(f, "--reset-rate", strconv.FormatFloat(b.ResetRate, 'g', -1, 64))
+	}
+	if b.MaxConcurrent > 0 {
+		f = append(f, "--max-concurrent", strconv.Itoa(b.MaxConcurrent))
 	}
 	return f
 }
