@@ -355,6 +355,16 @@ func TestBreakerEjects(t *testing.T) {
 	if page := balancersPage(t, p); !strings.Contains(grepLines(page, badAddr), "breaker=open") {
 		t.Errorf("admin page does not show the breaker open:\n%s", page)
 	}
+	auth := `authority="` + svcHTTP + `"`
+	for series, want := range map[string]string{
+		`outbound_http_balancer_endpoints{` + auth + `,endpoint_state="ejected"}`:               "1",
+		`outbound_http_balancer_endpoints{` + auth + `,endpoint_state="ready"}`:                 "1",
+		`outbound_http_endpoint_state{` + auth + `,endpoint="` + badAddr + `",state="ejected"}`: "1",
+	} {
+		if v := metric(t, p, series); v != want {
+			t.Errorf("%s = %s, want %s", series, v, want)
+		}
+	}
 
 	var only atomic.Int64
 	p2 := routedProxy(t, route.Route{Breaker: br}, counting(t, http.StatusInternalServerError, nil, &only))

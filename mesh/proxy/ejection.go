@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,4 +155,47 @@ func (d *destination) breakerState(n *balance.Node, now time.Time) string {
 		return "none"
 	}
 	return e.br.State(now).String()
+}
+
+// endpointStates emits, for the metrics, each watched authority's endpoints
+// by the state its circuit breaker and backpressure give them
+// (outbound_http_balancer_endpoints, Linkerd's name, with the states
+// ready, probation, ejected and throttled), and one series per endpoint
+// that has a breaker or was throttled (outbound_http_endpoint_state, the
+// state as a label with value 1). Endpoints without either are ready and
+// have no series of their own.
+func (p *Proxy) endpointStates(perEndpoint bool, emit func(labels string, v float64)) {
+	ds := p.destinations
+	ds.mu.RLock()
+	all := make([]*destination, 0, len(ds.m))
+	for _, d := range ds.m {
+		all = append(all, d)
+	}
+	ds.mu.RUnlock()
+	slices.SortFunc(all, func(a, b *destination) int { return strings.Compare(a.authority, b.authority) })
+	now := time.Now()
+	for _, d := range all {
+		auth := `authority="` + escapeLabel(d.authority) + `"`
+		counts := map[string]int{"ready": 0, "probation": 0, "ejected": 0, "throttled": 0}
+		for _, n := range d.bal.Nodes() {
+			state := "ready"
+			switch d.breakerState(n, now) {
+			case "throttled":
+				state = "throttled"
+			case breaker.Open.String():
+				state = "ejected"
+			case breaker.Probation.String():
+				state = "probation"
+			}
+			counts[state]++
+			if perEndpoint && d.health.peek(n) != nil {
+				emit(auth+`,endpoint="`+escapeLabel(n.Endpoint().Addr)+`",state="`+state+`"`, 1)
+			}
+		}
+		if !perEndpoint {
+			for _, s := range []string{"ready", "probation", "ejected", "throttled"} {
+				emit(auth+`,endpoint_state="`+s+`"`, float64(counts[s]))
+			}
+		}
+	}
 }

@@ -167,6 +167,8 @@ func New(cfg Config) (*Proxy, error) {
 		p.metrics.Gauge("outbound_policy_rejected", func() float64 { return float64(st.Rejected()) })
 	}
 	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })
+	p.metrics.GaugeFamily("outbound_http_balancer_endpoints", func(emit func(string, float64)) { p.endpointStates(false, emit) })
+	p.metrics.GaugeFamily("outbound_http_endpoint_state", func(emit func(string, float64)) { p.endpointStates(true, emit) })
 	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
 	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
 	if cfg.Identity != nil {

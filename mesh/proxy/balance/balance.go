@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 )
 
@@ -379,7 +380,7 @@ func (n *Node) Finish(start time.Time, failed bool) {
 	if rtt < 0 {
 		rtt = 0
 	}
-	if failed && rtt < n.cfg.penalty {
+	if failed && rtt < n.cfg.penalty && !plant.On(plant.FailureBiasOff) {
 		rtt = n.cfg.penalty
 	}
 	n.observe(now, float64(rtt), !failed)

@@ -88,6 +88,7 @@ type Registry struct {
 	tcp      map[TCPLabels]*tcpSeries
 	counters map[counterKey]*atomic.Uint64
 	gauges   map[string]func() float64
+	families map[string]func(emit func(labels string, v float64))
 }
 
 // New returns an empty registry.
@@ -99,6 +100,7 @@ func New() *Registry {
 		tcp:      make(map[TCPLabels]*tcpSeries),
 		counters: make(map[counterKey]*atomic.Uint64),
 		gauges:   make(map[string]func() float64),
+		families: make(map[string]func(emit func(labels string, v float64))),
 	}
 }
 
@@ -217,6 +219,19 @@ func (r *Registry) Gauge(name string, fn func() float64) {
 	r.gauges[name] = fn
 }
 
+// GaugeFamily registers a gauge with labels whose series are read at
+// exposition time: fn emits one sample per series, its labels
+// pre-rendered (`a="x",b="y"`, values escaped). It panics if name is
+// registered twice.
+func (r *Registry) GaugeFamily(name string, fn func(emit func(labels string, v float64))) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.families[name]; dup {
+		panic("telemetry: gauge " + name + " registered twice")
+	}
+	r.families[name] = fn
+}
+
 // WriteTo writes every metric in the Prometheus text format (version 0.0.4).
 func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 	bw := bufio.NewWriterSize(w, 16<<10)
@@ -230,11 +245,21 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 		gauges = append(gauges, name)
 	}
 	fns := r.gauges
+	families := make([]string, 0, len(r.families))
+	for name := range r.families {
+		families = append(families, name)
+	}
+	ffns := r.families
 	r.mu.RUnlock()
 	sort.Strings(gauges)
 	for _, name := range gauges {
 		cw.line("# TYPE " + name + " gauge")
 		cw.sample(name, "", fns[name]())
+	}
+	sort.Strings(families)
+	for _, name := range families {
+		cw.line("# TYPE " + name + " gauge")
+		ffns[name](func(labels string, v float64) { cw.sample(name, labels, v) })
 	}
 	rss, _ := ResidentBytes()
 	cw.line("# TYPE process_resident_memory_bytes gauge")
