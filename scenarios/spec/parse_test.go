@@ -29,6 +29,7 @@ topology:
         error_rate: 0
         error_status: 503
         reset_rate: 0
+        max_concurrent: 0
       replica_behaviour:
         2: {latency: 10ms}
     - name: echo-backup
