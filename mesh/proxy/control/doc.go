@@ -1,6 +1,8 @@
 // Package control is the proxy's client of the control plane (contract 2
 // of the architecture): [DestinationSource] streams endpoints from
-// Destination.Watch and [Certifier] obtains workload certificates from
+// Destination.Watch, [PolicySource] streams each outbound authority's
+// route (timeouts, retries and their budget, circuit breaker) from
+// Policy.WatchOutbound, and [Certifier] obtains workload certificates from
 // Identity.Certify.
 //
 // It speaks gRPC without grpc-go: [Conn] is a minimal gRPC client over the
@@ -17,6 +19,8 @@
 //	defer conn.Close()
 //	src := &control.DestinationSource{Conn: conn, Proxy: control.ProxyContext{Pod: pod}}
 //	go src.Watch(ctx, "web.shop:8080", func(s endpoint.Snapshot) { ... })
+//	pol := &control.PolicySource{Conn: conn, Proxy: control.ProxyContext{Pod: pod}}
+//	go pol.Watch(ctx, "web.shop:8080", func(r *route.Route) { ... }) // nil: no route
 //	cert := &control.Certifier{Conn: conn, OnTrustAnchors: func(der [][]byte) { ... }}
 //
 // The control plane serves Destination (and Policy) only to a client that
@@ -24,7 +28,10 @@
 // handshake; Identity.Certify is authenticated by the token alone, which is
 // how the first certificate is obtained. A call without one fails with
 // Unauthenticated, a watch beyond the controller's caps with
-// ResourceExhausted; [DestinationSource] retries both with backoff.
+// ResourceExhausted; both sources retry them with backoff. A controller
+// older than the Policy API answers Unimplemented, and [PolicySource]
+// stops watching: the proxy then runs without routes from the control
+// plane.
 // Connections are pooled and keep what they presented at their handshake,
 // so a proxy should not let a Destination connection be made before it has
 // a certificate: cmd/skiff-proxy fails such handshakes (TLS.GetClientCertificate
