@@ -28,8 +28,10 @@ type identityFlags struct {
 	anchorsPoll                   time.Duration
 	controlPlaneID                string
 	controlPlanePlaintext         bool
+	policy                        bool
 
 	dst *control.DestinationSource
+	pol *control.PolicySource
 	mgr *certs.Manager
 }
 
@@ -67,6 +69,7 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog
 			log.Warn("control plane in plaintext (--control-plane-plaintext): endpoints and the identities they must prove are not authenticated")
 			f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, control.ConnConfig{}), Log: log}
 			cfg.Endpoints = f.dst
+			f.watchPolicy(cfg, root)
 		}
 		return nil
 	}
@@ -133,6 +136,7 @@ func (f *identityFlags) apply(ctx context.Context, cfg *proxy.Config, root *slog
 		}
 		f.dst = &control.DestinationSource{Conn: control.NewConn(f.destinationAddr, dstCfg), Log: root.With("component", "destination")}
 		cfg.Endpoints = f.dst
+		f.watchPolicy(cfg, root)
 	}
 	certifier := &control.Certifier{Conn: control.NewConn(addr, connCfg)}
 	f.mgr, err = certs.New(certs.Config{
@@ -188,6 +192,18 @@ func requireClientCert(tc *tls.Config) *tls.Config {
 	return tc
 }
 
+// watchPolicy makes the proxy take each authority's route from the
+// control plane's Policy API, over Destination's connection (its TLS
+// included), unless --policy=false. A controller without the Policy API
+// answers UNIMPLEMENTED: the proxy then goes on with its --routes file.
+func (f *identityFlags) watchPolicy(cfg *proxy.Config, root *slog.Logger) {
+	if !f.policy {
+		return
+	}
+	f.pol = &control.PolicySource{Conn: f.dst.Conn, Proxy: f.dst.Proxy, Log: root.With("component", "policy")}
+	cfg.Policy = f.pol
+}
+
 // registerMetrics exposes the identity and control-plane state, with
 // Linkerd's names where they exist.
 func (f *identityFlags) registerMetrics(p *proxy.Proxy) {
@@ -202,5 +218,9 @@ func (f *identityFlags) registerMetrics(p *proxy.Proxy) {
 		m.Gauge("control_destination_connects", func() float64 { return float64(f.dst.Connects()) })
 		m.Gauge("control_destination_disconnects", func() float64 { return float64(f.dst.Disconnects()) })
 		m.Gauge("control_destination_updates", func() float64 { return float64(f.dst.Updates()) })
+	}
+	if f.pol != nil {
+		m.Gauge("control_policy_connects", func() float64 { return float64(f.pol.Connects()) })
+		m.Gauge("control_policy_disconnects", func() float64 { return float64(f.pol.Disconnects()) })
 	}
 }

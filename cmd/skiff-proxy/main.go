@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&ident.destinationAddr, "destination-addr", "", "the control plane's Destination API (host:port): endpoints come from it instead of a file")
 	fs.StringVar(&ident.identityAddr, "identity-addr", "", "the control plane's Identity API (host:port; default: --destination-addr)")
 	fs.StringVar(&ident.controlPlaneID, "control-plane-identity", "", "with --identity-id: the SPIFFE ID the controller must prove over TLS (default: spiffe://<trust domain of --identity-id>/ns/skiff/sa/skiff-controller)")
+	fs.BoolVar(&ident.policy, "policy", true, "with --destination-addr: take each authority's timeouts, retries, budget and breaker from the control plane's Policy API (they win over --routes for that authority); a controller without it is left alone")
 	fs.BoolVar(&ident.controlPlanePlaintext, "control-plane-plaintext", false, "talk to a controller that serves plaintext (its --plaintext): no TLS, nothing verified")
 	fs.StringVar(&ident.id, "identity-id", "", "this workload's SPIFFE ID: enables mutual TLS with a certificate from the Identity API")
 	fs.StringVar(&ident.tokenFile, "identity-token-file", "", "file holding the token that proves --identity-id (re-read at every renewal)")
