@@ -8,6 +8,16 @@
 //	skiff-controller identity --identity-issuer-cert issuer.crt --identity-issuer-key issuer.key --trust-anchors anchors.pem --token-key-file token.key
 //	skiff-controller all --discovery kube --token-verifier kube --identity-issuer-cert /var/run/skiff/issuer/tls.crt --identity-issuer-key /var/run/skiff/issuer/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
 //	skiff-controller all --plaintext ...   # for grpcurl -plaintext; proxies then need --control-plane-plaintext
+//	skiff-controller policy --resources resources.yaml --tls-cert-file ... --tls-key-file ... --trust-anchors ...
+//
+// Policy serves the routes of --resources, a YAML stream of HTTPRoute,
+// GRPCRoute, XBackendTrafficPolicy and CircuitBreaker objects
+// (mesh/control/gatewayapi), at the authorities name.namespace.svc:port.
+// The file is checked every --resources-poll and read again when it
+// changes; a change that does not parse or convert is logged, counted
+// (skiff_policy_resources_rejected_total on /metrics) and refused, and
+// the last valid set stays in force. Without --resources every authority
+// gets the default policy.
 //
 // The issuer and trust-anchor files are re-read every
 // --identity-reload-interval: replacing them rotates the issuer or the
@@ -103,7 +113,7 @@ const usage = `usage: skiff-controller SUBCOMMAND [flags]
 subcommands:
   destination  serve skiff.destination.v1 (endpoints from discovery)
   identity     serve skiff.identity.v1 (the certificate authority)
-  policy       serve skiff.policy.v1 (default policies for now)
+  policy       serve skiff.policy.v1 (outbound routes from --resources, else defaults)
   all          serve the three on one gRPC port
 
 Run 'skiff-controller SUBCOMMAND -h' for its flags.
@@ -139,6 +149,9 @@ type options struct {
 	maxWatchesPerConn, maxWatchesPerIdentity int
 	certifyRate                              float64
 	certifyBurst                             int
+
+	resources     string
+	resourcesPoll time.Duration
 }
 
 func (o *options) addFlags(fs *flag.FlagSet, svc services) {
@@ -167,6 +180,10 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 		fs.StringVar(&o.registryFile, "registry-file", "", "local: the endpoints file the simulator writes (the proxy's --endpoints-file format), re-read when it changes")
 		fs.DurationVar(&o.registryPoll, "registry-poll", 250*time.Millisecond, "local: how often the registry file is checked for changes besides change notifications (inotify on Linux; the only check elsewhere)")
 		fs.StringVar(&o.namespace, "namespace", "", "kube: watch only this namespace (empty: all)")
+	}
+	if svc.policy {
+		fs.StringVar(&o.resources, "resources", "", "YAML file of Gateway API objects (HTTPRoute, GRPCRoute, XBackendTrafficPolicy, CircuitBreaker) whose routes the Policy API serves at name.namespace.svc:port, re-read when it changes; a change that does not parse is refused and the last valid set kept (empty: the default policy for every authority)")
+		fs.DurationVar(&o.resourcesPoll, "resources-poll", policy.DefaultResourcesPoll, "how often the --resources file is checked for changes")
 	}
 	if svc.identity {
 		fs.StringVar(&o.issuerCert, "identity-issuer-cert", "", "PEM file: the issuer certificate, then its chain up to (not including) the anchor")
@@ -290,6 +307,21 @@ func (o *options) serve(ctx context.Context, name string, svc services, log *slo
 	}
 	if svc.policy {
 		srv := policy.NewServer(policy.Config{Log: log})
+		if o.resources != "" {
+			if o.resourcesPoll <= 0 {
+				return fail(fmt.Errorf("--resources-poll %v: want a positive interval, e.g. 250ms", o.resourcesPoll))
+			}
+			rf, err := policy.NewResourceFile(policy.ResourceFileConfig{
+				Server: srv, Path: o.resources, Interval: o.resourcesPoll, Log: log, Registerer: metrics,
+			})
+			if errors.Is(err, os.ErrNotExist) {
+				return fail(fmt.Errorf("--resources: %w: give an existing YAML file of HTTPRoute, GRPCRoute, XBackendTrafficPolicy and CircuitBreaker objects (an empty file serves the defaults)", err))
+			}
+			if err != nil {
+				return fail(fmt.Errorf("--resources: %w", err))
+			}
+			g.Go(func() error { return rf.Run(gctx) })
+		}
 		register = append(register, func(gs *grpc.Server) { policyv1.RegisterPolicyServer(gs, srv) })
 		closers = append(closers, srv)
 		names = append(names, "policy")

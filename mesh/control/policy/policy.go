@@ -1,29 +1,43 @@
-// Package policy serves the Policy API (skiff.policy.v1). For now it is
-// minimal: every outbound authority gets DefaultOutbound and every inbound
-// port DefaultInbound, sent once when the stream opens; the stream then
-// stays open until the client leaves or the server closes, so that the
-// proxies' watches already have the shape they keep when policy starts to
-// change.
+// Package policy serves the Policy API (skiff.policy.v1).
 //
-// What is not done yet, and is left to the issue that gives routes and
-// policy their semantics: reading HTTPRoute/GRPCRoute and the retry,
-// timeout, breaker, fault and authorization resources (through the
-// discovery sources), sending a new policy when they change, failover
-// lists, the protocol of inbound ports, and the pod lookup behind
-// WatchInbound's NOT_FOUND (proxy.pod is not required by this server,
-// because the default needs no workload).
+// WatchOutbound sends the policy of the watched authority when the stream
+// opens, and again whenever a new set of routes changes it; an authority
+// no route applies to gets DefaultOutbound. The routes come from
+// [Server.SetRoutes]; [ResourceFile] feeds it from a file of Gateway API
+// objects (HTTPRoute, GRPCRoute, XBackendTrafficPolicy, CircuitBreaker,
+// read by package gatewayapi), re-read when it changes, keeping the last
+// valid set when a change is refused. [Outbound] is the mapping from a
+// route.Route to an OutboundPolicy that the proxy's decoder reads back.
+//
+// Every stream is a gRPC handler goroutine and nothing more: a new set of
+// routes closes a channel all streams wait on, and each stream then sends
+// the latest policy of its authority if it differs from the one it sent
+// last, so a slow stream skips the sets it was too slow for.
+//
+// What is not done yet: inbound policy (every port gets DefaultInbound,
+// sent once, and proxy.pod is not required because the default needs no
+// workload, hence no NOT_FOUND either); Gateway API resources from a
+// cluster's API server (only the file source exists, and its authorities
+// are the local environment's name.namespace.svc:port); request matching,
+// traffic splitting, filters, faults, failover lists and the protocol of
+// inbound ports, which package gatewayapi does not convert yet.
 package policy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	policyv1 "github.com/skiff-mesh/skiff/mesh/api/policy/v1"
 	"github.com/skiff-mesh/skiff/mesh/discovery"
+	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 )
 
 // Config configures a Server. The zero value works.
@@ -32,14 +46,38 @@ type Config struct {
 	Log *slog.Logger
 }
 
-// Server implements policyv1.PolicyServer with default policies. Make it
-// with NewServer; stop its streams with Close. Safe for concurrent use.
+// Server implements policyv1.PolicyServer: outbound policy from the
+// routes of SetRoutes (none until it is called: every authority gets
+// DefaultOutbound), DefaultInbound for every port. Make it with NewServer;
+// stop its streams with Close. Safe for concurrent use.
 type Server struct {
 	policyv1.UnimplementedPolicyServer
 
 	log       *slog.Logger
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	mu  sync.Mutex // serialises SetRoutes
+	set atomic.Pointer[routeSet]
+}
+
+// routeSet is one set of routes, taken whole: the outbound policy of each
+// routed authority, by normalised authority. next is closed when a newer
+// set replaces this one; the streams wait on it.
+type routeSet struct {
+	version  uint64
+	outbound map[string]*policyv1.OutboundPolicy
+	next     chan struct{}
+}
+
+// policy is the outbound policy of normalised authority in the set. The
+// policies of routed authorities are shared by every stream that sends
+// them, and never modified.
+func (rs *routeSet) policy(authority string) *policyv1.OutboundPolicy {
+	if p := rs.outbound[authority]; p != nil {
+		return p
+	}
+	return DefaultOutbound(authority)
 }
 
 var _ policyv1.PolicyServer = (*Server)(nil)
@@ -50,8 +88,56 @@ func NewServer(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{log: log.With("component", "policy"), closed: make(chan struct{})}
+	s := &Server{log: log.With("component", "policy"), closed: make(chan struct{})}
+	s.set.Store(&routeSet{next: make(chan struct{})})
+	return s
 }
+
+// SetRoutes makes routes the whole set the server serves, in place of the
+// previous one, and sends every open stream whose authority's policy
+// changes its new policy (Outbound). Each route must pass
+// route.Route.Validate and have an authority discovery.NormalizeAuthority
+// accepts, and no two routes may share a normalised authority; at most
+// route.MaxRoutes. Otherwise the error names every route that is wrong,
+// and the server keeps the set it had. A nil or empty routes serves
+// DefaultOutbound to every authority.
+func (s *Server) SetRoutes(routes []route.Route) error {
+	if len(routes) > route.MaxRoutes {
+		return fmt.Errorf("%d routes: at most %d are served", len(routes), route.MaxRoutes)
+	}
+	outbound := make(map[string]*policyv1.OutboundPolicy, len(routes))
+	var errs []error
+	for i := range routes {
+		r := &routes[i]
+		if err := r.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("route %d (%q): %w", i, r.Authority, err))
+			continue
+		}
+		auth, err := discovery.NormalizeAuthority(r.Authority)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %d (%q): %w", i, r.Authority, err))
+			continue
+		}
+		if _, dup := outbound[auth]; dup {
+			errs = append(errs, fmt.Errorf("route %d (%q): authority %s already has a route", i, r.Authority, auth))
+			continue
+		}
+		outbound[auth] = Outbound(auth, r)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.set.Load()
+	// Store before close: a stream woken by the close loads the new set.
+	s.set.Store(&routeSet{version: old.version + 1, outbound: outbound, next: make(chan struct{})})
+	close(old.next)
+	return nil
+}
+
+// Version counts the sets of routes SetRoutes took; 0 before the first.
+func (s *Server) Version() uint64 { return s.set.Load().version }
 
 // Close ends every stream with UNAVAILABLE and refuses new ones the same
 // way; call it before grpc.Server.GracefulStop. Calling it again does
@@ -98,8 +184,11 @@ func DefaultInbound(port uint32) *policyv1.InboundPolicy {
 
 var errClosed = status.Error(codes.Unavailable, "policy: the server is shutting down; reconnect with backoff")
 
-// WatchOutbound implements policyv1.PolicyServer: DefaultOutbound for the
-// normalised authority, then nothing until the stream ends.
+// WatchOutbound implements policyv1.PolicyServer: the policy of the
+// normalised authority in the current set of routes (DefaultOutbound when
+// no route applies), then the new policy each time a new set changes it,
+// until the stream ends. A stream that is slow to take a message skips to
+// the latest policy.
 func (s *Server) WatchOutbound(req *policyv1.WatchOutboundRequest, stream policyv1.Policy_WatchOutboundServer) error {
 	if req.GetAuthority() == "" {
 		return status.Error(codes.InvalidArgument, "policy: authority is required: want host:port, e.g. web.shop.svc.cluster.local:8080")
@@ -108,7 +197,33 @@ func (s *Server) WatchOutbound(req *policyv1.WatchOutboundRequest, stream policy
 	if err != nil {
 		return status.Error(codes.InvalidArgument, "policy: "+err.Error())
 	}
-	return s.serve(stream.Context(), func() error { return stream.Send(DefaultOutbound(auth)) })
+	ctx := stream.Context()
+	select {
+	case <-s.closed:
+		return errClosed
+	default:
+	}
+	set := s.set.Load()
+	sent := set.policy(auth)
+	if err := stream.Send(sent); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.closed:
+			return errClosed
+		case <-set.next:
+		}
+		set = s.set.Load()
+		if p := set.policy(auth); !proto.Equal(p, sent) {
+			if err := stream.Send(p); err != nil {
+				return err
+			}
+			sent = p
+		}
+	}
 }
 
 // WatchInbound implements policyv1.PolicyServer: DefaultInbound for the
