@@ -65,7 +65,7 @@ func TestApplyRefusesBadObjects(t *testing.T) {
 		"no list":       "resources: x",
 		"empty":         "resources: []",
 		"unknown param": route + "\nfiles: [a]",
-		"unknown field": strings.Replace(route, "attempts: 2", "attemps: 2", 1),
+		"unknown field": strings.Replace(route, "attempts: 2", "tries: 2", 1),
 		"bad code":      strings.Replace(route, "[503]", "[99]", 1),
 	} {
 		if err := f.Validate(params(t, src)); err == nil {

@@ -195,7 +195,7 @@ func (c *Config) normalize() error {
 		errs = append(errs, errors.New("LeafLifetime needs ControlPlane (certificates come from its Identity API)"))
 	}
 	if len(c.Resources) > 0 && !c.ControlPlane {
-		errs = append(errs, errors.New("Resources need ControlPlane (the controller serves them as policy)"))
+		errs = append(errs, errors.New("resources need ControlPlane (the controller serves them as policy)"))
 	}
 	if c.LeafLifetime < 0 {
 		errs = append(errs, fmt.Errorf("LeafLifetime %s is negative", c.LeafLifetime))

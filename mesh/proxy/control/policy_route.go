@@ -324,26 +324,26 @@ func (bu *policyBudget) config() (retry.BudgetConfig, error) {
 }
 
 // config maps a Breaker.
-func (b *policyBreaker) config() (*breaker.Config, error) {
+func (br *policyBreaker) config() (*breaker.Config, error) {
 	c := new(breaker.Config)
 	switch {
-	case b.consecutive != nil:
-		c.ConsecutiveFailures = int(b.consecutive.maxFailures) // 0: the breaker's default
-	case b.successRate != nil:
+	case br.consecutive != nil:
+		c.ConsecutiveFailures = int(br.consecutive.maxFailures) // 0: the breaker's default
+	case br.successRate != nil:
 		c.ConsecutiveFailures = -1 // only the success rate trips it
 	}
-	if s := b.successRate; s != nil {
+	if s := br.successRate; s != nil {
 		if !(s.minSuccessRate >= 0 && s.minSuccessRate <= 1) { // NaN too
 			return nil, fieldErrorf("breaker.success_rate.min_success_rate", "%v is not 0..1", s.minSuccessRate)
 		}
 		c.MinSuccessRate, c.MinRequests = s.minSuccessRate, int(s.minRequests)
 	}
 	var d durations
-	if s := b.successRate; s != nil {
+	if s := br.successRate; s != nil {
 		d.set(&c.Window, s.window, "breaker.success_rate.window")
 	}
-	d.set(&c.BaseEjection, b.minPenalty, "breaker.min_penalty")
-	d.set(&c.MaxEjection, b.maxPenalty, "breaker.max_penalty")
+	d.set(&c.BaseEjection, br.minPenalty, "breaker.min_penalty")
+	d.set(&c.MaxEjection, br.maxPenalty, "breaker.max_penalty")
 	if d.err != nil {
 		return nil, d.err
 	}

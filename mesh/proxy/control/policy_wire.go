@@ -250,8 +250,8 @@ func fieldErrorf(path, format string, args ...any) *fieldError {
 // a repeated field, or -1), under that field: its path gets the prefix.
 // It runs only on errors, so paths cost nothing on the way in.
 func within(err error, name string, index int) error {
-	fe, ok := err.(*fieldError)
-	if !ok {
+	var fe *fieldError
+	if !errors.As(err, &fe) {
 		fe = &fieldError{err: err}
 	}
 	elem := name

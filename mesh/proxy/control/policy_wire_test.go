@@ -113,9 +113,7 @@ func fromGeneratedPolicy(m *policyv1.OutboundPolicy) outboundPolicy {
 				for _, s := range rt.GetHttpStatuses() {
 					pr.statuses = append(pr.statuses, statusRange{s.GetMin(), s.GetMax()})
 				}
-				for _, c := range rt.GetGrpcCodes() {
-					pr.grpcCodes = append(pr.grpcCodes, c)
-				}
+				pr.grpcCodes = append(pr.grpcCodes, rt.GetGrpcCodes()...)
 				if bo := rt.GetBackoff(); bo != nil {
 					pr.backoff = &policyBackoff{base: d(bo.GetBase()), max: d(bo.GetMax())}
 				}
