@@ -4,7 +4,7 @@
 // package github.com/skiff-mesh/skiff/simulator/demo for the endpoints.
 //
 //	skiff-demo --addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:9090 --tcp-addr 127.0.0.1:7070 \
-//	    --name echo-1 --latency 1ms:50,10ms:1 --error-rate 0.01 --error-status 503
+//	    --name echo-1 --latency 1ms:50,10ms:1 --error-rate 0.01 --error-status 503 --max-concurrent 8
 //
 // It stops gracefully on SIGINT or SIGTERM.
 package main
@@ -40,7 +40,7 @@ type options struct {
 	latency                       demo.Delays
 	latencyJitter                 time.Duration
 	errorRate, resetRate          float64
-	errorStatus                   int
+	errorStatus, maxConcurrent    int
 	seed                          uint64
 	shutdownTimeout               time.Duration
 	logLevel                      slog.Level
@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.Float64Var(&o.errorRate, "error-rate", 0, "fraction (0..1) of requests answered with --error-status")
 	fs.IntVar(&o.errorStatus, "error-status", demo.DefaultErrorStatus, "HTTP status of injected errors (gRPC: mapped to a code)")
 	fs.Float64Var(&o.resetRate, "reset-rate", 0, "fraction (0..1) of requests and TCP connections closed without an answer")
+	fs.IntVar(&o.maxConcurrent, "max-concurrent", 0, "workload requests served at once; the rest wait their turn (0: no limit)")
 	fs.Uint64Var(&o.seed, "seed", 0, "seed of the fault randomness (0: from the clock)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", demo.DefaultShutdownTimeout, "how long in-flight work may finish after SIGTERM")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -99,6 +100,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			ErrorRate:     o.errorRate,
 			ErrorStatus:   o.errorStatus,
 			ResetRate:     o.resetRate,
+			MaxConcurrent: o.maxConcurrent,
 		},
 		Seed:            o.seed,
 		ShutdownTimeout: o.shutdownTimeout,

@@ -21,7 +21,7 @@ const DefaultErrorStatus = 503
 //
 // Its JSON form is
 //
-//	{"latency":"10ms","latency_jitter":"2ms","error_rate":0.3,"error_status":503,"reset_rate":0.1}
+//	{"latency":"10ms","latency_jitter":"2ms","error_rate":0.3,"error_status":503,"reset_rate":0.1,"max_concurrent":4}
 //
 // where latency is in the Delays syntax ("10ms" or "1ms:50,10ms:1"). Decoding
 // rejects unknown fields and leaves fields that are absent untouched.
@@ -40,6 +40,13 @@ type Behaviour struct {
 	// ResetRate is the fraction (0..1) of requests, and of TCP echo
 	// connections, whose connection is closed without an answer.
 	ResetRate float64
+	// MaxConcurrent is how many HTTP and gRPC workload requests the server
+	// serves at once, as a pool of that many workers: the others wait for
+	// a slot in arrival order, and the wait counts in their latency. The
+	// delay, close and status faults happen while a request holds its
+	// slot, so with a latency S the server's capacity is MaxConcurrent/S
+	// requests a second. Zero means no limit; at most MaxConcurrentLimit.
+	MaxConcurrent int
 }
 
 // Validate reports the first out-of-range field.
@@ -58,6 +65,9 @@ func (b Behaviour) Validate() error {
 	}
 	if b.ErrorStatus != 0 && (b.ErrorStatus < 200 || b.ErrorStatus > 599) {
 		return fmt.Errorf("error_status %d is not an HTTP status between 200 and 599", b.ErrorStatus)
+	}
+	if b.MaxConcurrent < 0 || b.MaxConcurrent > MaxConcurrentLimit {
+		return fmt.Errorf("max_concurrent %d is outside [0, %d]; 0 means no limit", b.MaxConcurrent, MaxConcurrentLimit)
 	}
 	if b.LatencyJitter < 0 || b.LatencyJitter > MaxDelay {
 		return fmt.Errorf("latency_jitter %s is outside [0s, %s]", b.LatencyJitter, MaxDelay)
@@ -100,6 +110,7 @@ type behaviourJSON struct {
 	ErrorRate     *float64 `json:"error_rate,omitempty"`
 	ErrorStatus   *int     `json:"error_status,omitempty"`
 	ResetRate     *float64 `json:"reset_rate,omitempty"`
+	MaxConcurrent *int     `json:"max_concurrent,omitempty"`
 }
 
 // MarshalJSON writes every field, durations as Go duration strings.
@@ -108,7 +119,7 @@ func (b Behaviour) MarshalJSON() ([]byte, error) {
 	st := b.errorStatus()
 	return json.Marshal(behaviourJSON{
 		Latency: &lat, LatencyJitter: &jit, ErrorRate: &b.ErrorRate,
-		ErrorStatus: &st, ResetRate: &b.ResetRate,
+		ErrorStatus: &st, ResetRate: &b.ResetRate, MaxConcurrent: &b.MaxConcurrent,
 	})
 }
 
@@ -119,7 +130,7 @@ func (b *Behaviour) UnmarshalJSON(data []byte) error {
 	dec.DisallowUnknownFields()
 	var w behaviourJSON
 	if err := dec.Decode(&w); err != nil {
-		return fmt.Errorf("decode behaviour: %w; want {\"latency\":\"10ms\",\"latency_jitter\":\"2ms\",\"error_rate\":0.3,\"error_status\":503,\"reset_rate\":0.1}", err)
+		return fmt.Errorf("decode behaviour: %w; want {\"latency\":\"10ms\",\"latency_jitter\":\"2ms\",\"error_rate\":0.3,\"error_status\":503,\"reset_rate\":0.1,\"max_concurrent\":4}", err)
 	}
 	if dec.More() {
 		return errors.New("decode behaviour: trailing data after the JSON object")
@@ -145,6 +156,9 @@ func (b *Behaviour) UnmarshalJSON(data []byte) error {
 	}
 	if w.ResetRate != nil {
 		nb.ResetRate = *w.ResetRate
+	}
+	if w.MaxConcurrent != nil {
+		nb.MaxConcurrent = *w.MaxConcurrent
 	}
 	if err := nb.Validate(); err != nil {
 		return err

@@ -39,9 +39,11 @@
 // A bare value ("status=503", "delay=2ms") applies to every request;
 // percentages take decimals and add up to at most 100. A bad value is
 // answered 400 (gRPC: InvalidArgument) with a message naming the parameter.
-// Server-wide Behaviour (latency, jitter, error rate, reset rate) applies on
-// top; the order is delay, close, status. Delays end when the request's
-// context does.
+// Server-wide Behaviour (latency, jitter, error rate, reset rate, and a
+// concurrency limit, MaxConcurrent) applies on top; the order is a slot
+// under the limit (waiting in arrival order while every slot is busy),
+// delay, close, status. Delays and waits end when the request's context
+// does.
 //
 // Randomness comes from one PCG seeded by Config.Seed; each request derives
 // its own generator under a short lock.

@@ -129,12 +129,12 @@ func TestDelaysText(t *testing.T) {
 
 func TestBehaviourJSON(t *testing.T) {
 	var b Behaviour
-	in := `{"latency":"10ms","latency_jitter":"2ms","error_rate":0.3,"error_status":503,"reset_rate":0.1}`
+	in := `{"latency":"10ms","latency_jitter":"2ms","error_rate":0.3,"error_status":503,"reset_rate":0.1,"max_concurrent":4}`
 	if err := json.Unmarshal([]byte(in), &b); err != nil {
 		t.Fatal(err)
 	}
 	want := Behaviour{Latency: Delays{{10 * time.Millisecond, 100}}, LatencyJitter: 2 * time.Millisecond,
-		ErrorRate: 0.3, ErrorStatus: 503, ResetRate: 0.1}
+		ErrorRate: 0.3, ErrorStatus: 503, ResetRate: 0.1, MaxConcurrent: 4}
 	if !reflect.DeepEqual(b, want) {
 		t.Fatalf("got %+v, want %+v", b, want)
 	}
@@ -151,6 +151,9 @@ func TestBehaviourJSON(t *testing.T) {
 	}
 	if err := (Behaviour{ErrorRate: math.NaN()}).Validate(); err == nil {
 		t.Error("NaN error_rate accepted")
+	}
+	if err := json.Unmarshal([]byte(`{"max_concurrent":-1}`), &b); err == nil || !strings.Contains(err.Error(), "max_concurrent") {
+		t.Errorf("negative max_concurrent: %v", err)
 	}
 }
 

@@ -192,12 +192,12 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 		return handler(ctx, req)
 	}
 	_ = grpc.SetHeader(ctx, metadata.Pairs(ReplicaMetadata, s.cfg.Name))
-	ctx, reset, err := s.grpcFaults(ctx)
+	ctx, reset, held, err := s.grpcFaults(ctx)
 	var resp any
 	if err == nil {
 		resp, err = handler(ctx, req)
 	}
-	s.grpcDone(reset, err)
+	s.grpcDone(reset, held, err)
 	return resp, err
 }
 
@@ -206,11 +206,11 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 		return handler(srv, ss)
 	}
 	_ = ss.SetHeader(metadata.Pairs(ReplicaMetadata, s.cfg.Name))
-	ctx, reset, err := s.grpcFaults(ss.Context())
+	ctx, reset, held, err := s.grpcFaults(ss.Context())
 	if err == nil {
 		err = handler(srv, ctxStream{ServerStream: ss, ctx: ctx})
 	}
-	s.grpcDone(reset, err)
+	s.grpcDone(reset, held, err)
 	return err
 }
 
@@ -223,9 +223,11 @@ type ctxStream struct {
 func (c ctxStream) Context() context.Context { return c.ctx }
 
 // grpcFaults applies the call's metadata faults and the server-wide
-// behaviour, in the order delay, close, status. reset reports a closed
-// connection; err is the status to return instead of calling the handler.
-func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset bool, _ error) {
+// behaviour, in the order slot (MaxConcurrent), delay, close, status.
+// reset reports a closed connection; held that the call holds a slot for
+// grpcDone to give back; err is the status to return instead of calling
+// the handler.
+func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset, held bool, _ error) {
 	s.stats.requests.Add(1)
 	s.stats.inFlight.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
@@ -243,22 +245,26 @@ func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset bool,
 		}
 	}
 	if err != nil {
-		return ctx, false, status.Error(codes.InvalidArgument, err.Error())
+		return ctx, false, false, status.Error(codes.InvalidArgument, err.Error())
 	}
 
+	if !s.gate.enter(ctx, s.behaviour.Load().MaxConcurrent) {
+		s.stats.cancelled.Add(1)
+		return ctx, false, false, status.FromContextError(ctx.Err()).Err()
+	}
 	b := s.behaviour.Load()
 	rnd := s.rng.derive()
 	if d := b.latency(rnd) + f.Delay.Pick(rnd); d > 0 {
 		s.stats.delayed.Add(1)
 		if !sleep(ctx, d) {
 			s.stats.cancelled.Add(1)
-			return ctx, false, status.FromContextError(ctx.Err()).Err()
+			return ctx, false, true, status.FromContextError(ctx.Err()).Err()
 		}
 	}
 	if (b.ResetRate > 0 && rnd.Float64() < b.ResetRate) || hit(rnd, f.ClosePercent) {
 		s.stats.resets.Add(1)
 		s.closePeer(ctx)
-		return ctx, true, status.Error(codes.Unavailable, "skiff-demo "+s.cfg.Name+": injected connection close")
+		return ctx, true, true, status.Error(codes.Unavailable, "skiff-demo "+s.cfg.Name+": injected connection close")
 	}
 	code := codes.OK
 	injected := false
@@ -271,13 +277,17 @@ func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset bool,
 	}
 	if injected && code != codes.OK {
 		s.stats.injected.Add(1)
-		return ctx, false, status.Errorf(code, "skiff-demo %s: injected %s", s.cfg.Name, code)
+		return ctx, false, true, status.Errorf(code, "skiff-demo %s: injected %s", s.cfg.Name, code)
 	}
-	return context.WithValue(ctx, faultsKey{}, &f), false, nil
+	return context.WithValue(ctx, faultsKey{}, &f), false, true, nil
 }
 
-// grpcDone counts a finished call; closed connections count as resets only.
-func (s *Server) grpcDone(reset bool, err error) {
+// grpcDone counts a finished call, and gives back its slot if it held one;
+// closed connections count as resets only.
+func (s *Server) grpcDone(reset, held bool, err error) {
+	if held {
+		s.gate.leave(s.behaviour.Load().MaxConcurrent)
+	}
 	s.stats.inFlight.Add(-1)
 	if !reset {
 		s.stats.grpcCode(status.Code(err))

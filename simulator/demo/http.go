@@ -71,7 +71,8 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 type workloadHandler func(w *recorder, r *http.Request, f *Faults)
 
 // workload applies identification, header echo, per-request faults and the
-// server-wide behaviour, in this order: delay, close, status; then h.
+// server-wide behaviour, in this order: a slot (MaxConcurrent), delay,
+// close, status; then h, still holding the slot.
 func (s *Server) workload(h workloadHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.stats.requests.Add(1)
@@ -99,6 +100,11 @@ func (s *Server) workload(h workloadHandler) http.Handler {
 			return
 		}
 
+		if !s.gate.enter(r.Context(), s.behaviour.Load().MaxConcurrent) {
+			s.stats.cancelled.Add(1)
+			return
+		}
+		defer func() { s.gate.leave(s.behaviour.Load().MaxConcurrent) }()
 		b := s.behaviour.Load()
 		rnd := s.rng.derive()
 		if d := b.latency(rnd) + f.Delay.Pick(rnd); d > 0 {

@@ -283,7 +283,7 @@ func TestBehaviourAdmin(t *testing.T) {
 		resp, body := c.get(t, "/_demo/behaviour")
 		wantStatus(t, resp, body, http.StatusOK)
 		got := decodeJSON[map[string]any](t, body)
-		want := map[string]any{"latency": "1µs:50", "latency_jitter": "0s", "error_rate": 0.0, "error_status": 500.0, "reset_rate": 0.0}
+		want := map[string]any{"latency": "1µs:50", "latency_jitter": "0s", "error_rate": 0.0, "error_status": 500.0, "reset_rate": 0.0, "max_concurrent": 0.0}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("GET = %v, want %v", got, want)
 		}

@@ -61,6 +61,7 @@ type Server struct {
 	behaviour atomic.Pointer[Behaviour]
 	rng       randSource
 	stats     counters
+	gate      gate // Behaviour.MaxConcurrent
 	ready     atomic.Bool
 
 	httpSrv *http.Server
@@ -296,7 +297,11 @@ func (b Behaviour) summary() string {
 }
 
 // Stats returns a snapshot of the request counters.
-func (s *Server) Stats() Stats { return s.stats.snapshot(s.cfg.Name) }
+func (s *Server) Stats() Stats {
+	st := s.stats.snapshot(s.cfg.Name)
+	st.Waiting = int64(s.gate.waiters())
+	return st
+}
 
 // ResetStats zeroes the request counters.
 func (s *Server) ResetStats() { s.stats.reset() }

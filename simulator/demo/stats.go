@@ -14,8 +14,12 @@ type Stats struct {
 	Name string `json:"name"`
 	// Requests counts HTTP and gRPC workload requests, whatever their outcome.
 	Requests int64 `json:"requests"`
-	// InFlight is the number of workload requests being served now.
+	// InFlight is the number of workload requests being served now,
+	// those waiting for a slot (Waiting) included.
 	InFlight int64 `json:"in_flight"`
+	// Waiting is the number of workload requests waiting for a slot under
+	// Behaviour.MaxConcurrent now.
+	Waiting int64 `json:"waiting"`
 	// HTTP counts answered HTTP requests by status code (101 for upgrades).
 	HTTP map[int]int64 `json:"http"`
 	// GRPC counts finished gRPC calls by code name ("OK", "Unavailable").
@@ -26,7 +30,8 @@ type Stats struct {
 	Injected int64 `json:"injected"`
 	// Resets counts requests and TCP connections closed by fault injection.
 	Resets int64 `json:"resets"`
-	// Cancelled counts requests whose caller went away during a delay.
+	// Cancelled counts requests whose caller went away during a delay or
+	// while waiting for a slot.
 	Cancelled int64 `json:"cancelled"`
 	// TCPConnections counts accepted TCP echo connections.
 	TCPConnections int64 `json:"tcp_connections"`
