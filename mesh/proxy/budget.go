@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/skiff-mesh/skiff/internal/plant"
 )
 
 // The memory budget. Everything a client on the network can make the
@@ -270,6 +272,19 @@ func (l *listener) admitConn(addr netip.Addr) (counted bool, reason string) {
 // refused it. It returns the client share it counted the request in, to
 // give back to done.
 func (l *listener) admit(c *conn) (*clientShare, error) {
+	share, err := l.admitNow(c)
+	// Planted: a request a bound refuses waits for a slot, checking every
+	// millisecond until its connection closes, instead of getting its 503
+	// at once (its refusals are counted at each check).
+	for err != nil && plant.On(plant.SheddingOff) && (c == nil || !c.closed.Load()) {
+		time.Sleep(time.Millisecond)
+		share, err = l.admitNow(c)
+	}
+	return share, err
+}
+
+// admitNow is admit without waiting.
+func (l *listener) admitNow(c *conn) (*clientShare, error) {
 	n := l.inflight.n.Add(1)
 	if n > l.inflight.max {
 		l.inflight.n.Add(-1)
