@@ -1,6 +1,8 @@
 package demo
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +36,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.Handle("/ws", s.workload(s.handleUpgrade))
 	mux.Handle("/trailers", s.workload(s.handleTrailers))
 	mux.Handle("/stream", s.workload(s.handleStream))
+	mux.Handle("/digest", s.workload(s.handleDigest))
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /_demo/behaviour", s.getBehaviour)
 	mux.HandleFunc("PUT /_demo/behaviour", s.putBehaviour)
@@ -184,6 +187,37 @@ func (s *Server) handleEcho(w *recorder, r *http.Request, f *Faults) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// DigestHeader carries the hex SHA-256 of a request's body: /digest checks
+// the body that arrived against it, so a proxy that replays a body on a
+// retry and truncates, duplicates or reorders it is caught.
+const DigestHeader = "Skiff-Body-Sha256"
+
+// maxDigestBody bounds the body /digest reads.
+const maxDigestBody = 16 << 20
+
+// handleDigest reads the whole body and compares its SHA-256 with
+// DigestHeader: 200 "ok N bytes" when they match, 422 naming both digests
+// and the length when they do not, 400 without the header.
+func (s *Server) handleDigest(w *recorder, r *http.Request, _ *Faults) {
+	want := strings.ToLower(strings.TrimSpace(r.Header.Get(DigestHeader)))
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(r.Body, maxDigestBody+1))
+	got := hex.EncodeToString(h.Sum(nil))
+	switch {
+	case err != nil:
+		http.Error(w, fmt.Sprintf("reading the body failed after %d bytes: %v", n, err), http.StatusBadRequest)
+	case n > maxDigestBody:
+		http.Error(w, fmt.Sprintf("body over %d bytes", maxDigestBody), http.StatusRequestEntityTooLarge)
+	case want == "":
+		http.Error(w, "no "+DigestHeader+" header: /digest needs the body's SHA-256 to check it", http.StatusBadRequest)
+	case want != got:
+		http.Error(w, fmt.Sprintf("the body arrived changed: %d bytes with SHA-256 %s, the sender's %s says %s", n, got, DigestHeader, want), http.StatusUnprocessableEntity)
+	default:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprintf(w, "ok %d bytes\n", n)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"github.com/skiff-mesh/skiff/internal/testwait"
@@ -490,4 +492,30 @@ func TestShutdownDeadline(t *testing.T) {
 	if err := s.Start(); err == nil {
 		t.Error("Start after Shutdown succeeded")
 	}
+}
+
+// TestDigest: /digest accepts a body that matches its SHA-256 header, sent
+// with a length or chunked, and names what it got when one does not.
+func TestDigest(t *testing.T) {
+	matrix(t, Config{}, func(t *testing.T, c *client) {
+		body := bytes.Repeat([]byte("skiff"), 1000)
+		sum := sha256.Sum256(body)
+		digest := hex.EncodeToString(sum[:])
+		resp, got := c.do(t, http.MethodPost, "/digest", bytes.NewReader(body), DigestHeader, digest)
+		wantStatus(t, resp, got, http.StatusOK)
+		if got != "ok 5000 bytes\n" {
+			t.Errorf("matching body: %q", got)
+		}
+		// Chunked: a reader of unknown length.
+		resp, got = c.do(t, http.MethodPost, "/digest", io.MultiReader(bytes.NewReader(body[:10]), bytes.NewReader(body[10:])), DigestHeader, digest)
+		wantStatus(t, resp, got, http.StatusOK)
+		// Truncated on the way: a body one byte short.
+		resp, got = c.do(t, http.MethodPost, "/digest", bytes.NewReader(body[1:]), DigestHeader, digest)
+		wantStatus(t, resp, got, http.StatusUnprocessableEntity)
+		if !strings.Contains(got, "4999 bytes") || !strings.Contains(got, digest) {
+			t.Errorf("a changed body is not described: %q", got)
+		}
+		resp, got = c.do(t, http.MethodPost, "/digest", bytes.NewReader(body))
+		wantStatus(t, resp, got, http.StatusBadRequest)
+	})
 }
