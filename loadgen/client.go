@@ -3,11 +3,14 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +56,7 @@ func newClient(o *Options) (client, error) {
 	if payload == nil {
 		payload = bytes.Repeat([]byte{'x'}, o.Target.PayloadBytes)
 	}
-	if o.Target.Protocol == ProtocolGRPC {
+	if o.isGRPC() {
 		return newGRPCClient(o, payload)
 	}
 	return newHTTPClient(o, payload)
@@ -174,20 +177,30 @@ func httpCode(n int) string {
 	return strconv.Itoa(n)
 }
 
-// grpcClient invokes a unary BytesValue method over Connections client
-// connections, round-robin.
+// grpcClient makes gRPC calls of BytesValue methods over Connections
+// client connections, round-robin: unary calls (ProtocolGRPC), server
+// streams (ProtocolGRPCStream) or, for Options.Mix, both in turn.
 type grpcClient struct {
+	cycle    []grpcCall             // the kinds of call in order; one for an unmixed run
+	req      *wrapperspb.BytesValue // only read: marshalling is safe concurrently
+	md       metadata.MD            // Target.Header; nil when there is none
+	streamMD metadata.MD            // md and MessagesMetadata, for streaming calls
+	messages int
+	conns    []*grpc.ClientConn
+	next     atomic.Uint64
+}
+
+// grpcCall is one kind of call of a gRPC run.
+type grpcCall struct {
 	method string
-	req    *wrapperspb.BytesValue // only read: marshalling is safe concurrently
-	md     metadata.MD
-	conns  []*grpc.ClientConn
-	next   atomic.Uint64
+	stream *grpc.StreamDesc // nil for a unary call
 }
 
 func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
 	c := &grpcClient{
-		method: o.Target.Method,
-		req:    wrapperspb.Bytes(payload),
+		cycle:    grpcCycle(o),
+		req:      wrapperspb.Bytes(payload),
+		messages: o.Target.Messages,
 	}
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -204,6 +217,7 @@ func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
 		}
 		c.md.Append(k, vs...)
 	}
+	c.streamMD = metadata.Join(c.md, metadata.Pairs(MessagesMetadata, strconv.Itoa(c.messages)))
 	for range o.Connections {
 		cc, err := grpc.NewClient(o.Target.URL, opts...)
 		if err != nil {
@@ -215,18 +229,110 @@ func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
 	return c, nil
 }
 
+// grpcCycle lists the calls of one turn of the mix, each share as often as
+// its weight, interleaved by smooth weighted round robin (nginx's): 3 and 1
+// give a a b a, never a a a b.
+func grpcCycle(o *Options) []grpcCall {
+	shares := o.Mix
+	if len(shares) == 0 {
+		shares = []Share{{Protocol: o.Target.Protocol, Method: o.Target.Method, Weight: 1}}
+	}
+	calls := make([]grpcCall, len(shares))
+	total := 0
+	for i, sh := range shares {
+		calls[i].method = sh.Method
+		if sh.Protocol == ProtocolGRPCStream {
+			calls[i].stream = &grpc.StreamDesc{StreamName: sh.Method[strings.LastIndexByte(sh.Method, '/')+1:], ServerStreams: true}
+		}
+		total += sh.Weight
+	}
+	cycle := make([]grpcCall, 0, total)
+	current := make([]int, len(shares))
+	for range total {
+		best := 0
+		for i, sh := range shares {
+			current[i] += sh.Weight
+			if current[i] > current[best] {
+				best = i
+			}
+		}
+		current[best] -= total
+		cycle = append(cycle, calls[best])
+	}
+	return cycle
+}
+
 func (c *grpcClient) call(ctx context.Context) outcome {
+	// Call n is the cycle's n-th kind, on a connection that changes with
+	// each turn of the cycle, so that every connection carries every
+	// kind (taking both round robin from n would pin each kind to some of
+	// the connections whenever the counts share a factor).
+	n := c.next.Add(1) - 1
+	l := uint64(len(c.cycle))
+	k := c.cycle[n%l]
+	cc := c.conns[(n/l)%uint64(len(c.conns))]
+	if k.stream != nil {
+		return c.serverStream(ctx, cc, k)
+	}
 	if c.md != nil {
 		ctx = metadata.NewOutgoingContext(ctx, c.md)
 	}
-	cc := c.conns[0]
-	if len(c.conns) > 1 {
-		cc = c.conns[c.next.Add(1)%uint64(len(c.conns))]
-	}
 	var resp wrapperspb.BytesValue
-	err := cc.Invoke(ctx, c.method, c.req, &resp)
+	err := cc.Invoke(ctx, k.method, c.req, &resp)
 	s := status.Convert(err)
 	return outcome{code: grpcCode(s.Code()), detail: s.Message()}
+}
+
+// serverStream makes one server-streaming call: it sends the request,
+// closes its side and receives until the status. The outcome is the status
+// from the trailers, and a call the status calls OK fails all the same
+// when it did not carry the messages asked for. The caller's cancelling
+// ctx releases the stream whichever way it ended.
+func (c *grpcClient) serverStream(ctx context.Context, cc *grpc.ClientConn, k grpcCall) outcome {
+	ctx = metadata.NewOutgoingContext(ctx, c.streamMD)
+	st, err := cc.NewStream(ctx, k.stream, k.method)
+	if err != nil {
+		return c.streamOutcome(err, 0)
+	}
+	// io.EOF from SendMsg means the server already ended the call: its
+	// status comes from RecvMsg.
+	if err := st.SendMsg(c.req); err != nil && !errors.Is(err, io.EOF) {
+		return c.streamOutcome(err, 0)
+	}
+	if err := st.CloseSend(); err != nil {
+		return c.streamOutcome(err, 0)
+	}
+	var msg wrapperspb.BytesValue
+	for n := 0; ; n++ {
+		err := st.RecvMsg(&msg)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			return c.streamOutcome(err, n)
+		}
+		// io.EOF: the trailers said OK.
+		out := outcome{code: grpcCode(codes.OK)}
+		if n != c.messages {
+			out.err = fmt.Errorf("stream ended OK after %d of %d messages", n, c.messages)
+		}
+		return out
+	}
+}
+
+// streamOutcome is a streaming call that ended with err (a status) after n
+// messages. Its message says "stream", so that a mixed run tells the
+// kinds of call apart, and how far a broken stream got.
+func (c *grpcClient) streamOutcome(err error, n int) outcome {
+	s := status.Convert(err)
+	detail := "stream"
+	if n > 0 {
+		detail = fmt.Sprintf("stream broke after %d of %d messages", n, c.messages)
+	}
+	if m := s.Message(); m != "" {
+		detail += ": " + m
+	}
+	return outcome{code: grpcCode(s.Code()), detail: detail}
 }
 
 // grpcCodeNames holds "grpc:<name>" for the defined gRPC codes; it is filled

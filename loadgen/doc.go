@@ -1,5 +1,6 @@
-// Package loadgen is skiff's open-model load generator for HTTP/1.1, h2c and
-// gRPC unary targets. It measures latency honestly, as the harness's
+// Package loadgen is skiff's open-model load generator for HTTP/1.1, h2c,
+// gRPC unary and gRPC server-streaming targets, or a mix of both kinds of
+// gRPC call (Options.Mix). It measures latency honestly, as the harness's
 // "Measuring honestly" section asks: from each request's intended send time,
 // into HDR histograms with microsecond resolution.
 //
@@ -15,11 +16,12 @@
 // # Coordinated omission
 //
 // A request's latency runs from start+intended offset to the end of its
-// response body (or its error), not from the moment it actually left. If the
-// generator runs late, if every worker is busy, or if the HTTP/1.1 pool has no
-// free connection, the time waited is part of the latency, so a stalled
-// target cannot hide its stall by slowing the generator down. Result.SendLag
-// shows how much of the latency was waiting to be sent.
+// response body (or its error; for a streaming call, its trailers), not
+// from the moment it actually left. If the generator runs late, if every
+// worker is busy, or if the HTTP/1.1 pool has no free connection, the time
+// waited is part of the latency, so a stalled target cannot hide its stall
+// by slowing the generator down. Result.SendLag shows how much of the
+// latency was waiting to be sent.
 //
 // # Bounded concurrency
 //

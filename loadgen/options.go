@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,11 +25,35 @@ const (
 	// ProtocolGRPC is gRPC unary calls over cleartext HTTP/2, one connection
 	// per Options.Connections.
 	ProtocolGRPC = "grpc"
+	// ProtocolGRPCStream is gRPC server-streaming calls over cleartext
+	// HTTP/2, one connection per Options.Connections. Each request is one
+	// call: one message sent, then every message received until the
+	// status in the trailers, which decides its outcome; its latency is
+	// the whole call.
+	ProtocolGRPCStream = "grpc-stream"
 )
 
-// EchoMethod is the full gRPC method of the skiff-demo echo service. Its
-// request and response are google.protobuf.BytesValue.
-const EchoMethod = "/skiff.demo.v1.Echo/Echo"
+// Methods of the skiff-demo echo service, the defaults of the gRPC
+// protocols. Their request and response messages are
+// google.protobuf.BytesValue.
+const (
+	// EchoMethod is the unary echo, ProtocolGRPC's default.
+	EchoMethod = "/skiff.demo.v1.Echo/Echo"
+	// StreamEchoMethod is the server-streaming echo, ProtocolGRPCStream's
+	// default: it answers with MessagesMetadata copies of the request.
+	StreamEchoMethod = "/skiff.demo.v1.Echo/StreamEcho"
+)
+
+// MessagesMetadata is the metadata key by which a ProtocolGRPCStream call
+// asks for Target.Messages messages (skiff-demo's StreamEcho reads it).
+const MessagesMetadata = "count"
+
+// Mix bounds: a mixed run has at most MaxMixShares kinds of request, each
+// of weight at most MaxMixWeight.
+const (
+	MaxMixShares = 2 // the gRPC protocols
+	MaxMixWeight = 100
+)
 
 // Defaults applied by Options.Normalize to zero fields.
 const (
@@ -37,20 +62,28 @@ const (
 	DefaultConnections   = 10 // HTTP/1.1; h2c and gRPC default to 1
 	DefaultMaxInFlight   = 256
 	DefaultMaxErrorKinds = 50
+	// DefaultMessages is the messages of a ProtocolGRPCStream call when
+	// Target.Messages is zero: skiff-demo's StreamEcho default.
+	DefaultMessages = 3
+	// MaxMessages bounds Target.Messages (skiff-demo's bound).
+	MaxMessages = 100000
 )
 
 // Target says where requests go and what they carry.
 type Target struct {
-	// Protocol is ProtocolHTTP1 (the default when empty), ProtocolH2C or
-	// ProtocolGRPC.
+	// Protocol is ProtocolHTTP1 (the default when empty), ProtocolH2C,
+	// ProtocolGRPC or ProtocolGRPCStream. It must be empty when
+	// Options.Mix is set.
 	Protocol string `json:"protocol,omitempty"`
 	// URL is the request URL for HTTP ("http://127.0.0.1:8080/echo"). For gRPC
 	// it is the server address "host:port"; a "grpc://" or "http://" prefix
 	// is accepted and dropped.
 	URL string `json:"url"`
 	// Method is the HTTP method (default GET, or POST when PayloadBytes > 0),
-	// or for gRPC the full method name (default EchoMethod). A gRPC method must
-	// take and return google.protobuf.BytesValue.
+	// or for gRPC the full method name (default EchoMethod, and
+	// StreamEchoMethod for ProtocolGRPCStream). A gRPC method must take and
+	// return google.protobuf.BytesValue. It must be empty when Options.Mix
+	// is set: each share names its own.
 	Method string `json:"method,omitempty"`
 	// Header is sent with every request; for gRPC it becomes outgoing
 	// metadata (keys lower-cased). A "Host" entry sets the HTTP Host. Nil
@@ -65,6 +98,25 @@ type Target struct {
 	// Payload, when set, is the request body as given (a marker a test
 	// looks for on the wire, say); PayloadBytes is then ignored.
 	Payload []byte `json:"payload,omitempty"`
+	// Messages is, for ProtocolGRPCStream, the number of messages each
+	// call asks for (metadata MessagesMetadata) and must receive: a call
+	// whose trailers say OK after any other number fails all the same.
+	// Zero means DefaultMessages; 1..MaxMessages otherwise. Only read for
+	// streaming calls.
+	Messages int `json:"messages,omitempty"`
+}
+
+// Share is one kind of request of a mixed run (Options.Mix).
+type Share struct {
+	// Protocol is ProtocolGRPC or ProtocolGRPCStream: the kinds of call
+	// that can share one address and its connections.
+	Protocol string `json:"protocol"`
+	// Method is the full gRPC method; empty means the protocol's default
+	// (EchoMethod, StreamEchoMethod).
+	Method string `json:"method,omitempty"`
+	// Weight is the share's part of the requests, 1..MaxMixWeight; zero
+	// means 1.
+	Weight int `json:"weight,omitempty"`
 }
 
 // Options configures Run. The zero value, with Target.URL set, is a valid
@@ -72,6 +124,18 @@ type Target struct {
 type Options struct {
 	// Target is where requests go. Target.URL is required.
 	Target Target
+	// Mix, when set, makes the run a mix of kinds of request to Target:
+	// the schedule's requests go to the shares in proportion to their
+	// weights, in a fixed interleaved cycle (weights 1 and 1 alternate; 3
+	// and 1 send three of the first for each of the second, spread out),
+	// so every second of the run carries the same mix and no seed is
+	// needed. Each share is sent with Target's address, header, payload
+	// and Messages, over the same connections, and recorded in the same
+	// histograms and counts (a failed streaming call's message says
+	// "stream"); Target.Protocol and Target.Method must be empty. At most
+	// MaxMixShares shares, each protocol once. Nil means every request is
+	// of Target.Protocol.
+	Mix []Share
 	// Pacer schedules the requests. Nil means Rate.Pacer(Duration). Run
 	// reads the schedule with its own clock (see the package doc), so the
 	// pacer must be a pure function of its arguments, as vegeta's are, and
@@ -134,12 +198,18 @@ func DefaultSuccess(code string) bool {
 // to validate a configuration early or to see the defaults.
 func (o *Options) Normalize() error {
 	t := &o.Target
-	switch t.Protocol {
-	case "":
-		t.Protocol = ProtocolHTTP1
-	case ProtocolHTTP1, ProtocolH2C, ProtocolGRPC:
-	default:
-		return fmt.Errorf("loadgen: unknown protocol %q: use %q, %q or %q", t.Protocol, ProtocolHTTP1, ProtocolH2C, ProtocolGRPC)
+	if len(o.Mix) > 0 {
+		if err := o.normalizeMix(); err != nil {
+			return err
+		}
+	} else {
+		switch t.Protocol {
+		case "":
+			t.Protocol = ProtocolHTTP1
+		case ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream:
+		default:
+			return fmt.Errorf("loadgen: unknown protocol %q: use %q, %q, %q or %q", t.Protocol, ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream)
+		}
 	}
 	if t.URL == "" {
 		return errors.New("loadgen: target URL is empty: give the target's URL (host:port for gRPC)")
@@ -147,17 +217,25 @@ func (o *Options) Normalize() error {
 	if t.PayloadBytes < 0 {
 		return fmt.Errorf("loadgen: payload is %d bytes: give a size >= 0", t.PayloadBytes)
 	}
-	if t.Protocol == ProtocolGRPC {
+	if o.isGRPC() {
 		addr := strings.TrimPrefix(strings.TrimPrefix(t.URL, "grpc://"), "http://")
 		if strings.ContainsAny(addr, "/?#") || !strings.Contains(addr, ":") {
 			return fmt.Errorf("loadgen: gRPC target %q is not host:port", t.URL)
 		}
 		t.URL = addr
-		if t.Method == "" {
-			t.Method = EchoMethod
+		if len(o.Mix) == 0 {
+			t.Method = grpcMethod(t.Protocol, t.Method)
+			if err := checkGRPCMethod(t.Method); err != nil {
+				return err
+			}
 		}
-		if !strings.HasPrefix(t.Method, "/") || strings.Count(t.Method, "/") != 2 {
-			return fmt.Errorf("loadgen: gRPC method %q is not a full method name like %q", t.Method, EchoMethod)
+		if o.streams() {
+			if t.Messages == 0 {
+				t.Messages = DefaultMessages
+			}
+			if t.Messages < 0 || t.Messages > MaxMessages {
+				return fmt.Errorf("loadgen: %d messages per streaming call: give 1..%d", t.Messages, MaxMessages)
+			}
 		}
 	} else {
 		u, err := url.Parse(t.URL)
@@ -222,6 +300,73 @@ func (o *Options) Normalize() error {
 	}
 	if o.MaxErrorKinds == 0 {
 		o.MaxErrorKinds = DefaultMaxErrorKinds
+	}
+	return nil
+}
+
+// normalizeMix checks the shares of a mixed run and fills their defaults.
+func (o *Options) normalizeMix() error {
+	t := &o.Target
+	if t.Protocol != "" || t.Method != "" {
+		return fmt.Errorf("loadgen: a mixed run takes its protocols and methods from Mix: leave Target.Protocol (%q) and Target.Method (%q) empty", t.Protocol, t.Method)
+	}
+	if len(o.Mix) > MaxMixShares {
+		return fmt.Errorf("loadgen: %d shares in the mix: at most %d (%q and %q)", len(o.Mix), MaxMixShares, ProtocolGRPC, ProtocolGRPCStream)
+	}
+	o.Mix = slices.Clone(o.Mix) // the caller's slice stays as it was
+	for i := range o.Mix {
+		sh := &o.Mix[i]
+		switch sh.Protocol {
+		case ProtocolGRPC, ProtocolGRPCStream:
+		default:
+			return fmt.Errorf("loadgen: mix share %d: protocol %q cannot be mixed: use %q or %q", i, sh.Protocol, ProtocolGRPC, ProtocolGRPCStream)
+		}
+		for _, prev := range o.Mix[:i] {
+			if prev.Protocol == sh.Protocol {
+				return fmt.Errorf("loadgen: mix share %d: protocol %q appears twice: give it one share with the summed weight", i, sh.Protocol)
+			}
+		}
+		if sh.Weight == 0 {
+			sh.Weight = 1
+		}
+		if sh.Weight < 0 || sh.Weight > MaxMixWeight {
+			return fmt.Errorf("loadgen: mix share %d: weight %d is outside 1..%d", i, sh.Weight, MaxMixWeight)
+		}
+		sh.Method = grpcMethod(sh.Protocol, sh.Method)
+		if err := checkGRPCMethod(sh.Method); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// isGRPC reports whether the run's requests are gRPC calls.
+func (o *Options) isGRPC() bool {
+	return len(o.Mix) > 0 || o.Target.Protocol == ProtocolGRPC || o.Target.Protocol == ProtocolGRPCStream
+}
+
+// streams reports whether some of the run's requests are streaming calls.
+func (o *Options) streams() bool {
+	if o.Target.Protocol == ProtocolGRPCStream {
+		return true
+	}
+	return slices.ContainsFunc(o.Mix, func(s Share) bool { return s.Protocol == ProtocolGRPCStream })
+}
+
+// grpcMethod is method, or the default of the protocol when it is empty.
+func grpcMethod(protocol, method string) string {
+	switch {
+	case method != "":
+		return method
+	case protocol == ProtocolGRPCStream:
+		return StreamEchoMethod
+	}
+	return EchoMethod
+}
+
+func checkGRPCMethod(m string) error {
+	if !strings.HasPrefix(m, "/") || strings.Count(m, "/") != 2 {
+		return fmt.Errorf("loadgen: gRPC method %q is not a full method name like %q", m, EchoMethod)
 	}
 	return nil
 }

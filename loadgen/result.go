@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -18,10 +20,17 @@ import (
 // Latencies are in microseconds, measured from each request's intended send
 // time (see the package doc).
 type Result struct {
-	// Protocol, Target and Method echo the normalized Target.
+	// Protocol, Target and Method echo the normalized Target. A mixed
+	// run's Protocol is its shares' protocols joined by "+" ("grpc+grpc-stream")
+	// and its Method is empty: Mix has them.
 	Protocol string `json:"protocol"`
 	Target   string `json:"target"`
 	Method   string `json:"method"`
+	// Mix echoes the normalized Options.Mix; nil for an unmixed run.
+	Mix []Share `json:"mix,omitempty"`
+	// Messages echoes Target.Messages for a run with streaming calls;
+	// zero otherwise.
+	Messages int `json:"messages,omitempty"`
 	// PayloadBytes, Connections and MaxInFlight echo the Options.
 	PayloadBytes int `json:"payload_bytes"`
 	Connections  int `json:"connections"`
@@ -229,6 +238,7 @@ func (r *recorder) result(o *Options, started time.Time, elapsed time.Duration, 
 		Protocol:     o.Target.Protocol,
 		Target:       o.Target.URL,
 		Method:       o.Target.Method,
+		Mix:          slices.Clone(o.Mix),
 		PayloadBytes: o.Target.PayloadBytes,
 		Connections:  o.Connections,
 		MaxInFlight:  o.MaxInFlight,
@@ -244,6 +254,16 @@ func (r *recorder) result(o *Options, started time.Time, elapsed time.Duration, 
 		Dropped:      r.dropped,
 		StatusCodes:  make(map[string]int64, len(r.codes)),
 		Errors:       make(map[string]int64, len(r.errs)),
+	}
+	if len(o.Mix) > 0 {
+		ps := make([]string, len(o.Mix))
+		for i, sh := range o.Mix {
+			ps[i] = sh.Protocol
+		}
+		res.Protocol = strings.Join(ps, "+")
+	}
+	if o.streams() {
+		res.Messages = o.Target.Messages
 	}
 	for k, v := range r.codes {
 		res.StatusCodes[k] = v

@@ -475,9 +475,14 @@ func (r *run) target(direct bool) loadgen.Target {
 			t.Method = http.MethodPost
 		}
 	}
-	if t.Protocol == loadgen.ProtocolGRPC {
+	if t.Protocol == loadgen.ProtocolGRPC || t.Protocol == loadgen.ProtocolGRPCStream {
 		t.URL = addr
-		t.Method = ""
+		t.Method = sc.Load.Method // not the marker's POST
+		t.Messages = sc.Load.Messages
+		if len(sc.Load.Mix) > 0 {
+			// Each kind of call of the mix has its protocol and method.
+			t.Protocol, t.Method = "", ""
+		}
 	} else {
 		t.URL = "http://" + addr + sc.Load.Path
 		if len(t.Payload) > 0 && sc.Load.Path == "/" {
@@ -493,8 +498,12 @@ func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Durat
 	for _, st := range sc.Load.Rate.Steps {
 		lr.Steps = append(lr.Steps, loadgen.Step{Rate: float64(st.RPS), For: st.For})
 	}
+	var mix []loadgen.Share
+	for _, m := range sc.Load.Mix {
+		mix = append(mix, loadgen.Share{Protocol: m.Protocol, Weight: m.Weight})
+	}
 	return loadgen.Options{
-		Target: r.target(direct), Rate: lr, Duration: duration + warmup, WarmUp: warmup,
+		Target: r.target(direct), Mix: mix, Rate: lr, Duration: duration + warmup, WarmUp: warmup,
 		Connections: sc.Load.Connections, Timeout: 10 * time.Second, Progress: progress,
 	}
 }

@@ -7,12 +7,16 @@ import (
 )
 
 // Protocols a service speaks (Service.Protocol) and the load generator sends
-// (Load.Protocol; every one but tcp).
+// (Load.Protocol; every one but tcp, and grpc-stream besides).
 const (
 	ProtocolHTTP1 = "http1" // HTTP/1.1 with keep-alive
 	ProtocolH2C   = "h2c"   // HTTP/2 over cleartext, prior knowledge
 	ProtocolGRPC  = "grpc"  // gRPC unary calls over h2c
 	ProtocolTCP   = "tcp"   // opaque TCP echo
+	// ProtocolGRPCStream is a load protocol only: server-streaming gRPC
+	// calls (StreamEcho) to a service that speaks grpc, each judged by the
+	// status in its trailers.
+	ProtocolGRPCStream = "grpc-stream"
 )
 
 // Balancers for Mesh.Balancer.
@@ -77,6 +81,12 @@ const (
 	// DefaultGRPCMethod is the skiff-demo echo method, the default
 	// Load.Method for gRPC.
 	DefaultGRPCMethod = "/skiff.demo.v1.Echo/Echo"
+	// DefaultGRPCStreamMethod is the skiff-demo server-streaming echo,
+	// the method of grpc-stream calls.
+	DefaultGRPCStreamMethod = "/skiff.demo.v1.Echo/StreamEcho"
+	// DefaultStreamMessages is Load.Messages when a grpc-stream load
+	// leaves it out: skiff-demo's StreamEcho default.
+	DefaultStreamMessages = 3
 	// DefaultConnections is the HTTP/1.1 connection count; h2c and gRPC
 	// multiplex and default to DefaultMuxConnections.
 	DefaultConnections    = 10
@@ -97,6 +107,10 @@ const (
 	MaxTrials       = 100
 	MaxDuration     = 24 * time.Hour // soak runs included
 	MaxLatency      = time.Hour      // skiff-demo's longest delay
+	// MaxStreamMessages bounds Load.Messages; MaxMixWeight a share's
+	// weight in Load.Mix.
+	MaxStreamMessages = 10_000
+	MaxMixWeight      = 100
 )
 
 // Scenario is one scenario file. Parse and Load return it validated and
@@ -320,18 +334,35 @@ type Traffic struct {
 	// Target is the service the load is sent to. Empty means the only
 	// service when the topology has one; required otherwise.
 	Target string `yaml:"target,omitempty" json:"target,omitempty"`
-	// Protocol is ProtocolHTTP1, ProtocolH2C or ProtocolGRPC; empty means
-	// the target's protocol. It must equal the target's protocol.
+	// Protocol is ProtocolHTTP1, ProtocolH2C, ProtocolGRPC or
+	// ProtocolGRPCStream; empty means the target's protocol. It must equal
+	// the target's protocol, except grpc-stream, which a grpc service
+	// takes. With Mix it is the target's protocol.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 	// Path is the HTTP request path; empty means DefaultPath ("/"). Not
 	// used by gRPC, where it must be empty.
 	Path string `yaml:"path,omitempty" json:"path,omitempty"`
 	// Method is the HTTP method (empty means GET, or POST when PayloadBytes
-	// > 0) or the full gRPC method (empty means DefaultGRPCMethod).
+	// > 0) or the full gRPC method (empty means DefaultGRPCMethod, or
+	// DefaultGRPCStreamMethod for grpc-stream). Empty with Mix, whose
+	// kinds of call each have their method.
 	Method string `yaml:"method,omitempty" json:"method,omitempty"`
 	// PayloadBytes is the request body size, 0..MaxPayloadBytes; zero sends
 	// an empty body.
 	PayloadBytes int `yaml:"payload_bytes,omitempty" json:"payload_bytes,omitempty"`
+	// Messages is the number of messages each grpc-stream call asks for
+	// and must receive, 1..MaxStreamMessages; zero means
+	// DefaultStreamMessages when the load sends grpc-stream calls (alone
+	// or in Mix). Only for such loads.
+	Messages int `yaml:"messages,omitempty" json:"messages,omitempty"`
+	// Mix, when set, shares the requests of the schedule between kinds of
+	// call to the target, in proportion to their weights, interleaved in
+	// a fixed cycle (weights 1 and 1 alternate): one open-model schedule,
+	// one set of connections, every call judged by its own status and
+	// counted in the same metrics. Only the gRPC calls mix today: grpc
+	// (unary Echo) and grpc-stream (StreamEcho), to a service that speaks
+	// grpc, each at most once. Nil means every request is of Protocol.
+	Mix []MixShare `yaml:"mix,omitempty" json:"mix,omitempty"`
 	// Connections is the number of client connections, 1..MaxConnections;
 	// zero means DefaultConnections (10) for http1 and
 	// DefaultMuxConnections (1) for h2c and grpc.
@@ -351,6 +382,22 @@ type Traffic struct {
 	// Trials is the number of trials, 1..MaxTrials; zero means 1. With
 	// CompareDirect they alternate meshed and direct (A B A B …).
 	Trials int `yaml:"trials,omitempty" json:"trials,omitempty"`
+}
+
+// MixShare is one kind of call of Traffic.Mix.
+type MixShare struct {
+	// Protocol is ProtocolGRPC or ProtocolGRPCStream. Required.
+	Protocol string `yaml:"protocol" json:"protocol"`
+	// Weight is the share's part of the requests, 1..MaxMixWeight; zero
+	// means 1.
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+}
+
+// Streams reports whether the load sends grpc-stream calls, alone or in
+// its mix.
+func (t *Traffic) Streams() bool {
+	return t.Protocol == ProtocolGRPCStream ||
+		slices.ContainsFunc(t.Mix, func(m MixShare) bool { return m.Protocol == ProtocolGRPCStream })
 }
 
 // Rate is an open-model request schedule over one trial, warm-up included.
@@ -562,12 +609,26 @@ func (s *Scenario) normalizeLoad() {
 			l.Protocol = t.Protocol
 		}
 	}
-	switch l.Protocol {
-	case ProtocolGRPC:
+	for i := range l.Mix {
+		if l.Mix[i].Weight == 0 {
+			l.Mix[i].Weight = 1
+		}
+	}
+	if l.Messages == 0 && l.Streams() {
+		l.Messages = DefaultStreamMessages
+	}
+	switch {
+	case len(l.Mix) > 0:
+		// Each kind of call of the mix has its own method.
+	case l.Protocol == ProtocolGRPC:
 		if l.Method == "" {
 			l.Method = DefaultGRPCMethod
 		}
-	case ProtocolHTTP1, ProtocolH2C:
+	case l.Protocol == ProtocolGRPCStream:
+		if l.Method == "" {
+			l.Method = DefaultGRPCStreamMethod
+		}
+	case l.Protocol == ProtocolHTTP1, l.Protocol == ProtocolH2C:
 		if l.Path == "" {
 			l.Path = DefaultPath
 		}
@@ -580,7 +641,7 @@ func (s *Scenario) normalizeLoad() {
 	}
 	if l.Connections == 0 {
 		switch l.Protocol {
-		case ProtocolH2C, ProtocolGRPC:
+		case ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream:
 			l.Connections = DefaultMuxConnections
 		default:
 			l.Connections = DefaultConnections
@@ -751,6 +812,7 @@ func (s *Scenario) Clone() *Scenario {
 		}
 	}
 	c.Load.Rate = s.Load.Rate.clone()
+	c.Load.Mix = slices.Clone(s.Load.Mix)
 	c.Timeline = slices.Clone(s.Timeline)
 	for i := range c.Timeline {
 		c.Timeline[i].Params = cloneAny(s.Timeline[i].Params).(map[string]any)

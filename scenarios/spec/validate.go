@@ -332,7 +332,16 @@ func (v *validator) behaviour(p string, b Behaviour) {
 	}
 }
 
-var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC}
+var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream}
+
+// mixProtocols are the kinds of call Load.Mix can share the requests
+// between: those that go to one gRPC address over the same connections.
+var mixProtocols = []string{ProtocolGRPC, ProtocolGRPCStream}
+
+// speaks reports whether a service speaking svc takes a load of protocol p.
+func speaks(svc, p string) bool {
+	return svc == p || svc == ProtocolGRPC && p == ProtocolGRPCStream
+}
 
 func (v *validator) load() {
 	s, l := v.s, &v.s.Load
@@ -355,24 +364,35 @@ func (v *validator) load() {
 	case target != nil && target.Protocol == ProtocolTCP && l.Protocol == ProtocolTCP:
 		v.errf("load.target", "service %q speaks tcp; the load generator sends %s", target.Name, quoteList(loadProtocols))
 	case !v.oneOf("load.protocol", "protocol", l.Protocol, loadProtocols):
-	case target != nil && target.Protocol != l.Protocol:
+	case target != nil && !speaks(target.Protocol, l.Protocol):
 		v.errf("load.protocol", "%s does not match service %q, which speaks %s", l.Protocol, target.Name, target.Protocol)
+	case len(l.Mix) > 0 && target != nil && l.Protocol != target.Protocol:
+		v.errf("load.protocol", "leave it out with load.mix, whose shares name the kinds of call")
 	}
-	switch l.Protocol {
-	case ProtocolHTTP1, ProtocolH2C:
+	switch {
+	case len(l.Mix) > 0:
+		v.mix(target)
+	case l.Protocol == ProtocolHTTP1, l.Protocol == ProtocolH2C:
 		if !strings.HasPrefix(l.Path, "/") {
 			v.errf("load.path", "%q must start with /", l.Path)
 		}
 		if !httpMethod.MatchString(l.Method) {
 			v.errf("load.method", "%q is not an HTTP method like GET or POST", l.Method)
 		}
-	case ProtocolGRPC:
+	case l.Protocol == ProtocolGRPC, l.Protocol == ProtocolGRPCStream:
 		if l.Path != "" {
 			v.errf("load.path", "only for HTTP; a gRPC load calls load.method")
 		}
 		if !grpcMethod.MatchString(l.Method) {
 			v.errf("load.method", "%q is not a full gRPC method like %s", l.Method, DefaultGRPCMethod)
 		}
+	}
+	switch {
+	case l.Messages == 0 && !v.zero("load.messages"):
+	case !l.Streams():
+		v.errf("load.messages", "only for grpc-stream calls (load.protocol or load.mix)")
+	case v.zero("load.messages") || l.Messages < 1 || l.Messages > MaxStreamMessages:
+		v.errf("load.messages", "must be between 1 and %d messages per call, got %d", MaxStreamMessages, raw(v, "load.messages", l.Messages))
 	}
 	if l.PayloadBytes < 0 || l.PayloadBytes > MaxPayloadBytes {
 		v.errf("load.payload_bytes", "must be between 0 and %d (16 MiB), got %d", MaxPayloadBytes, l.PayloadBytes)
@@ -396,6 +416,38 @@ func (v *validator) load() {
 	if v.rate("load.rate", &l.Rate) && l.Rate.Shape == ShapeSteps && v.durOK {
 		if total, need := l.Rate.StepsTotal(), l.Warmup+l.Duration; total < need {
 			v.errf("load.rate.steps", "the steps last %s but a trial lasts %s (warmup %s + duration %s); the load would stop early", total, need, l.Warmup, l.Duration)
+		}
+	}
+}
+
+// mix checks load.mix, the kinds of call sharing the requests.
+func (v *validator) mix(target *Service) {
+	l := &v.s.Load
+	if target != nil && target.Protocol != ProtocolGRPC {
+		v.errf("load.mix", "only gRPC calls mix (%s), and service %q speaks %s", quoteList(mixProtocols), target.Name, target.Protocol)
+		return
+	}
+	if len(l.Mix) < 2 {
+		v.errf("load.mix", "has %d kind of call; a mix needs two (%s): for one, set load.protocol", len(l.Mix), quoteList(mixProtocols))
+	}
+	if l.Path != "" {
+		v.errf("load.path", "only for HTTP; a gRPC load calls load.method")
+	}
+	if l.Method != "" {
+		v.errf("load.method", "leave it out with load.mix: each kind of call has its method (%s for grpc, %s for grpc-stream)", DefaultGRPCMethod, DefaultGRPCStreamMethod)
+	}
+	for i, m := range l.Mix {
+		p := fmt.Sprintf("load.mix[%d]", i)
+		if v.oneOf(p+".protocol", "protocol", m.Protocol, mixProtocols) {
+			for j := range i {
+				if l.Mix[j].Protocol == m.Protocol {
+					v.errf(p+".protocol", "%s is already in the mix%s; give it one share with the summed weight", m.Protocol, v.line(fmt.Sprintf("load.mix[%d]", j)))
+					break
+				}
+			}
+		}
+		if v.zero(p+".weight") || m.Weight < 1 || m.Weight > MaxMixWeight {
+			v.errf(p+".weight", "must be between 1 and %d, got %d", MaxMixWeight, raw(v, p+".weight", m.Weight))
 		}
 	}
 }

@@ -171,7 +171,7 @@ load: {target: ehco}
 `, `t.yaml:3:16: load.target: unknown service "ehco"; did you mean "echo"?`},
 		{"target tcp", `
 topology: {services: [{name: raw, protocol: tcp}]}
-`, `t.yaml:2:1: load.target: service "raw" speaks tcp; the load generator sends "http1", "h2c" or "grpc"`},
+`, `t.yaml:2:1: load.target: service "raw" speaks tcp; the load generator sends "http1", "h2c", "grpc" or "grpc-stream"`},
 		{"protocol mismatch", `
 topology: {services: [{name: echo}]}
 load: {protocol: grpc}
