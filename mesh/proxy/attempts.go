@@ -197,17 +197,28 @@ func (b *releaseBody) Close() error {
 	return err
 }
 
-// outcome is what an attempt came to, for the retry policy.
-func outcome(resp *http.Response, err error, timedOut bool) retry.Outcome {
+// outcome is what an attempt came to, for the retry policy. An attempt
+// without an answer counts as what the proxy would answer for it: for a
+// gRPC call the code as well as the status (errorStatus), so that a route
+// retrying UNAVAILABLE retries a call whose connection was lost.
+func outcome(resp *http.Response, err error, timedOut, grpc bool) retry.Outcome {
 	switch {
 	case timedOut:
-		return retry.Outcome{Status: http.StatusGatewayTimeout}
+		o := retry.Outcome{Status: http.StatusGatewayTimeout}
+		if grpc {
+			o.GRPCCode = grpcDeadlineExceeded
+		}
+		return o
 	case err != nil && isConnectError(err):
 		return retry.Outcome{ConnectFailed: true}
 	case err != nil:
-		// Sent, then the connection failed without an answer: the proxy
-		// would answer 502.
-		return retry.Outcome{Status: http.StatusBadGateway}
+		// Sent, then the connection failed without an answer.
+		o := retry.Outcome{}
+		o.Status, o.GRPCCode = errorStatus(err)
+		if !grpc {
+			o.GRPCCode = 0
+		}
+		return o
 	}
 	o := retry.Outcome{Status: resp.StatusCode}
 	if v := resp.Header.Get("Grpc-Status"); v != "" {
@@ -298,7 +309,7 @@ func (t outboundTransport) retrying(req *http.Request, d *destination, rd *route
 			stats.requestTimeouts.Add(1)
 			return nil, &TimeoutError{What: rd.reason}
 		}
-		o := outcome(resp, err, timedOut)
+		o := outcome(resp, err, timedOut, isGRPC(req))
 		if timedOut {
 			stats.attemptTimeouts.Add(1)
 			err = &TimeoutError{What: "timeouts.backendRequest " + rt.Timeouts.BackendRequest.String()}

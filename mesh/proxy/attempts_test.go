@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -406,5 +407,82 @@ func TestBackpressureSteers(t *testing.T) {
 	}
 	if page := balancersPage(t, p); limited.Load() == 1 && !strings.Contains(grepLines(page, limitedAddr), "breaker=throttled") {
 		t.Errorf("admin page does not show the backpressure:\n%s", page)
+	}
+}
+
+// resetter is an endpoint that reads what a request sends and then resets
+// the connection without answering: a replica killed with a call in
+// flight. It counts the connections it took.
+func resetter(t *testing.T, conns *atomic.Int64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				buf := make([]byte, 4096)
+				c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				for {
+					if _, err := c.Read(buf); err != nil {
+						break // the whole request is in, or the client gave up
+					}
+				}
+				c.(*net.TCPConn).SetLinger(0) // close with a reset
+				c.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestGRPCRetriedAfterConnectionLoss: a gRPC call whose connection is reset
+// after it went out is UNAVAILABLE, so a route that retries code 14 sends
+// it again, to another endpoint; without the route the client gets
+// UNAVAILABLE, not INTERNAL.
+func TestGRPCRetriedAfterConnectionLoss(t *testing.T) {
+	leakcheck.Check(t)
+	var resets atomic.Int64
+	ok := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/grpc")
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	ok.Config.Protocols = new(http.Protocols)
+	ok.Config.Protocols.SetUnencryptedHTTP2(true)
+	ok.Start()
+	t.Cleanup(ok.Close)
+	bad := resetter(t, &resets)
+	call := func(p *Proxy) string {
+		hdr := http.Header{"Content-Type": {"application/grpc"}, "Te": {"trailers"}}
+		resp, _ := do(t, h2cClient(t), "POST", "http://"+p.Addr("outbound").String()+"/skiff.demo.v1.Echo/Echo", svcHTTP, bytes.NewReader([]byte{0, 0, 0, 0, 0}), hdr)
+		if v := resp.Header.Get("Grpc-Status"); v != "" {
+			return v
+		}
+		return resp.Trailer.Get("Grpc-Status")
+	}
+
+	p := routedProxy(t, route.Route{Retry: retry.Policy{Attempts: 1, GRPCCodes: []int{14}, NonIdempotent: true}}, bad, ok.Listener.Addr().String())
+	for i := 0; resets.Load() == 0; i++ {
+		if i == 50 {
+			t.Fatal("50 calls and none reached the resetting endpoint")
+		}
+		if got := call(p); got != "0" {
+			t.Fatalf("call %d: grpc-status %s, want 0: a call lost with its connection is retried", i, got)
+		}
+	}
+	if v := metric(t, p, `outbound_http_route_retry_requests_total{route_name="test-route"}`); v == "absent" || v == "0" {
+		t.Errorf("retries counted: %s", v)
+	}
+
+	alone := routedProxy(t, route.Route{Timeouts: timeout.Route{Request: time.Minute}}, bad)
+	if got := call(alone); got != "14" {
+		t.Errorf("without a retry, grpc-status %s, want 14 UNAVAILABLE", got)
 	}
 }

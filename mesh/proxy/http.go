@@ -428,11 +428,28 @@ func errorStatus(err error) (status, grpcCode int) {
 		return http.StatusBadGateway, unavailable
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, deadlineExceeded
-	case isConnectError(err):
+	case isConnectError(err), connectionLost(err):
 		return http.StatusBadGateway, unavailable
 	default:
 		return http.StatusBadGateway, internal
 	}
+}
+
+// grpcDeadlineExceeded is the gRPC code of a timed-out call.
+const grpcDeadlineExceeded = 4
+
+// connectionLost reports an upstream connection that failed after the
+// request went out and before an answer: reset, closed or gone. gRPC
+// calls it UNAVAILABLE (the call may be retried), not INTERNAL.
+func connectionLost(err error) bool {
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	// The HTTP/2 transport reports a lost connection in words only.
+	msg := err.Error()
+	return strings.Contains(msg, "connection lost") || strings.Contains(msg, "connection reset") ||
+		strings.Contains(msg, "server sent GOAWAY")
 }
 
 // retryBody guards a request body across connection-failure retries: the
