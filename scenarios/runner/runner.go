@@ -10,6 +10,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -699,9 +700,25 @@ func paramsString(p map[string]any) string {
 	slices.Sort(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s=%v", k, p[k]))
+		v := p[k]
+		if list, ok := v.([]any); ok && k == "resources" {
+			v = objectNames(list) // the objects themselves are in the scenario file
+		}
+		parts = append(parts, fmt.Sprintf("%s=%v", k, v))
 	}
 	return strings.Join(parts, " ")
+}
+
+// objectNames names Kubernetes objects as "[Kind namespace/name ...]".
+func objectNames(list []any) string {
+	names := make([]string, 0, len(list))
+	for _, o := range list {
+		m, _ := o.(map[string]any)
+		meta, _ := m["metadata"].(map[string]any)
+		ns, _ := meta["namespace"].(string)
+		names = append(names, fmt.Sprintf("%v %s/%v", m["kind"], cmp.Or(ns, "default"), meta["name"]))
+	}
+	return "[" + strings.Join(names, ", ") + "]"
 }
 
 func (r *run) setActive(label string, on bool) {
