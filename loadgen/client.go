@@ -3,6 +3,8 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +72,8 @@ func newClient(o *Options) (client, error) {
 type httpClient struct {
 	tmpl       *http.Request // shallow-copied per request; URL and Header only read
 	payload    []byte
+	chunked    bool          // every other body without a length
+	sent       atomic.Uint64 // requests with a body, for chunked
 	transports []*http.Transport
 	next       atomic.Uint64
 }
@@ -100,7 +104,11 @@ func newHTTPClient(o *Options, payload []byte) (*httpClient, error) {
 		tmpl.Header.Set("User-Agent", userAgent)
 	}
 
-	c := &httpClient{tmpl: tmpl, payload: payload}
+	if t.Digest && len(payload) > 0 {
+		sum := sha256.Sum256(payload)
+		tmpl.Header.Set(DigestHeader, hex.EncodeToString(sum[:]))
+	}
+	c := &httpClient{tmpl: tmpl, payload: payload, chunked: t.Chunked}
 	var protocols http.Protocols
 	n := 1
 	if t.Protocol == ProtocolH2C {
@@ -133,6 +141,9 @@ func (c *httpClient) call(ctx context.Context) outcome {
 		req.Body = io.NopCloser(bytes.NewReader(c.payload))
 		req.GetBody = c.getBody
 		req.ContentLength = int64(len(c.payload))
+		if c.chunked && c.sent.Add(1)%2 == 0 {
+			req.ContentLength = -1 // unknown: chunked on HTTP/1.1
+		}
 	}
 	tr := c.transports[0]
 	if len(c.transports) > 1 {

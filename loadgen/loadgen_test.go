@@ -3,6 +3,8 @@ package loadgen_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
@@ -688,5 +690,45 @@ func TestProgressCountsOutstanding(t *testing.T) {
 	final := res.Series[0]
 	if final.Second != 1 || final.Outstanding != 0 || s.Requests+s.Outstanding > final.Requests {
 		t.Errorf("second 1: live %+v, final %+v: the live requests due must be among the final ones, none outstanding at the end", s, final)
+	}
+}
+
+// TestDigestAndChunked: with Digest every request carries its body's
+// SHA-256, and with Chunked every other body goes without a length
+// (chunked on HTTP/1.1), the others with one.
+func TestDigestAndChunked(t *testing.T) {
+	leakcheck.Check(t)
+	var (
+		mu             sync.Mutex
+		chunked, fixed int
+		bad            atomic.Int64
+	)
+	srv := newHTTPServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		sum := sha256.Sum256(body)
+		if len(body) != 300 || r.Header.Get(loadgen.DigestHeader) != hex.EncodeToString(sum[:]) {
+			bad.Add(1)
+		}
+		mu.Lock()
+		if r.ContentLength < 0 && len(r.TransferEncoding) == 1 && r.TransferEncoding[0] == "chunked" {
+			chunked++
+		} else if r.ContentLength == 300 {
+			fixed++
+		}
+		mu.Unlock()
+	})
+	res := run(t, loadgen.Options{
+		Target:      loadgen.Target{URL: srv.URL + "/digest", PayloadBytes: 300, Digest: true, Chunked: true},
+		Pacer:       loadgen.Constant(200),
+		Duration:    500 * time.Millisecond,
+		Connections: 2,
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if res.Success != 99 || bad.Load() != 0 {
+		t.Errorf("success %d, %d requests whose body or digest was wrong", res.Success, bad.Load())
+	}
+	if chunked+fixed != 99 || chunked < 49 || fixed < 49 {
+		t.Errorf("%d chunked and %d with a length, want about half each of 99", chunked, fixed)
 	}
 }

@@ -44,6 +44,10 @@ const (
 	StreamEchoMethod = "/skiff.demo.v1.Echo/StreamEcho"
 )
 
+// DigestHeader carries the hex SHA-256 of a request's body
+// (Target.Digest); skiff-demo's /digest checks it.
+const DigestHeader = "Skiff-Body-Sha256"
+
 // MessagesMetadata is the metadata key by which a ProtocolGRPCStream call
 // asks for Target.Messages messages (skiff-demo's StreamEcho reads it).
 const MessagesMetadata = "count"
@@ -98,6 +102,14 @@ type Target struct {
 	// Payload, when set, is the request body as given (a marker a test
 	// looks for on the wire, say); PayloadBytes is then ignored.
 	Payload []byte `json:"payload,omitempty"`
+	// Digest adds DigestHeader with the payload's SHA-256 to every HTTP
+	// request, so that the backend (skiff-demo's /digest) can check the
+	// body arrived intact, however often a proxy replayed it.
+	Digest bool `json:"digest,omitempty"`
+	// Chunked sends every other HTTP request's payload without a length
+	// (chunked transfer coding on HTTP/1.1), the others with one: a proxy
+	// that replays bodies must get both right.
+	Chunked bool `json:"chunked,omitempty"`
 	// Messages is, for ProtocolGRPCStream, the number of messages each
 	// call asks for (metadata MessagesMetadata) and must receive: a call
 	// whose trailers say OK after any other number fails all the same.

@@ -462,7 +462,8 @@ type trial struct {
 // target builds the load generator's target for a path.
 func (r *run) target(direct bool) loadgen.Target {
 	sc := r.sc
-	t := loadgen.Target{Protocol: sc.Load.Protocol, Method: sc.Load.Method, PayloadBytes: sc.Load.PayloadBytes}
+	t := loadgen.Target{Protocol: sc.Load.Protocol, Method: sc.Load.Method, PayloadBytes: sc.Load.PayloadBytes,
+		Digest: sc.Load.Digest, Chunked: sc.Load.Chunked}
 	addr := r.env.Client().OutboundAddr()
 	if direct {
 		addr = r.env.DirectAddr(sc.Load.Target, 0)

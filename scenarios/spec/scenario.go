@@ -350,6 +350,14 @@ type Traffic struct {
 	// PayloadBytes is the request body size, 0..MaxPayloadBytes; zero sends
 	// an empty body.
 	PayloadBytes int `yaml:"payload_bytes,omitempty" json:"payload_bytes,omitempty"`
+	// Digest sends each body's SHA-256 in a header, which skiff-demo's
+	// /digest path checks: a body a proxy changed on the way (a retry that
+	// replays it truncated or twice) gets a 422. HTTP with PayloadBytes
+	// only.
+	Digest bool `yaml:"digest,omitempty" json:"digest,omitempty"`
+	// Chunked sends every other body without a length (chunked on
+	// HTTP/1.1). HTTP with PayloadBytes only.
+	Chunked bool `yaml:"chunked,omitempty" json:"chunked,omitempty"`
 	// Messages is the number of messages each grpc-stream call asks for
 	// and must receive, 1..MaxStreamMessages; zero means
 	// DefaultStreamMessages when the load sends grpc-stream calls (alone

@@ -397,6 +397,14 @@ func (v *validator) load() {
 	if l.PayloadBytes < 0 || l.PayloadBytes > MaxPayloadBytes {
 		v.errf("load.payload_bytes", "must be between 0 and %d (16 MiB), got %d", MaxPayloadBytes, l.PayloadBytes)
 	}
+	for _, f := range []struct {
+		field string
+		on    bool
+	}{{"load.digest", l.Digest}, {"load.chunked", l.Chunked}} {
+		if f.on && (l.PayloadBytes <= 0 || l.Protocol == ProtocolGRPC || l.Protocol == ProtocolGRPCStream || len(l.Mix) > 0) {
+			v.errf(f.field, "needs an HTTP load with a body (load.payload_bytes > 0)")
+		}
+	}
 	switch {
 	case v.zero("load.connections") || l.Connections < 1:
 		v.errf("load.connections", "must be at least 1, got %d", raw(v, "load.connections", l.Connections))
