@@ -116,25 +116,37 @@ func (s *DestinationSource) Watch(ctx context.Context, authority string, fn func
 	}
 }
 
-// backoff returns the wait after attempt consecutive failures (0-based):
-// min·2^attempt capped at max, then uniform in [wait/2, wait].
 func (s *DestinationSource) backoff(attempt int) time.Duration {
-	lo, hi := cmp.Or(s.MinBackoff, DefaultMinBackoff), cmp.Or(s.MaxBackoff, DefaultMaxBackoff)
+	return reconnectBackoff(s.MinBackoff, s.MaxBackoff, attempt, s.random)
+}
+
+func (s *DestinationSource) wait(ctx context.Context, d time.Duration) error {
+	return waitFor(ctx, d, s.sleep)
+}
+
+// reconnectBackoff is the wait of a watch after attempt consecutive
+// failures (0-based): lo·2^attempt capped at hi, then uniform in
+// [wait/2, wait]; zero bounds take the defaults. random, when set,
+// replaces the source of jitter (a test seam).
+func reconnectBackoff(lo, hi time.Duration, attempt int, random func() float64) time.Duration {
+	lo, hi = cmp.Or(lo, DefaultMinBackoff), cmp.Or(hi, DefaultMaxBackoff)
 	d := lo
 	for i := 0; i < attempt && d < hi; i++ {
 		d *= 2
 	}
 	d = min(d, hi)
 	r := rand.Float64
-	if s.random != nil {
-		r = s.random
+	if random != nil {
+		r = random
 	}
 	return d/2 + time.Duration(r()*float64(d/2))
 }
 
-func (s *DestinationSource) wait(ctx context.Context, d time.Duration) error {
-	if s.sleep != nil {
-		return s.sleep(ctx, d)
+// waitFor waits d or until ctx ends; sleep, when set, waits instead (a
+// test seam).
+func waitFor(ctx context.Context, d time.Duration, sleep func(context.Context, time.Duration) error) error {
+	if sleep != nil {
+		return sleep(ctx, d)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

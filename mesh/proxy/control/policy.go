@@ -133,16 +133,13 @@ func (s *PolicySource) Watch(ctx context.Context, authority string, fn func(*rou
 	}
 }
 
-// backoff and wait are DestinationSource's, so that both sources back off
-// on the same schedule and take the same test seams.
+// backoff and wait follow the schedule DestinationSource's do.
 func (s *PolicySource) backoff(attempt int) time.Duration {
-	d := DestinationSource{MinBackoff: s.MinBackoff, MaxBackoff: s.MaxBackoff, random: s.random}
-	return d.backoff(attempt)
+	return reconnectBackoff(s.MinBackoff, s.MaxBackoff, attempt, s.random)
 }
 
-func (s *PolicySource) wait(ctx context.Context, dur time.Duration) error {
-	d := DestinationSource{sleep: s.sleep}
-	return d.wait(ctx, dur)
+func (s *PolicySource) wait(ctx context.Context, d time.Duration) error {
+	return waitFor(ctx, d, s.sleep)
 }
 
 // policyWatch is the state of one Watch call, kept across its streams.
