@@ -43,9 +43,12 @@
 //	retry.skiff.dev/attempts         GRPCRoute             retries after the first attempt, 1 or more
 //	retry.skiff.dev/grpc-codes       GRPCRoute             gRPC codes retried, 1 to 16, e.g. "14,4"
 //	retry.skiff.dev/backoff          GRPCRoute             least wait before a retry, e.g. "25ms"
+//	retry.skiff.dev/request-timeout  GRPCRoute             bound of a whole call, retries included (timeouts.request)
+//	retry.skiff.dev/backend-request-timeout  GRPCRoute     bound of each attempt (timeouts.backendRequest); one that
+//	                                                       expires is DEADLINE_EXCEEDED, retried when grpc-codes has 4
 //
 // The GRPCRoute of gateway-api v1.6.3 has no retry stanza and no
-// timeouts, hence its retry annotations; it has no timeouts here either.
+// timeouts, hence its retry and timeout annotations.
 // Since every gRPC call is a POST, a GRPCRoute that retries on grpc-codes
 // also wants retry.skiff.dev/non-idempotent: "true" (Routes warns when it
 // is missing): without it only calls that failed to connect are retried.

@@ -301,6 +301,29 @@ metadata:
 			object: "GRPCRoute default/greeter", field: `metadata.annotations["retry.skiff.dev/grpc-codes"]`, msg: `code 2, "17": want comma-separated gRPC status codes from 1 to 16`,
 		},
 		{
+			name: "gRPC attempt timeout not a duration",
+			doc: `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: greeter
+  annotations:
+    retry.skiff.dev/backend-request-timeout: "soon" #<
+`,
+			object: "GRPCRoute default/greeter", field: `metadata.annotations["retry.skiff.dev/backend-request-timeout"]`, msg: `"soon"`,
+		},
+		{
+			name: "gRPC attempt timeout longer than the call's",
+			doc: `apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata:
+  name: greeter
+  annotations:
+    retry.skiff.dev/backend-request-timeout: 2s #<
+    retry.skiff.dev/request-timeout: 1s
+`,
+			object: "GRPCRoute default/greeter", field: `metadata.annotations["retry.skiff.dev/backend-request-timeout"]`, msg: "timeouts",
+		},
+		{
 			name: "success rate above 1",
 			doc: `apiVersion: policy.skiff.dev/v1alpha1
 kind: CircuitBreaker
@@ -475,7 +498,7 @@ func TestParseExample(t *testing.T) {
 	if ns := res.BackendTrafficPolicies[0].Namespace; ns != "default" {
 		t.Errorf("a policy without a namespace is in %q, want default", ns)
 	}
-	if got := res.origins[objectRef{CircuitBreakerKind, "shop", "greeter"}]; got.document != 4 || got.line != 58 || got.lineOf("spec.window") != 67 {
+	if got := res.origins[objectRef{CircuitBreakerKind, "shop", "greeter"}]; got.document != 4 || got.line != 60 || got.lineOf("spec.window") != 69 {
 		t.Errorf("the breaker's origin: document %d, line %d; its window on line %d", got.document, got.line, got.lineOf("spec.window"))
 	}
 }

@@ -237,8 +237,9 @@ func (c *converter) grpcRoute(x *gatewayv1.GRPCRoute) {
 		}
 	}
 	// The GRPCRoute of gateway-api v1.6.3 has neither timeouts nor retry:
-	// Skiff's annotations carry the retry.
+	// Skiff's annotations carry both.
 	ann, _ := readAnnotations(kindGRPCRoute, x.Annotations) // validated
+	rp.timeouts = ann.timeouts
 	if ann.attempts != nil || ann.grpcCodes != nil {
 		rp.retry.Attempts = DefaultAttempts
 		if ann.attempts != nil {

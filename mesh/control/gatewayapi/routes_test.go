@@ -71,6 +71,7 @@ func TestRoutesExample(t *testing.T) {
 		{
 			Authority: "greeter.shop.svc.cluster.local:9090",
 			Name:      "shop/greeter",
+			Timeouts:  timeout.Route{Request: 5 * time.Second, BackendRequest: time.Second},
 			Retry:     retry.Policy{Attempts: 3, GRPCCodes: []int{14, 4}, Backoff: 10 * time.Millisecond, NonIdempotent: true},
 			Breaker: &breaker.Config{ConsecutiveFailures: 5, MinSuccessRate: 0.9, Window: 10 * time.Second, MinRequests: 20,
 				BaseEjection: time.Second, MaxEjection: time.Minute},

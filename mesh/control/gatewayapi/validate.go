@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gatewayxv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
+
+	"github.com/skiff-mesh/skiff/mesh/proxy/timeout"
 )
 
 // The checks here are the ones the CRDs' OpenAPI schema and CEL rules make
@@ -85,6 +87,15 @@ const (
 	// AnnotationBackoff, on a GRPCRoute, is the least wait before a
 	// retry, a Gateway API duration ("25ms").
 	AnnotationBackoff = "retry.skiff.dev/backoff"
+	// AnnotationRequestTimeout, on a GRPCRoute, bounds a whole call,
+	// retries included (HTTPRoute's timeouts.request), a Gateway API
+	// duration.
+	AnnotationRequestTimeout = "retry.skiff.dev/request-timeout"
+	// AnnotationBackendRequestTimeout, on a GRPCRoute, bounds each attempt
+	// until its response headers (HTTPRoute's timeouts.backendRequest): a
+	// call stuck on a stalled replica is retried, as DEADLINE_EXCEEDED (4),
+	// when the retry codes hold 4.
+	AnnotationBackendRequestTimeout = "retry.skiff.dev/backend-request-timeout"
 
 	annotationPrefix = "retry.skiff.dev/"
 )
@@ -96,6 +107,7 @@ type retryAnnotations struct {
 	attempts      *int
 	grpcCodes     []int
 	backoff       *time.Duration
+	timeouts      timeout.Route // GRPCRoute's; zero fields: not set
 }
 
 // readAnnotations reads the retry.skiff.dev/ annotations of an object of
@@ -105,7 +117,8 @@ func readAnnotations(kind string, ann map[string]string) (retryAnnotations, []fi
 	var errs []fieldError
 	allowed := map[string][]string{
 		kindHTTPRoute: {AnnotationNonIdempotent, AnnotationMaxBodyBytes},
-		kindGRPCRoute: {AnnotationAttempts, AnnotationGRPCCodes, AnnotationBackoff, AnnotationNonIdempotent, AnnotationMaxBodyBytes},
+		kindGRPCRoute: {AnnotationAttempts, AnnotationGRPCCodes, AnnotationBackoff, AnnotationNonIdempotent, AnnotationMaxBodyBytes,
+			AnnotationRequestTimeout, AnnotationBackendRequestTimeout},
 	}[kind]
 	for _, k := range sortedKeys(ann) {
 		if !strings.HasPrefix(k, annotationPrefix) {
@@ -158,7 +171,24 @@ func readAnnotations(kind string, ann map[string]string) (retryAnnotations, []fi
 				continue
 			}
 			r.backoff = &d
+		case AnnotationRequestTimeout, AnnotationBackendRequestTimeout:
+			d, err := parseDuration(gatewayv1.Duration(v))
+			if err == nil && d <= 0 {
+				err = fmt.Errorf("%q: a timeout must be longer than 0s", v)
+			}
+			if err != nil {
+				errs = append(errs, fieldErr(p, "%v", err))
+				continue
+			}
+			if k == AnnotationRequestTimeout {
+				r.timeouts.Request = d
+			} else {
+				r.timeouts.BackendRequest = d
+			}
 		}
+	}
+	if err := r.timeouts.Validate(); err != nil {
+		errs = append(errs, fieldErr(key("metadata.annotations", AnnotationBackendRequestTimeout), "%v", err))
 	}
 	return r, errs
 }
