@@ -29,6 +29,7 @@ type routed struct {
 	rt       *route.Compiled // nil: no route, only the client's deadline
 	deadline time.Time       // zero: none
 	reason   string          // what set the deadline, for the 504's message
+	dst      *destination    // resolved already (with a policy source); nil: not yet
 }
 
 type routedKey struct{}
@@ -59,15 +60,18 @@ func (l *listener) bound(r *http.Request, start time.Time) (*http.Request, conte
 		return r, nil, nil
 	}
 	rt := l.p.cfg.Routes.Lookup(r.Host)
+	var dst *destination
 	if l.p.cfg.Policy != nil {
 		// The control plane's route comes with the authority's endpoints:
 		// resolve them now, so the route is known before its deadline is.
-		// The transport's own lookup then finds them at once.
+		// The transport takes the destination from here when the request
+		// carries a routed, and finds it at once otherwise.
 		d, err := l.p.destinations.get(r.Context(), r.Host)
 		if err != nil {
 			return r, nil, err
 		}
 		if d != nil {
+			dst = d
 			if prt := d.Route(); prt != nil {
 				rt = prt
 			}
@@ -84,7 +88,7 @@ func (l *listener) bound(r *http.Request, start time.Time) (*http.Request, conte
 	if rt == nil && client == 0 {
 		return r, nil, nil
 	}
-	rd := &routed{rt: rt}
+	rd := &routed{rt: rt, dst: dst}
 	var tr timeout.Route
 	if rt != nil && !plant.On(plant.TimeoutsIgnored) {
 		tr = rt.Timeouts

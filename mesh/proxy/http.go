@@ -493,9 +493,14 @@ func (t outboundTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	p := t.l.p
 	c, _ := req.Context().Value(connKey{}).(*conn)
 	rd, _ := req.Context().Value(routedKey{}).(*routed)
-	d, err := p.destinations.get(req.Context(), req.Host)
-	if err != nil {
-		return nil, t.expired(req, rd, err)
+	var d *destination
+	if rd != nil && rd.dst != nil {
+		d = rd.dst // resolved with the request's route
+	} else {
+		var err error
+		if d, err = p.destinations.get(req.Context(), req.Host); err != nil {
+			return nil, t.expired(req, rd, err)
+		}
 	}
 	if d == nil {
 		// Unknown to discovery: a redirected connection goes where the
