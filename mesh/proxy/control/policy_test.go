@@ -26,61 +26,17 @@ import (
 // Destination server: each WatchOutbound call appears on streams.
 type fakePolicy struct {
 	policyv1.UnimplementedPolicyServer
-	streams chan *fakeOutbound
-	// fail, when set, ends every WatchOutbound at once with its error.
-	fail error
+	fakeStreams[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]
 }
 
-type fakeOutbound struct {
-	req  *policyv1.WatchOutboundRequest
-	send chan *policyv1.OutboundPolicy
-	end  chan error
-}
+type fakeOutbound = fakeStream[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]
 
-func newFakePolicy() *fakePolicy { return &fakePolicy{streams: make(chan *fakeOutbound, 16)} }
+func newFakePolicy() *fakePolicy {
+	return &fakePolicy{fakeStreams: newFakeStreams[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]()}
+}
 
 func (f *fakePolicy) WatchOutbound(req *policyv1.WatchOutboundRequest, s grpc.ServerStreamingServer[policyv1.OutboundPolicy]) error {
-	if f.fail != nil {
-		return f.fail
-	}
-	w := &fakeOutbound{req: req, send: make(chan *policyv1.OutboundPolicy), end: make(chan error, 1)}
-	select {
-	case f.streams <- w:
-	case <-s.Context().Done():
-		return s.Context().Err()
-	}
-	for {
-		select {
-		case p := <-w.send:
-			if err := s.Send(p); err != nil {
-				return err
-			}
-		case err := <-w.end:
-			return err
-		case <-s.Context().Done():
-			return s.Context().Err()
-		}
-	}
-}
-
-func (f *fakePolicy) next(t *testing.T) *fakeOutbound {
-	t.Helper()
-	select {
-	case w := <-f.streams:
-		return w
-	case <-time.After(waitLimit):
-		t.Fatal("no WatchOutbound stream reached the server")
-		return nil
-	}
-}
-
-func (w *fakeOutbound) push(t *testing.T, p *policyv1.OutboundPolicy) {
-	t.Helper()
-	select {
-	case w.send <- p:
-	case <-time.After(waitLimit):
-		t.Fatal("the server's WatchOutbound stream is gone")
-	}
+	return f.serve(req, s)
 }
 
 // newPolicyStepper is newStepper for a PolicySource.

@@ -19,30 +19,31 @@ import (
 // happen promptly; it only turns a hang into a failure, never measures.
 const waitLimit = 10 * time.Second
 
-// fakeDestination is a Destination server the test drives: each Watch
-// call appears on streams, and the test sends its updates and ends it.
-type fakeDestination struct {
-	destinationv1.UnimplementedDestinationServer
-	streams chan *fakeWatch
-	// fail, when set, ends every Watch at once with its error.
+// fakeStreams serves one server-streaming method for a test: each call
+// appears on streams, and the test sends its messages and ends it.
+type fakeStreams[Req, Msg any] struct {
+	streams chan *fakeStream[Req, Msg]
+	// fail, when set, ends every call at once with its error.
 	fail error
 }
 
-type fakeWatch struct {
-	req  *destinationv1.WatchRequest
-	send chan *destinationv1.Update
+// fakeStream is one call a fakeStreams accepted.
+type fakeStream[Req, Msg any] struct {
+	req  *Req
+	send chan *Msg
 	end  chan error
 }
 
-func newFakeDestination() *fakeDestination {
-	return &fakeDestination{streams: make(chan *fakeWatch, 16)}
+func newFakeStreams[Req, Msg any]() fakeStreams[Req, Msg] {
+	return fakeStreams[Req, Msg]{streams: make(chan *fakeStream[Req, Msg], 16)}
 }
 
-func (f *fakeDestination) Watch(req *destinationv1.WatchRequest, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+// serve runs one call until the test ends it or the client leaves.
+func (f *fakeStreams[Req, Msg]) serve(req *Req, s grpc.ServerStreamingServer[Msg]) error {
 	if f.fail != nil {
 		return f.fail
 	}
-	w := &fakeWatch{req: req, send: make(chan *destinationv1.Update), end: make(chan error, 1)}
+	w := &fakeStream[Req, Msg]{req: req, send: make(chan *Msg), end: make(chan error, 1)}
 	select {
 	case f.streams <- w:
 	case <-s.Context().Done():
@@ -50,8 +51,8 @@ func (f *fakeDestination) Watch(req *destinationv1.WatchRequest, s grpc.ServerSt
 	}
 	for {
 		select {
-		case u := <-w.send:
-			if err := s.Send(u); err != nil {
+		case m := <-w.send:
+			if err := s.Send(m); err != nil {
 				return err
 			}
 		case err := <-w.end:
@@ -62,25 +63,41 @@ func (f *fakeDestination) Watch(req *destinationv1.WatchRequest, s grpc.ServerSt
 	}
 }
 
-// next returns the next Watch stream the server accepted.
-func (f *fakeDestination) next(t *testing.T) *fakeWatch {
+// next returns the next call the server accepted.
+func (f *fakeStreams[Req, Msg]) next(t *testing.T) *fakeStream[Req, Msg] {
 	t.Helper()
 	select {
 	case w := <-f.streams:
 		return w
 	case <-time.After(waitLimit):
-		t.Fatal("no Watch stream reached the server")
+		t.Fatal("no stream reached the server")
 		return nil
 	}
 }
 
-func (w *fakeWatch) push(t *testing.T, u *destinationv1.Update) {
+func (w *fakeStream[Req, Msg]) push(t *testing.T, m *Msg) {
 	t.Helper()
 	select {
-	case w.send <- u:
+	case w.send <- m:
 	case <-time.After(waitLimit):
-		t.Fatal("the server's Watch stream is gone")
+		t.Fatal("the server's stream is gone")
 	}
+}
+
+// fakeDestination is a Destination server the test drives.
+type fakeDestination struct {
+	destinationv1.UnimplementedDestinationServer
+	fakeStreams[destinationv1.WatchRequest, destinationv1.Update]
+}
+
+type fakeWatch = fakeStream[destinationv1.WatchRequest, destinationv1.Update]
+
+func newFakeDestination() *fakeDestination {
+	return &fakeDestination{fakeStreams: newFakeStreams[destinationv1.WatchRequest, destinationv1.Update]()}
+}
+
+func (f *fakeDestination) Watch(req *destinationv1.WatchRequest, s grpc.ServerStreamingServer[destinationv1.Update]) error {
+	return f.serve(req, s)
 }
 
 type fakeIdentity struct {
