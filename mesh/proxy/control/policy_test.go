@@ -29,8 +29,6 @@ type fakePolicy struct {
 	fakeStreams[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]
 }
 
-type fakeOutbound = fakeStream[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]
-
 func newFakePolicy() *fakePolicy {
 	return &fakePolicy{fakeStreams: newFakeStreams[policyv1.WatchOutboundRequest, policyv1.OutboundPolicy]()}
 }

@@ -90,8 +90,6 @@ type fakeDestination struct {
 	fakeStreams[destinationv1.WatchRequest, destinationv1.Update]
 }
 
-type fakeWatch = fakeStream[destinationv1.WatchRequest, destinationv1.Update]
-
 func newFakeDestination() *fakeDestination {
 	return &fakeDestination{fakeStreams: newFakeStreams[destinationv1.WatchRequest, destinationv1.Update]()}
 }
