@@ -275,34 +275,10 @@ func tooMany(name string) error {
 	return &fieldError{path: name, err: fmt.Errorf("%w: more than %d, the most the proxy accepts", errTooMany, maxPolicyRepeated)}
 }
 
-// nextPolicyField is nextField that also keeps fixed64 values (doubles).
-func nextPolicyField(b []byte) (field, []byte, error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
-	}
-	b = b[n:]
-	f := field{num: num, typ: typ}
-	switch typ {
-	case protowire.VarintType:
-		f.v, n = protowire.ConsumeVarint(b)
-	case protowire.Fixed64Type:
-		f.v, n = protowire.ConsumeFixed64(b)
-	case protowire.BytesType:
-		f.b, n = protowire.ConsumeBytes(b)
-	default:
-		n = protowire.ConsumeFieldValue(num, typ, b)
-	}
-	if n < 0 {
-		return field{}, nil, protowire.ParseError(n)
-	}
-	return f, b[n:], nil
-}
-
 // fields calls fn with each field of b, stopping at the first error.
 func fields(b []byte, fn func(f field) error) error {
 	for len(b) > 0 {
-		f, rest, err := nextPolicyField(b)
+		f, rest, err := nextField(b)
 		if err != nil {
 			return malformed(err)
 		}

@@ -179,7 +179,9 @@ type field struct {
 	b   []byte
 }
 
-// nextField consumes one field of b. It returns the rest of b.
+// nextField consumes one field of b. It returns the rest of b. Varint
+// and fixed64 values (doubles) are kept in v, length-delimited ones in b;
+// callers check typ before they read either.
 func nextField(b []byte) (field, []byte, error) {
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 {
@@ -190,6 +192,8 @@ func nextField(b []byte) (field, []byte, error) {
 	switch typ {
 	case protowire.VarintType:
 		f.v, n = protowire.ConsumeVarint(b)
+	case protowire.Fixed64Type:
+		f.v, n = protowire.ConsumeFixed64(b)
 	case protowire.BytesType:
 		f.b, n = protowire.ConsumeBytes(b)
 	default:
