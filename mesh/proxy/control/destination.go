@@ -86,13 +86,12 @@ func (s *DestinationSource) Watch(ctx context.Context, authority string, fn func
 	log = log.With("authority", authority)
 	w := watch{src: s, log: log, fn: fn, set: make(map[string]endpoint.Endpoint)}
 	req := appendWatchRequest(nil, authority, s.Proxy)
-	attempt := 0
-	for {
-		received, err := w.stream(ctx, req)
-		if ctx.Err() != nil {
-			return
-		}
-		if StatusCode(err) == CodeInvalidArgument {
+	reconnecting(ctx, s, log, "destination watch interrupted; keeping the last endpoints and reconnecting",
+		func() (bool, error) { return w.stream(ctx, req) },
+		func(err error) bool {
+			if StatusCode(err) != CodeInvalidArgument {
+				return false
+			}
 			// The controller will never serve this authority (it is not
 			// one: "a..b", a name too long): no such service, at once,
 			// rather than a first request waiting out discovery and a
@@ -101,6 +100,24 @@ func (s *DestinationSource) Watch(ctx context.Context, authority string, fn func
 			clear(w.set)
 			w.exists = false
 			w.deliver()
+			return true
+		})
+}
+
+// schedule is how a watch source waits between reconnections.
+type schedule interface {
+	backoff(attempt int) time.Duration
+	wait(ctx context.Context, d time.Duration) error
+}
+
+// reconnecting runs stream until ctx ends: again after each interruption,
+// after the source's backoff (which starts over once a stream received a
+// message), with a warning, unless final says the error ends the watch.
+func reconnecting(ctx context.Context, s schedule, log *slog.Logger, interrupted string, stream func() (bool, error), final func(error) bool) {
+	attempt := 0
+	for {
+		received, err := stream()
+		if ctx.Err() != nil || final(err) {
 			return
 		}
 		if received {
@@ -108,8 +125,7 @@ func (s *DestinationSource) Watch(ctx context.Context, authority string, fn func
 		}
 		d := s.backoff(attempt)
 		attempt++
-		log.Warn("destination watch interrupted; keeping the last endpoints and reconnecting",
-			"err", err, "after", d, "attempt", attempt)
+		log.Warn(interrupted, "err", err, "after", d, "attempt", attempt)
 		if err := s.wait(ctx, d); err != nil {
 			return
 		}

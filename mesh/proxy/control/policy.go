@@ -100,37 +100,25 @@ func (s *PolicySource) Watch(ctx context.Context, authority string, fn func(*rou
 	log = log.With("authority", authority)
 	w := policyWatch{src: s, log: log, authority: authority, fn: fn}
 	req := appendWatchOutboundRequest(nil, authority, s.Proxy)
-	attempt := 0
-	for {
-		received, err := w.stream(ctx, req)
-		if ctx.Err() != nil {
-			return
-		}
-		switch StatusCode(err) {
-		case CodeInvalidArgument:
-			// The controller will never serve it (not an authority): no
-			// policy, and no retry.
-			log.Debug("policy refused the authority; it gets no route from the control plane", "err", err)
-			return
-		case CodeUnimplemented:
-			if s.unimplemented.CompareAndSwap(false, true) {
-				log.Info("the control plane has no Policy API (an older controller); running without its routes", "err", err)
-			} else {
-				log.Debug("the control plane has no Policy API", "err", err)
+	reconnecting(ctx, s, log, "policy watch interrupted; keeping the last policy and reconnecting",
+		func() (bool, error) { return w.stream(ctx, req) },
+		func(err error) bool {
+			switch StatusCode(err) {
+			case CodeInvalidArgument:
+				// The controller will never serve it (not an authority):
+				// no policy, and no retry.
+				log.Debug("policy refused the authority; it gets no route from the control plane", "err", err)
+				return true
+			case CodeUnimplemented:
+				if s.unimplemented.CompareAndSwap(false, true) {
+					log.Info("the control plane has no Policy API (an older controller); running without its routes", "err", err)
+				} else {
+					log.Debug("the control plane has no Policy API", "err", err)
+				}
+				return true
 			}
-			return
-		}
-		if received {
-			attempt = 0
-		}
-		d := s.backoff(attempt)
-		attempt++
-		log.Warn("policy watch interrupted; keeping the last policy and reconnecting",
-			"err", err, "after", d, "attempt", attempt)
-		if err := s.wait(ctx, d); err != nil {
-			return
-		}
-	}
+			return false
+		})
 }
 
 // backoff and wait follow the schedule DestinationSource's do.
