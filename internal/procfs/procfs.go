@@ -19,6 +19,10 @@ type Stat struct {
 	VmRSSMB float64
 	// VmHWMMB is the peak resident set so far (VmHWM).
 	VmHWMMB float64
+	// RssAnonMB and RssFileMB split VmRSS: anonymous memory (heap,
+	// stacks, runtime) and pages mapped from files (the binary's code
+	// and read-only data, shared with every process mapping them).
+	RssAnonMB, RssFileMB float64
 	// CPUSeconds is user + system time (utime + stime).
 	CPUSeconds float64
 }
@@ -40,6 +44,10 @@ func Read(pid string) (Stat, error) {
 			st.VmRSSMB = kbField(line)
 		case bytes.HasPrefix(line, []byte("VmHWM:")):
 			st.VmHWMMB = kbField(line)
+		case bytes.HasPrefix(line, []byte("RssAnon:")):
+			st.RssAnonMB = kbField(line)
+		case bytes.HasPrefix(line, []byte("RssFile:")):
+			st.RssFileMB = kbField(line)
 		}
 	}
 	stat, err := os.ReadFile("/proc/" + pid + "/stat")
@@ -67,6 +75,40 @@ func Read(pid string) (Stat, error) {
 
 // ReadPID samples a process by number.
 func ReadPID(pid int) (Stat, error) { return Read(strconv.Itoa(pid)) }
+
+// Proportional is a process's proportional set size (PSS): each resident
+// page divided by the number of processes mapping it. The binary's code
+// pages count in full in every sidecar's RSS but are shared by every
+// sidecar of a node: PSS is what a node really pays for one.
+type Proportional struct {
+	PssMB, PssAnonMB, PssFileMB float64
+}
+
+// ReadProportional reads /proc/<pid>/smaps_rollup (Linux 4.14 and later).
+// It walks the process's page tables, so it costs more than Read: sample
+// it, do not poll it.
+func ReadProportional(pid int) (Proportional, error) {
+	var p Proportional
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return p, fmt.Errorf("procfs: %w", err)
+	}
+	found := false
+	for _, line := range bytes.Split(b, []byte{'\n'}) {
+		switch {
+		case bytes.HasPrefix(line, []byte("Pss:")):
+			p.PssMB, found = kbField(line), true
+		case bytes.HasPrefix(line, []byte("Pss_Anon:")):
+			p.PssAnonMB = kbField(line)
+		case bytes.HasPrefix(line, []byte("Pss_File:")):
+			p.PssFileMB = kbField(line)
+		}
+	}
+	if !found {
+		return p, fmt.Errorf("procfs: /proc/%d/smaps_rollup has no Pss line", pid)
+	}
+	return p, nil
+}
 
 func kbField(line []byte) float64 {
 	f := strings.Fields(string(line))
