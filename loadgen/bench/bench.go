@@ -1,27 +1,35 @@
 // Package bench measures what the proxy costs. It starts a skiff-demo
-// backend and three skiff-proxy processes, then drives the same open-model
-// load, interleaved in one run (A B C A B C …), along three paths:
+// backend and the proxies, then drives the same open-model load,
+// interleaved in one run (A B C A B C …), along a list of paths:
 //
-//	direct    client → backend
-//	one-hop   client → proxy → backend
-//	two-hop   client → outbound proxy → inbound proxy → backend (the meshed path:
-//	          HTTP/1.1 crosses between the proxies on one HTTP/2 connection)
+//	direct        client → backend
+//	one-hop       client → proxy → backend
+//	two-hop       client → outbound proxy → inbound proxy → backend (the
+//	              meshed path: HTTP/1.1 crosses between the proxies on one
+//	              HTTP/2 connection)
+//	one-hop@base  one-hop and two-hop again through a base build's proxies
+//	two-hop@base  (Config.BaselineProxyBin): the A/B gate compares builds
+//	nginx         peers (Config.Peers): one-hop through nginx or haproxy,
+//	haproxy       configured like Skiff's proxy (docs/proxy.md)
 //
 // A path's added latency is its percentile minus the direct path's in the
 // same trial; the report gives the median over trials with a 95 %
-// confidence interval (golang.org/x/perf/benchmath). Memory is each proxy's
-// VmRSS (sampled through the run) and VmHWM from /proc/<pid>/status; CPU is
-// utime+stime from /proc/<pid>/stat per request. The machine's own noise
+// confidence interval (golang.org/x/perf/benchmath). Memory is each
+// process's VmRSS (sampled through the run), VmHWM from /proc/<pid>/status
+// and PSS from /proc/<pid>/smaps_rollup (sampled every few seconds); CPU
+// is utime+stime from /proc/<pid>/stat per request, of every process
+// serving the path (nginx's master and worker). The machine's own noise
 // (other processes' CPU, steal, the load generator's lateness, the direct
 // path's spread) is measured alongside and reported.
 //
-// With a Gate, Run decides by the intervals (see Gate) and, while a figure's
-// interval straddles its limit, runs more interleaved trials, doubling
-// their number up to Config.MaxTrials; what is still undecided then is
-// inconclusive.
+// With a Gate, Run decides by the intervals and, with a base build, by
+// comparing the builds' samples (see Gate); while a figure is undecided it
+// runs more interleaved trials, doubling their number up to
+// Config.MaxTrials; what is still undecided then is inconclusive.
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -30,9 +38,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,15 +49,6 @@ import (
 	"github.com/skiff-mesh/skiff/loadgen"
 	"github.com/skiff-mesh/skiff/results"
 )
-
-// Paths, in the order each trial measures them.
-const (
-	PathDirect = "direct"
-	PathOneHop = "one-hop"
-	PathTwoHop = "two-hop"
-)
-
-var paths = []string{PathDirect, PathOneHop, PathTwoHop}
 
 // Config is a benchmark run. Zero fields take the defaults in Normalize.
 type Config struct {
@@ -70,6 +68,17 @@ type Config struct {
 	PayloadBytes int          // request body size; default 0
 	WorkDir      string       // process logs; default a temp dir
 	Logger       *slog.Logger // progress; nil discards
+	// BaselineProxyBin, when set, is a base build's skiff-proxy: the
+	// paths one-hop@base and two-hop@base run through it, in the same
+	// trials, and a Gate compares the builds (Gate.AB).
+	BaselineProxyBin string
+	// Peers are other proxies measured beside Skiff's, one-hop each
+	// (HTTP/1.1 only).
+	Peers []Peer
+
+	// runAsRoot is whether the bench runs as root (peers' configuration
+	// depends on it); Normalize sets it.
+	runAsRoot bool
 }
 
 // Normalize fills defaults and checks the configuration.
@@ -104,7 +113,25 @@ func (c *Config) Normalize() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, b := range []struct{ name, path string }{{"skiff-proxy", c.ProxyBin}, {"skiff-demo", c.DemoBin}} {
+	bins := []struct{ name, path string }{{"skiff-proxy", c.ProxyBin}, {"skiff-demo", c.DemoBin}}
+	if c.BaselineProxyBin != "" {
+		bins = append(bins, struct{ name, path string }{"base skiff-proxy", c.BaselineProxyBin})
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		if p.Name != PeerNginx && p.Name != PeerHAProxy {
+			return fmt.Errorf("peer %q: want %s or %s", p.Name, PeerNginx, PeerHAProxy)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("peer %q named twice", p.Name)
+		}
+		seen[p.Name] = true
+		bins = append(bins, struct{ name, path string }{p.Name, p.Bin})
+	}
+	if len(c.Peers) > 0 && c.Protocol != loadgen.ProtocolHTTP1 {
+		return fmt.Errorf("peers are measured as HTTP/1.1 reverse proxies: --protocol %s cannot run them", c.Protocol)
+	}
+	for _, b := range bins {
 		if b.path == "" {
 			return fmt.Errorf("the %s binary is not set", b.name)
 		}
@@ -112,6 +139,7 @@ func (c *Config) Normalize() error {
 			return fmt.Errorf("the %s binary: %w", b.name, err)
 		}
 	}
+	c.runAsRoot = os.Geteuid() == 0
 	return nil
 }
 
@@ -124,10 +152,13 @@ type Trial struct {
 	P99Ms       float64 `json:"p99_ms"`
 	P999Ms      float64 `json:"p999_ms"`
 	MaxMs       float64 `json:"max_ms"`
-	// AddedP50Ms and AddedP99Ms subtract the direct path of the same trial.
-	AddedP50Ms float64 `json:"added_p50_ms"`
-	AddedP99Ms float64 `json:"added_p99_ms"`
-	// ProxyCPUUsPerReq is the CPU time of the path's proxies per request.
+	// AddedP50Ms, AddedP99Ms and AddedP999Ms subtract the direct path of
+	// the same trial.
+	AddedP50Ms  float64 `json:"added_p50_ms"`
+	AddedP99Ms  float64 `json:"added_p99_ms"`
+	AddedP999Ms float64 `json:"added_p999_ms"`
+	// ProxyCPUUsPerReq is the CPU time of the path's proxies per request
+	// (every process of a peer: nginx's master and worker).
 	ProxyCPUUsPerReq float64 `json:"proxy_cpu_us_per_req"`
 }
 
@@ -141,18 +172,25 @@ type Estimate struct {
 	N      int       `json:"n"`
 }
 
-func (e Estimate) String() string {
-	return fmt.Sprintf("%+.3f [%s, %s]", e.Median, signed(float64(e.Lo)), signed(float64(e.Hi)))
-}
+func (e Estimate) String() string { return e.Format(3, true) }
 
-func signed(v float64) string {
-	switch {
-	case math.IsInf(v, -1):
-		return "-inf"
-	case math.IsInf(v, 1):
-		return "+inf"
+// Format prints "median [lo, hi]" with prec decimals, each with its sign
+// when signed (an added latency), ±inf for an unbounded side.
+func (e Estimate) Format(prec int, signed bool) string {
+	f := func(v float64) string {
+		switch {
+		case math.IsInf(v, -1):
+			return "-inf"
+		case math.IsInf(v, 1):
+			return "+inf"
+		}
+		s := strconv.FormatFloat(v, 'f', prec, 64)
+		if signed && !strings.HasPrefix(s, "-") {
+			s = "+" + s
+		}
+		return s
 	}
-	return fmt.Sprintf("%+.3f", v)
+	return fmt.Sprintf("%s [%s, %s]", f(e.Median), f(float64(e.Lo)), f(float64(e.Hi)))
 }
 
 // jsonFloat is a float64 that encodes an infinity or NaN as null: an
@@ -177,7 +215,12 @@ func estimate(vals []float64) Estimate {
 
 // PathReport summarizes one path over all trials.
 type PathReport struct {
-	Name   string  `json:"name"`
+	Name string `json:"name"`
+	// Kind is KindDirect, KindSkiff, KindBase or KindPeer (empty in files
+	// written before paths had kinds).
+	Kind string `json:"kind,omitempty"`
+	// Server is what serves the path: "skiff-proxy", "nginx/1.22.1".
+	Server string  `json:"server,omitempty"`
 	Trials []Trial `json:"trials"`
 	// Requests and Success are summed over the trials; SuccessRate is
 	// their ratio.
@@ -189,24 +232,48 @@ type PathReport struct {
 	P999Ms           Estimate `json:"p999_ms"`
 	AddedP50Ms       Estimate `json:"added_p50_ms"`
 	AddedP99Ms       Estimate `json:"added_p99_ms"`
+	AddedP999Ms      Estimate `json:"added_p999_ms"`
 	ProxyCPUUsPerReq Estimate `json:"proxy_cpu_us_per_req"`
+	// Processes is the number of OS processes serving the path (nginx:
+	// master and worker); the memory figures below are their totals.
+	Processes int `json:"processes,omitempty"`
+	// MaxVmRSSMB is the largest sum of the processes' VmRSS sampled at
+	// one time.
+	MaxVmRSSMB float64 `json:"max_vmrss_mb,omitempty"`
+	// VmHWMMB is the sum of the processes' VmHWM: a bound on their peak
+	// together (each peaked when it did).
+	VmHWMMB float64 `json:"vmhwm_mb,omitempty"`
+	// MaxPssMB is the largest sum of the processes' PSS sampled at one
+	// time: pages shared between them (nginx's master and worker, or the
+	// proxies' common binary) counted once.
+	MaxPssMB float64 `json:"max_pss_mb,omitempty"`
 }
 
-// ProcReport is one proxy process's memory, from /proc/<pid>/status.
+// ProcReport is one serving process's memory, from /proc/<pid>/status
+// and /proc/<pid>/smaps_rollup.
 type ProcReport struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
+	// Role is "master" or "worker" for a process of nginx; empty
+	// otherwise.
+	Role string `json:"role,omitempty"`
 	// IdleVmRSSMB is VmRSS after start-up, before any load.
 	IdleVmRSSMB float64 `json:"idle_vmrss_mb"`
 	// MaxVmRSSMB is the largest VmRSS sampled during the run.
 	MaxVmRSSMB float64 `json:"max_vmrss_mb"`
 	// VmHWMMB is the kernel's peak-RSS record at the end of the run.
 	VmHWMMB float64 `json:"vmhwm_mb"`
+	// MaxPssMB is the largest PSS sampled (every 2 s and at the end),
+	// and MaxPssAnonMB, MaxPssFileMB the largest of its anonymous and
+	// file-backed parts; 0 when smaps_rollup could not be read.
+	MaxPssMB     float64 `json:"max_pss_mb,omitempty"`
+	MaxPssAnonMB float64 `json:"max_pss_anon_mb,omitempty"`
+	MaxPssFileMB float64 `json:"max_pss_file_mb,omitempty"`
 }
 
 // Report is a benchmark's outcome. Schema "skiff.bench/v1"; fields were
-// added since its first files (success counts, N, noise, gate), none
-// removed.
+// added since its first files (success counts, N, noise, gate, kinds,
+// added p99.9, PSS, peers, A/B comparisons), none removed.
 type Report struct {
 	Schema    string  `json:"schema"`
 	Rate      int     `json:"rate"`
@@ -222,6 +289,10 @@ type Report struct {
 	// Noise is how busy the machine was apart from the bench; nil when
 	// it could not be read.
 	Noise *results.Noise `json:"noise,omitempty"`
+	// Peers compares every proxied path with the peers, when peers ran.
+	Peers *PeerTable `json:"peers,omitempty"`
+	// Notes say what the run left out and why ("haproxy: not installed").
+	Notes []string `json:"notes,omitempty"`
 	// Gate is the gate's decision, when Config.Gate was set.
 	Gate *Decision `json:"gate,omitempty"`
 }
@@ -234,14 +305,6 @@ func (r *Report) Path(name string) *PathReport {
 		}
 	}
 	return nil
-}
-
-// process is a started child.
-type process struct {
-	name, path string // path: the bench path it serves
-	cmd        *exec.Cmd
-	done       chan struct{}
-	waitErr    error
 }
 
 // Run executes the benchmark. It stops every process it started, whatever
@@ -259,13 +322,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer os.RemoveAll(dir)
 		cfg.WorkDir = dir
 	}
-	ports, err := freePorts(8)
+	// Count the addresses the paths need, then take them from the kernel
+	// all at once.
+	n := 1
+	planPaths(cfg, "", func() string { n++; return "" })
+	ports, err := freePorts(n)
 	if err != nil {
 		return nil, err
 	}
-	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
-	backend, oneHop, outbound, inbound := addr(0), addr(1), addr(2), addr(3)
-	const authority = "echo.bench.svc:8080"
+	next := func() string {
+		a := "127.0.0.1:" + strconv.Itoa(ports[0])
+		ports = ports[1:]
+		return a
+	}
+	backend := next()
+	specs := planPaths(cfg, backend, next)
 
 	var procs []*process
 	defer func() {
@@ -273,72 +344,46 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			p.stop()
 		}
 	}()
-	start := func(name, path, bin string, args ...string) (*process, error) {
-		logf, err := os.Create(filepath.Join(cfg.WorkDir, name+".log"))
-		if err != nil {
-			return nil, err
+	demo, err := startProcess(cfg.WorkDir, "", procSpec{Name: "skiff-demo", Bin: cfg.DemoBin,
+		Args: []string{"--addr", backend, "--name", "bench", "--seed", "1", "--log-level", "warn"}})
+	if err != nil {
+		return nil, err
+	}
+	procs = append(procs, demo)
+	ready := []string{"http://" + backend + "/healthz"}
+	for _, sp := range specs {
+		for _, ps := range sp.Procs {
+			p, err := startProcess(cfg.WorkDir, sp.Name, ps)
+			if err != nil {
+				return nil, err
+			}
+			procs = append(procs, p)
+			ready = append(ready, ps.Ready)
 		}
-		cmd := exec.Command(bin, args...)
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			logf.Close()
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		p := &process{name: name, path: path, cmd: cmd, done: make(chan struct{})}
-		go func() { p.waitErr = cmd.Wait(); logf.Close(); close(p.done) }()
-		procs = append(procs, p)
-		return p, nil
 	}
-	if _, err := start("skiff-demo", "", cfg.DemoBin, "--addr", backend, "--name", "bench", "--seed", "1", "--log-level", "warn"); err != nil {
-		return nil, err
-	}
-	proxyArgs := func(out, in, admin string, extra ...string) []string {
-		return append([]string{"--outbound-addr", out, "--inbound-addr", in, "--admin-addr", admin, "--log-level", "warn"}, extra...)
-	}
-	p1, err := start("proxy-one-hop", PathOneHop, cfg.ProxyBin, proxyArgs(oneHop, "-", addr(4), "--endpoint", authority+"="+backend)...)
-	if err != nil {
-		return nil, err
-	}
-	p2, err := start("proxy-outbound", PathTwoHop, cfg.ProxyBin, proxyArgs(outbound, "-", addr(5), "--endpoint", authority+"="+inbound+";meshed")...)
-	if err != nil {
-		return nil, err
-	}
-	p3, err := start("proxy-inbound", PathTwoHop, cfg.ProxyBin, proxyArgs("-", inbound, addr(6), "--inbound-forward", backend)...)
-	if err != nil {
-		return nil, err
-	}
-	proxies := []*process{p1, p2, p3}
-	ready := []string{"http://" + backend + "/healthz", "http://" + addr(4) + "/ready", "http://" + addr(5) + "/ready", "http://" + addr(6) + "/ready"}
 	if err := waitReady(ctx, ready, procs, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("%w (logs in %s)", err, cfg.WorkDir)
 	}
+	var members []member
+	for _, p := range procs[1:] {
+		members = append(members, membersOf(p)...)
+	}
 	rep := &Report{Schema: "skiff.bench/v1", Rate: cfg.Rate, Protocol: cfg.Protocol, DurationS: cfg.Duration.Seconds(),
 		WarmUpS: cfg.WarmUp.Seconds(), Machine: procfs.CurrentMachine()}
-	procRep := make(map[*process]*ProcReport)
-	var procMu sync.Mutex // procRep: the sampler writes, finish reads
-	for _, p := range proxies {
-		st, err := procfs.ReadPID(p.cmd.Process.Pid)
-		if err != nil {
-			return nil, fmt.Errorf("read %s memory: %w", p.name, err)
-		}
-		procRep[p] = &ProcReport{Name: p.name, Path: p.path, IdleVmRSSMB: st.VmRSSMB}
+	mem := newMemory(members)
+	if err := mem.idle(); err != nil {
+		return nil, err
 	}
 
-	// Sample VmRSS through the run.
+	// Sample VmRSS through the run, PSS every tenth time (it walks the
+	// page tables).
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		t := time.NewTicker(200 * time.Millisecond)
 		defer t.Stop()
-		for {
-			for _, p := range proxies {
-				st, err := procfs.ReadPID(p.cmd.Process.Pid)
-				procMu.Lock()
-				if err == nil && st.VmRSSMB > procRep[p].MaxVmRSSMB {
-					procRep[p].MaxVmRSSMB = st.VmRSSMB
-				}
-				procMu.Unlock()
-			}
+		for i := 0; ; i++ {
+			mem.sample(i%10 == 0)
 			select {
 			case <-sampleCtx.Done():
 				return
@@ -348,25 +393,30 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	})
 	defer func() { stopSampling(); sampler.Wait() }()
 
-	entry := map[string]string{PathDirect: backend, PathOneHop: oneHop, PathTwoHop: outbound}
+	entry := map[string]pathSpec{}
+	for _, sp := range specs {
+		entry[sp.Name] = sp
+	}
 	trials := make(map[string][]Trial)
 	var noise []*loadgen.Noise
 	var sendLag []float64
 	runTrials := func(from, to int) error {
 		for trial := from; trial <= to; trial++ {
-			var direct Trial
-			for _, path := range paths {
-				cpuBefore := cpuOf(proxies, path)
-				res, err := loadgen.Run(ctx, loadOptions(cfg, entry[path], path != PathDirect, authority))
+			got := map[string]Trial{}
+			for _, path := range trialOrder(specs, trial) {
+				sp := entry[path]
+				cpuBefore := cpuOf(members, path)
+				res, err := loadgen.Run(ctx, loadOptions(cfg, sp.Entry, sp.Kind != KindDirect))
 				if err != nil {
 					return fmt.Errorf("trial %d, %s: %w", trial, path, err)
 				}
-				for _, p := range procs {
-					select {
-					case <-p.done:
-						return fmt.Errorf("%s exited during the run: %w (log: %s)", p.name, p.waitErr, filepath.Join(cfg.WorkDir, p.name+".log"))
-					default:
+				for _, m := range members {
+					if err := m.alive(); err != nil {
+						return fmt.Errorf("during the run: %w (logs in %s)", err, cfg.WorkDir)
 					}
+				}
+				if err := demo.exited(); err != nil {
+					return fmt.Errorf("during the run: %w (logs in %s)", err, cfg.WorkDir)
 				}
 				noise = append(noise, res.Noise)
 				sendLag = append(sendLag, ms(res.SendLag.P99))
@@ -374,52 +424,63 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					Requests: res.Requests, Success: res.Success, SuccessRate: res.SuccessRate,
 					P50Ms: ms(res.Latency.P50), P99Ms: ms(res.Latency.P99), P999Ms: ms(res.Latency.P999), MaxMs: ms(res.Latency.Max),
 				}
-				if path == PathDirect {
-					direct = tr
-				} else {
+				if sp.Kind != KindDirect && res.Requests > 0 {
+					// Warm-up requests burn CPU too: divide by all sent.
+					sent := float64(res.Requests) * cfg.Duration.Seconds() / (cfg.Duration - cfg.WarmUp).Seconds()
+					tr.ProxyCPUUsPerReq = (cpuOf(members, path) - cpuBefore) * 1e6 / sent
+				}
+				got[path] = tr
+			}
+			direct := got[PathDirect]
+			for _, sp := range specs {
+				tr := got[sp.Name]
+				if sp.Kind != KindDirect {
 					tr.AddedP50Ms = tr.P50Ms - direct.P50Ms
 					tr.AddedP99Ms = tr.P99Ms - direct.P99Ms
-					if res.Requests > 0 {
-						// Warm-up requests burn CPU too: divide by all sent.
-						sent := float64(res.Requests) * cfg.Duration.Seconds() / (cfg.Duration - cfg.WarmUp).Seconds()
-						tr.ProxyCPUUsPerReq = (cpuOf(proxies, path) - cpuBefore) * 1e6 / sent
-					}
+					tr.AddedP999Ms = tr.P999Ms - direct.P999Ms
 				}
-				trials[path] = append(trials[path], tr)
-				log.Info("trial", "n", trial, "path", path, "p50_ms", round3(tr.P50Ms), "p99_ms", round3(tr.P99Ms),
-					"added_p99_ms", round3(tr.AddedP99Ms), "success", tr.SuccessRate)
+				trials[sp.Name] = append(trials[sp.Name], tr)
+				log.Info("trial", "n", trial, "path", sp.Name, "p50_ms", round3(tr.P50Ms), "p99_ms", round3(tr.P99Ms),
+					"added_p99_ms", round3(tr.AddedP99Ms), "cpu_us_per_req", round3(tr.ProxyCPUUsPerReq), "success", tr.SuccessRate)
 			}
 		}
 		return nil
 	}
-	// finish reads the proxies' memory and summarizes the trials so far.
-	finish := func() {
-		procMu.Lock()
-		defer procMu.Unlock()
-		rep.Procs = rep.Procs[:0]
-		for _, p := range proxies {
-			if st, err := procfs.ReadPID(p.cmd.Process.Pid); err == nil {
-				procRep[p].VmHWMMB = st.VmHWMMB
-				if st.VmRSSMB > procRep[p].MaxVmRSSMB {
-					procRep[p].MaxVmRSSMB = st.VmRSSMB
-				}
-			}
-			rep.Procs = append(rep.Procs, *procRep[p])
-		}
+	servers := map[string]string{}
+	for _, p := range cfg.Peers {
+		servers[p.Name] = cmp.Or(p.Version, p.Name)
+	}
+	// finish reads the processes' memory and summarizes the trials so far.
+	finish := func(final bool) {
+		rep.Procs = mem.report(final)
 		rep.Paths = rep.Paths[:0]
-		for _, path := range paths {
-			rep.Paths = append(rep.Paths, summarize(path, trials[path]))
+		for _, sp := range specs {
+			pr := summarize(sp.Name, trials[sp.Name])
+			pr.Kind = sp.Kind
+			switch sp.Kind {
+			case KindSkiff:
+				pr.Server = "skiff-proxy"
+			case KindBase:
+				pr.Server = "skiff-proxy (base build)"
+			case KindPeer:
+				pr.Server = servers[sp.Name]
+			}
+			mem.pathTotals(&pr)
+			rep.Paths = append(rep.Paths, pr)
 		}
 		rep.TrialsCount = len(trials[PathDirect])
 		rep.Noise = machineNoise(noise, sendLag, rep.Path(PathDirect))
+		if len(cfg.Peers) > 0 {
+			rep.Peers = NewPeerTable(rep.Paths)
+		}
 	}
 
 	if err := runTrials(1, cfg.Trials); err != nil {
 		return nil, err
 	}
-	finish()
+	finish(false)
 	if cfg.Gate != nil {
-		d := cfg.Gate.Decide(rep)
+		d := cfg.Gate.decide(rep, rep.TrialsCount >= cfg.MaxTrials)
 		looks := []Look{{Trials: rep.TrialsCount, Verdict: d.Verdict, Undecided: d.undecided()}}
 		for d.Verdict == results.Inconclusive && rep.TrialsCount < cfg.MaxTrials {
 			next := min(2*rep.TrialsCount, cfg.MaxTrials)
@@ -427,8 +488,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if err := runTrials(rep.TrialsCount+1, next); err != nil {
 				return nil, err
 			}
-			finish()
-			d = cfg.Gate.Decide(rep)
+			finish(false)
+			d = cfg.Gate.decide(rep, rep.TrialsCount >= cfg.MaxTrials)
 			looks = append(looks, Look{Trials: rep.TrialsCount, Verdict: d.Verdict, Undecided: d.undecided()})
 		}
 		d.Looks, d.MaxTrials = looks, cfg.MaxTrials
@@ -436,11 +497,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	stopSampling()
 	sampler.Wait()
-	finish()
+	finish(true)
 	if rep.Gate != nil {
 		// Decide again on the final memory reading (the last look's
-		// verdict unless a proxy's VmHWM grew since).
-		d := cfg.Gate.Decide(rep)
+		// verdict unless a proxy's VmHWM grew since); no more trials
+		// follow.
+		d := cfg.Gate.decide(rep, true)
 		d.Looks, d.MaxTrials = rep.Gate.Looks, rep.Gate.MaxTrials
 		rep.Gate = &d
 	}
@@ -491,12 +553,13 @@ func summarize(name string, ts []Trial) PathReport {
 	if name != PathDirect {
 		pr.AddedP50Ms = estimate(col(func(t Trial) float64 { return t.AddedP50Ms }))
 		pr.AddedP99Ms = estimate(col(func(t Trial) float64 { return t.AddedP99Ms }))
+		pr.AddedP999Ms = estimate(col(func(t Trial) float64 { return t.AddedP999Ms }))
 		pr.ProxyCPUUsPerReq = estimate(col(func(t Trial) float64 { return t.ProxyCPUUsPerReq }))
 	}
 	return pr
 }
 
-func loadOptions(cfg Config, addr string, viaProxy bool, authority string) loadgen.Options {
+func loadOptions(cfg Config, addr string, viaProxy bool) loadgen.Options {
 	t := loadgen.Target{Protocol: cfg.Protocol, PayloadBytes: cfg.PayloadBytes}
 	switch cfg.Protocol {
 	case loadgen.ProtocolGRPC:
@@ -522,37 +585,9 @@ func loadOptions(cfg Config, addr string, viaProxy bool, authority string) loadg
 	}
 }
 
-// cpuOf is the CPU seconds used so far by the proxies of a path.
-func cpuOf(procs []*process, path string) float64 {
-	var s float64
-	for _, p := range procs {
-		if p.path == path {
-			if st, err := procfs.ReadPID(p.cmd.Process.Pid); err == nil {
-				s += st.CPUSeconds
-			}
-		}
-	}
-	return s
-}
-
 // ms converts the load generator's microseconds.
 func ms(us int64) float64      { return float64(us) / 1000 }
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
-
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
 
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
@@ -571,39 +606,4 @@ func freePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
-}
-
-func waitReady(ctx context.Context, urls []string, procs []*process, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: 500 * time.Millisecond}
-	pending := append([]string(nil), urls...)
-	for len(pending) > 0 {
-		for _, p := range procs {
-			select {
-			case <-p.done:
-				return fmt.Errorf("%s exited at start: %w", p.name, p.waitErr)
-			default:
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %v: %v", timeout, pending)
-		}
-		var still []string
-		for _, u := range pending {
-			resp, err := c.Get(u)
-			if err == nil {
-				resp.Body.Close()
-			}
-			if err != nil || resp.StatusCode != 200 {
-				still = append(still, u)
-			}
-		}
-		pending = still
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
 }

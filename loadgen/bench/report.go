@@ -14,8 +14,10 @@ import (
 	"github.com/skiff-mesh/skiff/results/assert"
 )
 
-// Gate is the performance gate on the meshed (two-hop) path. A zero field
-// is not checked. Decide judges a report against it.
+// Gate is the performance gate on the build under test: absolute limits
+// on the meshed (two-hop) path and its proxies, and, when the report has a
+// base build's paths, the A/B comparison (AB). A zero limit is not
+// checked. Decide judges a report against it.
 type Gate struct {
 	MaxAddedP50Ms float64 // two-hop added p50: the median over trials
 	MaxAddedP99Ms float64 // two-hop added p99: the median over trials
@@ -26,6 +28,10 @@ type Gate struct {
 	// and reported, as a known failure, but its ceiling decides instead,
 	// so that it cannot get worse unnoticed.
 	Known map[string]Known
+	// AB compares the build under test with the base build when the
+	// report has one (Config.BaselineProxyBin); its zero value takes the
+	// defaults.
+	AB ABGate
 }
 
 // Known is a gate's limit known to fail: why, and the looser ceiling that
@@ -94,6 +100,9 @@ type Decision struct {
 	Checks []results.Assertion `json:"checks"`
 	// Looks are the successive decisions as trials were added.
 	Looks []Look `json:"looks,omitempty"`
+	// AB are the comparisons with the base build, gated and reported;
+	// the gated ones are among Checks too.
+	AB []Comparison `json:"ab,omitempty"`
 }
 
 // Look is one decision on the way: after this many trials, this verdict,
@@ -115,7 +124,9 @@ func (d Decision) undecided() []string {
 	return out
 }
 
-// Decide judges r against g, with the rules of package results/assert:
+// Decide judges r against g, with the rules of package results/assert,
+// on the build under test's paths (direct, one-hop, two-hop: not the base
+// build's nor the peers', which are reported only):
 //
 //   - two-hop added p50 and p99 by their 95 % interval over trials (the
 //     median's, distribution-free): PASS when the interval's upper bound is
@@ -134,7 +145,15 @@ func (d Decision) undecided() []string {
 // over the trials (max − min of the same percentile) is INCONCLUSIVE: a
 // neighbour taking the CPUs slows the proxied paths more than the direct
 // one, and the bench cannot tell that from a slower proxy.
-func (g Gate) Decide(r *Report) Decision {
+//
+// With a base build's paths in r, it also compares the builds as ABGate
+// says: CPU per request and added p50 of one-hop and two-hop are gated,
+// added p99 is only reported. Decide is the final decision; while more
+// trials may follow, Run asks for one in which a figure above the margin
+// but not significantly so is INCONCLUSIVE rather than PASS.
+func (g Gate) Decide(r *Report) Decision { return g.decide(r, true) }
+
+func (g Gate) decide(r *Report, final bool) Decision {
 	d := Decision{Verdict: results.Pass, Trials: r.TrialsCount}
 	limit := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 	judge := func(subject, src string, m assert.Measure) results.Assertion {
@@ -188,16 +207,34 @@ func (g Gate) Decide(r *Report) Decision {
 	}
 	if g.MaxVmHWMMB > 0 {
 		for _, p := range r.Procs {
-			check(p.Name, "vmhwm_mb <= "+limit(g.MaxVmHWMMB), assert.Measure{Value: p.VmHWMMB})
+			if gatedPath(p.Path) {
+				check(p.Name, "vmhwm_mb <= "+limit(g.MaxVmHWMMB), assert.Measure{Value: p.VmHWMMB})
+			}
 		}
 	}
 	if g.MinSuccess > 0 {
 		for _, p := range r.Paths {
+			if !gatedPath(p.Name) {
+				continue
+			}
 			m := assert.Measure{Value: math.NaN()}
 			if p.Requests > 0 {
 				m = assert.Measure{Value: p.SuccessRate, Count: &results.Count{K: p.Success, N: p.Requests}}
 			}
 			check(p.Name, "success_rate >= "+limit(g.MinSuccess), m)
+		}
+	}
+	d.AB = g.AB.compareBuilds(r, final)
+	for _, c := range d.AB {
+		if !c.Gated {
+			continue
+		}
+		d.Checks = append(d.Checks, c.assertion())
+		switch {
+		case c.Verdict == results.Fail:
+			d.Verdict = results.Fail
+		case c.Verdict == results.Inconclusive && d.Verdict == results.Pass:
+			d.Verdict = results.Inconclusive
 		}
 	}
 	return d
@@ -213,7 +250,12 @@ func (d *Decision) WriteText(w io.Writer) error {
 	}
 	b.WriteString(":\n")
 	for _, c := range d.Checks {
-		b.WriteString("  " + c.Message + "\n")
+		if c.Rule != RuleAB { // in the A/B table below
+			b.WriteString("  " + c.Message + "\n")
+		}
+	}
+	if err := writeABText(&b, d.AB); err != nil {
+		return err
 	}
 	if len(d.Looks) > 1 {
 		var steps []string
@@ -229,6 +271,11 @@ func (d *Decision) WriteText(w io.Writer) error {
 	b.WriteString("  rule: added latency passes when all of its 95 % interval is within the limit, fails when none of it is, and is\n" +
 		"  inconclusive when it straddles the limit after the most trials allowed; a success rate fails only when its count\n" +
 		"  shows it below the limit (one-sided 95 %); VmHWM is each proxy's peak over the run.\n")
+	if len(d.AB) > 0 {
+		b.WriteString("  A/B rule: a figure fails when this build's median is above the base's shifted by the margin and the\n" +
+			"  Mann-Whitney U test of this build's trials against the shifted base's gives p < α; above it but not\n" +
+			"  significant asks for more trials, and after the last is a pass (not shown worse).\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -238,25 +285,38 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "skiff bench: %s at %d req/s, %d interleaved trials of %gs (%gs warm-up) on %s (%d cores, %s)\n\n",
 		r.Protocol, r.Rate, r.TrialsCount, r.DurationS, r.WarmUpS, r.Machine.Hostname, r.Machine.Cores, r.Machine.Kernel)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "path\tp50 ms\tp99 ms\tp99.9 ms\tadded p50 ms [95% CI]\tadded p99 ms [95% CI]\tproxy CPU µs/req\tsuccess\t")
+	fmt.Fprintln(tw, "path\tp50 ms\tp99 ms\tp99.9 ms\tadded p50 ms [95% CI]\tadded p99 ms [95% CI]\tadded p99.9 ms [95% CI]\tproxy CPU µs/req\tsuccess\t")
 	for _, p := range r.Paths {
-		added50, added99, cpu := "-", "-", "-"
+		added50, added99, added999, cpu := "-", "-", "-", "-"
 		if p.Name != PathDirect {
-			added50, added99 = p.AddedP50Ms.String(), p.AddedP99Ms.String()
+			added50, added99, added999 = p.AddedP50Ms.String(), p.AddedP99Ms.String(), p.AddedP999Ms.String()
 			cpu = fmt.Sprintf("%.0f", p.ProxyCPUUsPerReq.Median)
 		}
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%.4f\t\n", p.Name, p.P50Ms.Median, p.P99Ms.Median, p.P999Ms.Median, added50, added99, cpu, p.SuccessRate)
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%s\t%s\t%s\t%s\t%.4f\t\n", p.Name, p.P50Ms.Median, p.P99Ms.Median, p.P999Ms.Median, added50, added99, added999, cpu, p.SuccessRate)
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\n(latencies: median over trials; added: this path minus direct in the same trial)")
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "proxy\tpath\tidle VmRSS MB\tmax VmRSS MB\tVmHWM MB\t")
+	fmt.Fprintln(tw, "process\tpath\tidle VmRSS MB\tmax VmRSS MB\tVmHWM MB\tmax PSS MB\t")
 	for _, p := range r.Procs {
-		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t\n", p.Name, p.Path, p.IdleVmRSSMB, p.MaxVmRSSMB, p.VmHWMMB)
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t\n", p.Name, p.Path, p.IdleVmRSSMB, p.MaxVmRSSMB, p.VmHWMMB, p.MaxPssMB)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	fmt.Fprintln(w, "\n(memory per process: VmRSS sampled every 200 ms, VmHWM the kernel's peak, PSS sampled every 2 s)")
+	if r.Peers != nil {
+		fmt.Fprintln(w)
+		if err := r.Peers.WriteText(w); err != nil {
+			return err
+		}
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "\nnote: %s", n)
+	}
+	if len(r.Notes) > 0 {
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "\nmachine noise: %s\n", r.Noise)
 	if busy, why := r.Noise.Busy(); busy {

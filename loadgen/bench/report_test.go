@@ -18,30 +18,38 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 func report(addedP50, addedP99 []float64, failed map[string]int64, vmhwm float64) *Report {
 	n := len(addedP50)
 	r := &Report{Schema: "skiff.bench/v1", Rate: 500, Protocol: "http1", DurationS: 5, WarmUpS: 1, TrialsCount: n}
-	for _, path := range paths {
+	for _, path := range []string{PathDirect, PathOneHop, PathTwoHop} {
 		var ts []Trial
 		for i := range n {
-			t := Trial{Requests: 2000, Success: 2000, P50Ms: 0.4 + 0.01*float64(i%3), P99Ms: 0.9 + 0.02*float64(i%2)}
+			t := Trial{Requests: 2000, Success: 2000, P50Ms: 0.4 + 0.01*float64(i%3), P99Ms: 0.9 + 0.02*float64(i%2), P999Ms: 1.5 + 0.1*float64(i%4)}
 			switch path {
 			case PathOneHop:
-				t.AddedP50Ms, t.AddedP99Ms = addedP50[i]/2, addedP99[i]/2
+				t.AddedP50Ms, t.AddedP99Ms, t.AddedP999Ms = addedP50[i]/2, addedP99[i]/2, addedP99[i]
+				t.ProxyCPUUsPerReq = 350 + float64(i%5)
 			case PathTwoHop:
-				t.AddedP50Ms, t.AddedP99Ms = addedP50[i], addedP99[i]
+				t.AddedP50Ms, t.AddedP99Ms, t.AddedP999Ms = addedP50[i], addedP99[i], 2*addedP99[i]
+				t.ProxyCPUUsPerReq = 700 + 2*float64(i%5)
 			}
 			t.P50Ms += t.AddedP50Ms
 			t.P99Ms += t.AddedP99Ms
+			t.P999Ms += t.AddedP999Ms
 			if i == 0 {
 				t.Success -= failed[path]
 			}
 			t.SuccessRate = float64(t.Success) / float64(t.Requests)
 			ts = append(ts, t)
 		}
-		r.Paths = append(r.Paths, summarize(path, ts))
+		pr := summarize(path, ts)
+		pr.Kind = KindSkiff
+		if path == PathDirect {
+			pr.Kind = KindDirect
+		}
+		r.Paths = append(r.Paths, pr)
 	}
 	r.Procs = []ProcReport{
-		{Name: "proxy-one-hop", Path: PathOneHop, IdleVmRSSMB: 5.1, MaxVmRSSMB: 6.2, VmHWMMB: 6.4},
-		{Name: "proxy-outbound", Path: PathTwoHop, IdleVmRSSMB: 5.2, MaxVmRSSMB: 6.5, VmHWMMB: vmhwm},
-		{Name: "proxy-inbound", Path: PathTwoHop, IdleVmRSSMB: 5.0, MaxVmRSSMB: 6.1, VmHWMMB: 6.3},
+		{Name: "proxy-one-hop", Path: PathOneHop, IdleVmRSSMB: 5.1, MaxVmRSSMB: 6.2, VmHWMMB: 6.4, MaxPssMB: 3.9, MaxPssAnonMB: 2.1, MaxPssFileMB: 1.8},
+		{Name: "proxy-outbound", Path: PathTwoHop, IdleVmRSSMB: 5.2, MaxVmRSSMB: 6.5, VmHWMMB: vmhwm, MaxPssMB: 3.7, MaxPssAnonMB: 2.2, MaxPssFileMB: 1.5},
+		{Name: "proxy-inbound", Path: PathTwoHop, IdleVmRSSMB: 5.0, MaxVmRSSMB: 6.1, VmHWMMB: 6.3, MaxPssMB: 3.6, MaxPssAnonMB: 2.1, MaxPssFileMB: 1.5},
 	}
 	return r
 }

@@ -1,0 +1,255 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"golang.org/x/perf/benchmath"
+
+	"github.com/skiff-mesh/skiff/results"
+)
+
+// ABGate compares the build under test with a base build measured in the
+// same interleaved trials (Config.BaselineProxyBin). Zero fields take the
+// defaults below.
+//
+// A figure fails when the new build's trials exceed the base build's
+// shifted by the margin (CPU: base × (1 + CPUMargin); added p50: base +
+// P50MarginMs): the new median is above the shifted base median and a
+// Mann-Whitney U test of the new samples against the shifted base samples
+// gives p < Alpha. The margin keeps a real but small change from failing
+// a build; the test keeps the machine's noise from failing one.
+type ABGate struct {
+	// CPUMargin is how much more CPU per request than the base the new
+	// build may use, as a fraction: 0.10 lets it use 10 % more.
+	CPUMargin float64
+	// P50MarginMs is how much more added p50 than the base the new build
+	// may add, in ms.
+	P50MarginMs float64
+	// Alpha is each comparison's significance level.
+	Alpha float64
+}
+
+// The A/B gate's defaults. Alpha: four gated comparisons (CPU and added
+// p50 of one-hop and two-hop), so 0.05 over the family, Bonferroni, is
+// about 0.0125 each; 0.01 also leaves room for the looks the gate takes
+// as it adds trials. With 6 trials a side the U test's smallest two-sided
+// p-value is 0.0022, so 0.01 can still be reached at the first look (it
+// needs at most two of the 36 pairs out of order).
+const (
+	DefaultABCPUMargin   = 0.10
+	DefaultABP50MarginMs = 0.1
+	DefaultABAlpha       = 0.01
+)
+
+func (a ABGate) normalized() ABGate {
+	if a.CPUMargin <= 0 {
+		a.CPUMargin = DefaultABCPUMargin
+	}
+	if a.P50MarginMs <= 0 {
+		a.P50MarginMs = DefaultABP50MarginMs
+	}
+	if a.Alpha <= 0 || a.Alpha >= 1 {
+		a.Alpha = DefaultABAlpha
+	}
+	return a
+}
+
+// RuleAB is the rule of an A/B check (results.Assertion.Rule): the new
+// build against the base build's trials shifted by a margin,
+// Mann-Whitney U.
+const RuleAB = "ab-mann-whitney"
+
+// Comparison is one figure of the build under test against the base
+// build's, over the same interleaved trials.
+type Comparison struct {
+	Path     string `json:"path"`
+	BasePath string `json:"base_path"`
+	// Metric is "cpu_us_per_req", "added_p50_ms" or "added_p99_ms".
+	Metric string `json:"metric"`
+	// New and Base are the builds' medians with their 95 % intervals.
+	New  Estimate `json:"new"`
+	Base Estimate `json:"base"`
+	// Margin is how the base samples were shifted: "×1.1", "+0.1".
+	Margin string `json:"margin"`
+	// ShiftedBase is the median of the shifted base samples: the new
+	// median must be above it to fail.
+	ShiftedBase float64 `json:"shifted_base_median"`
+	// P is the two-sided Mann-Whitney U p-value of the new samples
+	// against the shifted base samples.
+	P     float64 `json:"p"`
+	Alpha float64 `json:"alpha"`
+	// Gated is false for a figure that is only reported (added p99: too
+	// noisy to gate on); its Verdict is then what the rule would say.
+	Gated   bool            `json:"gated"`
+	Verdict results.Verdict `json:"verdict"`
+	Message string          `json:"message"`
+}
+
+// abFigures are the figures compared, in report order.
+var abFigures = []struct {
+	path, metric string
+	gated        bool
+}{
+	{PathOneHop, "cpu_us_per_req", true},
+	{PathTwoHop, "cpu_us_per_req", true},
+	{PathOneHop, "added_p50_ms", true},
+	{PathTwoHop, "added_p50_ms", true},
+	{PathOneHop, "added_p99_ms", false},
+	{PathTwoHop, "added_p99_ms", false},
+}
+
+// compareBuilds makes every comparison of r's build under test with its
+// base build; none when r has no base paths. final says no more trials
+// will follow: a figure above the margin but not significantly so is then
+// a PASS (not shown worse), and INCONCLUSIVE before, so that more trials
+// can tell.
+func (a ABGate) compareBuilds(r *Report, final bool) []Comparison {
+	a = a.normalized()
+	var out []Comparison
+	for _, f := range abFigures {
+		nw, base := r.Path(f.path), r.Path(f.path+BaseSuffix)
+		if nw == nil || base == nil {
+			continue
+		}
+		col := func(p *PathReport) []float64 {
+			v := make([]float64, len(p.Trials))
+			for i, t := range p.Trials {
+				switch f.metric {
+				case "cpu_us_per_req":
+					v[i] = t.ProxyCPUUsPerReq
+				case "added_p50_ms":
+					v[i] = t.AddedP50Ms
+				default:
+					v[i] = t.AddedP99Ms
+				}
+			}
+			return v
+		}
+		var shift func(float64) float64
+		var margin string
+		if f.metric == "cpu_us_per_req" {
+			k := 1 + a.CPUMargin
+			shift, margin = func(v float64) float64 { return v * k }, "×"+strconv.FormatFloat(k, 'g', -1, 64)
+		} else {
+			d := a.P50MarginMs
+			shift, margin = func(v float64) float64 { return v + d }, "+"+strconv.FormatFloat(d, 'g', -1, 64)
+		}
+		c := compare(col(nw), col(base), shift, a.Alpha, final)
+		c.Path, c.BasePath, c.Metric, c.Margin, c.Gated = nw.Name, base.Name, f.metric, margin, f.gated
+		c.Message = c.message()
+		out = append(out, c)
+	}
+	return out
+}
+
+// compare tests newVals against baseVals shifted: FAIL when the new
+// median is above the shifted base median and p < alpha; INCONCLUSIVE
+// when it is above but p ≥ alpha and more trials may follow; PASS
+// otherwise.
+func compare(newVals, baseVals []float64, shift func(float64) float64, alpha float64, final bool) Comparison {
+	c := Comparison{New: estimate(newVals), Base: estimate(baseVals), Alpha: alpha, P: 1}
+	shifted := make([]float64, len(baseVals))
+	for i, v := range baseVals {
+		shifted[i] = shift(v)
+	}
+	if len(newVals) == 0 || len(shifted) == 0 {
+		c.Verdict = results.Inconclusive
+		return c
+	}
+	c.ShiftedBase = median(shifted)
+	th := benchmath.DefaultThresholds
+	th.CompareAlpha = alpha
+	c.P = benchmath.AssumeNothing.Compare(benchmath.NewSample(newVals, &th), benchmath.NewSample(shifted, &th)).P
+	above := c.New.Median > c.ShiftedBase
+	switch {
+	case above && c.P < alpha:
+		c.Verdict = results.Fail
+	case above && !final:
+		c.Verdict = results.Inconclusive
+	default:
+		c.Verdict = results.Pass
+	}
+	return c
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// prec is the decimals a metric is printed with.
+func (c Comparison) prec() int {
+	if c.Metric == "cpu_us_per_req" {
+		return 0
+	}
+	return 3
+}
+
+func pText(p float64) string { return strconv.FormatFloat(p, 'g', 2, 64) }
+
+func (c Comparison) message() string {
+	num := func(v float64) string { return strconv.FormatFloat(v, 'f', c.prec(), 64) }
+	head := fmt.Sprintf("[%s] %s: this build %s, base %s;", c.Path, c.Metric, c.New.Format(c.prec(), false), c.Base.Format(c.prec(), false))
+	shifted := "base " + c.Margin + " = " + num(c.ShiftedBase)
+	test := fmt.Sprintf("Mann-Whitney U, %d+%d trials", c.New.N, c.Base.N)
+	var s string
+	switch {
+	case c.Verdict == results.Fail:
+		s = fmt.Sprintf("FAIL %s above %s, p = %s < α %g (%s): worse than the base by more than the margin", head, shifted, pText(c.P), c.Alpha, test)
+	case c.Verdict == results.Inconclusive:
+		s = fmt.Sprintf("INCONCLUSIVE %s above %s, but p = %s ≥ α %g (%s): more trials would tell", head, shifted, pText(c.P), c.Alpha, test)
+	case c.New.Median > c.ShiftedBase:
+		s = fmt.Sprintf("PASS %s above %s, but p = %s ≥ α %g (%s) after the last trial: not shown worse", head, shifted, pText(c.P), c.Alpha, test)
+	default:
+		s = fmt.Sprintf("PASS %s within %s (p = %s, %s)", head, shifted, pText(c.P), test)
+	}
+	if !c.Gated {
+		s = "INFO (not gated: too noisy) " + s
+	}
+	return s
+}
+
+// assertion is a gated comparison as a gate check.
+func (c Comparison) assertion() results.Assertion {
+	measured := c.New.Median
+	return results.Assertion{
+		Expr: c.Metric + " <= base " + c.Margin, Phase: c.Path, Metric: c.Metric + "_vs_base", Op: "<=",
+		Threshold: c.ShiftedBase, Measured: &measured, Rule: RuleAB, Verdict: c.Verdict, Message: c.Message,
+	}
+}
+
+// writeABText prints the comparisons as a table.
+func writeABText(w io.Writer, cs []Comparison) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	var margins []string
+	for _, c := range cs {
+		if m := c.Metric + " " + c.Margin; c.Gated && !slices.Contains(margins, m) {
+			margins = append(margins, m)
+		}
+	}
+	fmt.Fprintf(w, "  A/B: this build against the base build in the same trials (median [95%% CI]; the base shifted by the margin:\n  %s; FAIL when this build's median is above the shifted base's and the U test gives p < α %g):\n",
+		strings.Join(margins, ", "), cs[0].Alpha)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "  \tpath\tmetric\tthis build\tbase build\tbase+margin\tp\tverdict\t")
+	for _, c := range cs {
+		v := strings.ToUpper(string(c.Verdict))
+		if !c.Gated {
+			v = "info (" + strings.ToLower(v) + ")"
+		}
+		fmt.Fprintf(tw, "  \t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Path, c.Metric, c.New.Format(c.prec(), false), c.Base.Format(c.prec(), false),
+			strconv.FormatFloat(c.ShiftedBase, 'f', c.prec(), 64), pText(c.P), v)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/skiff-mesh/skiff/results"
+)
+
+// withBase adds one-hop@base and two-hop@base to r: the base build's
+// trials are r's own with CPU per request divided by cpuFactor and added
+// p50 lowered by p50Ms (so the build under test looks that much worse),
+// each trial nudged so that the samples interleave.
+func withBase(r *Report, cpuFactor, p50Ms float64) *Report {
+	for _, name := range []string{PathOneHop, PathTwoHop} {
+		src := r.Path(name)
+		ts := make([]Trial, len(src.Trials))
+		for i, t := range src.Trials {
+			nudge := []float64{-1, 1}[i%2] * 0.004 * float64(i%3+1)
+			t.ProxyCPUUsPerReq = t.ProxyCPUUsPerReq/cpuFactor + 1000*nudge
+			t.AddedP50Ms += nudge - p50Ms
+			t.AddedP99Ms -= p50Ms
+			ts[i] = t
+		}
+		pr := summarize(name+BaseSuffix, ts)
+		pr.Kind = KindBase
+		r.Paths = append(r.Paths, pr)
+	}
+	r.Procs = append(r.Procs,
+		ProcReport{Name: "proxy-one-hop@base", Path: PathOneHop + BaseSuffix, VmHWMMB: 12},
+		ProcReport{Name: "nginx-worker", Path: PeerNginx, Role: "worker", VmHWMMB: 11})
+	return r
+}
+
+func comparison(d Decision, path, metric string) *Comparison {
+	for i := range d.AB {
+		if d.AB[i].Path == path && d.AB[i].Metric == metric {
+			return &d.AB[i]
+		}
+	}
+	return nil
+}
+
+func TestGateAB(t *testing.T) {
+	// The planted 50 µs loop: +50 µs on ~350 µs one-hop, +100 on ~700
+	// two-hop, 14 % more.
+	slow := withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0.05)
+	d := DefaultGate.Decide(slow)
+	if d.Verdict != results.Fail {
+		t.Fatalf("14 %% more CPU: %s, want fail\n%s", d.Verdict, messages(d))
+	}
+	c := comparison(d, PathOneHop, "cpu_us_per_req")
+	if c == nil || c.Verdict != results.Fail || c.P >= DefaultABAlpha || !c.Gated {
+		t.Fatalf("one-hop CPU comparison: %+v", c)
+	}
+	if !strings.Contains(messages(d), "FAIL [one-hop] cpu_us_per_req: this build") || !strings.Contains(c.Message, "p = 0.0087 < α 0.01") {
+		t.Errorf("the failure must name the metric and its p-value:\n%s", messages(d))
+	}
+	// 0.05 ms more at p50 is within the 0.1 ms margin.
+	if c := comparison(d, PathOneHop, "added_p50_ms"); c == nil || c.Verdict != results.Pass {
+		t.Errorf("one-hop p50, 0.05 ms worse: %+v", c)
+	}
+	if c := comparison(d, PathTwoHop, "added_p99_ms"); c == nil || c.Gated {
+		t.Errorf("added p99 is reported, not gated: %+v", c)
+	}
+	// The base build's and the peers' memory is reported, not gated: 12
+	// and 11 MB do not fail this build.
+	if strings.Contains(messages(d), "@base] vmhwm") || strings.Contains(messages(d), "nginx-worker") {
+		t.Errorf("a base or peer process judged:\n%s", messages(d))
+	}
+	if n := len(d.Checks); n != 8+4 {
+		t.Errorf("%d checks, want 12 (8 absolute, 4 A/B)", n)
+	}
+
+	// A/A: the same build twice passes.
+	same := withBase(report(quietP50, quietP99, nil, 6.6), 1, 0)
+	if d := DefaultGate.Decide(same); d.Verdict != results.Pass {
+		t.Errorf("A/A: %s\n%s", d.Verdict, messages(d))
+	}
+	// 10.5 % more: above the margin of 10 %, but hardly: not significant.
+	// Inconclusive while trials may be added; a pass at the end.
+	edge := withBase(report(quietP50, quietP99, nil, 6.6), 1.105, 0)
+	if d := DefaultGate.decide(edge, false); d.Verdict != results.Inconclusive || !strings.Contains(strings.Join(d.undecided(), ","), "cpu_us_per_req_vs_base") {
+		t.Errorf("just over the margin, more trials possible: %s %q\n%s", d.Verdict, d.undecided(), messages(d))
+	}
+	if d := DefaultGate.Decide(edge); d.Verdict != results.Pass || !strings.Contains(messages(d), "not shown worse") {
+		t.Errorf("just over the margin, no more trials: %s\n%s", d.Verdict, messages(d))
+	}
+	// A looser margin lets 14 % through.
+	g := DefaultGate
+	g.AB.CPUMargin = 0.2
+	if d := g.Decide(withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0)); d.Verdict != results.Pass {
+		t.Errorf("14 %% more under a 20 %% margin: %s\n%s", d.Verdict, messages(d))
+	}
+	// Without base paths there is nothing to compare.
+	if d := DefaultGate.Decide(report(quietP50, quietP99, nil, 6.6)); len(d.AB) != 0 {
+		t.Errorf("comparisons without a base: %+v", d.AB)
+	}
+}
+
+// The alpha is reachable at the first look: with 6 trials a side, the U
+// test's p is below 0.01 with up to two of the 36 pairs out of order, not
+// with three.
+func TestCompareSmallSamples(t *testing.T) {
+	base := []float64{10, 11, 12, 13, 14, 15}
+	id := func(v float64) float64 { return v }
+	for swaps, want := range map[int]results.Verdict{0: results.Fail, 2: results.Fail, 3: results.Pass} {
+		// New: 6 values above every base value, then the lowest moved
+		// below that many base values.
+		nw := []float64{20, 21, 22, 23, 24, 25}
+		nw[0] = 15.5 - float64(swaps)
+		c := compare(nw, base, id, DefaultABAlpha, true)
+		if c.Verdict != want {
+			t.Errorf("%d pairs out of order: p = %g, %s, want %s", swaps, c.P, c.Verdict, want)
+		}
+	}
+	// Below the shifted base is never a failure, however significant.
+	c := compare(base, []float64{20, 21, 22, 23, 24, 25}, id, DefaultABAlpha, true)
+	if c.Verdict != results.Pass || c.P >= DefaultABAlpha {
+		t.Errorf("better than the base: %+v", c)
+	}
+}
+
+func TestABGateDefaults(t *testing.T) {
+	a := ABGate{}.normalized()
+	if a.CPUMargin != DefaultABCPUMargin || a.P50MarginMs != DefaultABP50MarginMs || a.Alpha != DefaultABAlpha {
+		t.Errorf("zero ABGate: %+v", a)
+	}
+	if a := (ABGate{Alpha: 2}).normalized(); a.Alpha != DefaultABAlpha {
+		t.Errorf("alpha 2: %v", a.Alpha)
+	}
+}
+
+// TestReportTextAB is what make ab-gate prints: the five paths, and the
+// decision with its A/B table.
+func TestReportTextAB(t *testing.T) {
+	r := withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0.05)
+	r.Machine.Hostname, r.Machine.Cores, r.Machine.Kernel = "ci-1", 2, "6.1.0-test"
+	d := DefaultGate.Decide(r)
+	d.MaxTrials = 16
+	d.Looks = []Look{{Trials: 6, Verdict: d.Verdict}}
+	r.Gate = &d
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "report_ab.golden", b.String())
+	var j bytes.Buffer
+	if err := r.WriteJSON(&j); err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Gate struct {
+			AB []struct {
+				Path, Metric string
+				P            float64
+				Verdict      string
+			}
+		}
+	}
+	if err := json.Unmarshal(j.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Gate.AB) != 6 || back.Gate.AB[1].Verdict != "fail" || math.Abs(back.Gate.AB[1].P-0.0021645) > 1e-6 {
+		t.Errorf("JSON A/B: %+v", back.Gate.AB)
+	}
+}
