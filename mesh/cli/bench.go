@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,11 +23,13 @@ func newBenchCmd(o *options) *cobra.Command {
 		demoBin   string
 		keepLogs  string
 		known     []string
+		peers     []string
+		install   bool
 		gateLimit = bench.DefaultGate
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure the latency and memory the proxy adds: direct vs one proxy vs two proxies, interleaved",
+		Short: "Measure the latency and memory the proxy adds: direct vs one proxy vs two proxies (vs nginx, haproxy, a base build), interleaved",
 		Long: `bench starts a skiff-demo backend and three skiff-proxy processes, then
 drives open-model load along three paths, interleaved in every trial:
 direct, one proxy, and two proxies (the meshed path). It reports
@@ -43,7 +48,22 @@ up to --max-trials, and decides again. Exit status with --gate: 0 PASS,
 A limit known not to hold today is named with --known and a ceiling,
 "added_p50_ms<=0.75: why": it is still judged and printed, as a known
 failure, and the ceiling decides in its place, so that it cannot get
-worse unnoticed.`,
+worse unnoticed.
+
+--peers nginx,haproxy adds a path through each, a one-hop HTTP/1.1
+reverse proxy to the same backend configured like Skiff's proxy (one
+worker, keep-alive upstream, no access log; docs/proxy.md), run from a
+temp dir on a loopback port of its own and stopped after. A peer that is
+not installed is installed from Debian packages when bench runs as root
+(--install-peers); otherwise it is skipped, with one line saying so. The
+report then sets every path beside the peers, with ratios to nginx.
+
+--baseline-proxy-bin OLD adds the paths one-hop@base and two-hop@base
+through an older build's proxy, in the same trials. With --gate the
+builds are compared too: this build fails when its CPU per request or
+added p50 (one-hop, two-hop) exceeds the base's shifted by a margin
+(--ab-cpu-margin, --ab-p50-margin-ms) by a Mann-Whitney U test at
+--ab-alpha; added p99 is reported only. make ab-gate builds the base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logger()
@@ -63,6 +83,17 @@ worse unnoticed.`,
 				}
 			}
 			cfg.Logger = log.With("component", "bench")
+			if cfg.BaselineProxyBin != "" {
+				if _, err := os.Stat(cfg.BaselineProxyBin); err != nil {
+					return fmt.Errorf("--baseline-proxy-bin: %w", err)
+				}
+			}
+			var notes []string
+			if len(peers) > 0 {
+				if cfg.Peers, notes, err = findPeers(cmd.Context(), peers, install, keepLogs, o.stderr); err != nil {
+					return err
+				}
+			}
 			if len(known) > 0 && !gate {
 				return fmt.Errorf("--known needs --gate")
 			}
@@ -83,6 +114,7 @@ worse unnoticed.`,
 			if err != nil {
 				return err
 			}
+			rep.Notes = append(rep.Notes, notes...)
 			if err := rep.WriteText(o.stdout); err != nil {
 				return err
 			}
@@ -124,7 +156,56 @@ worse unnoticed.`,
 	f.StringVar(&proxyBin, "proxy-bin", "", "skiff-proxy binary (default: next to skiff)")
 	f.StringVar(&demoBin, "demo-bin", "", "skiff-demo binary (default: next to skiff)")
 	f.StringVar(&keepLogs, "logs", "", "keep the processes' logs in this folder")
+	f.StringSliceVar(&peers, "peers", nil, "also measure these proxies one-hop beside Skiff's: nginx, haproxy (HTTP/1.1)")
+	f.BoolVar(&install, "install-peers", true, "install a missing peer from Debian packages (root and apt-get only; otherwise it is skipped)")
+	f.StringVar(&cfg.BaselineProxyBin, "baseline-proxy-bin", "", "a base build's skiff-proxy: adds one-hop@base and two-hop@base, and with --gate compares the builds")
+	f.Float64Var(&gateLimit.AB.CPUMargin, "ab-cpu-margin", bench.DefaultABCPUMargin, "A/B gate: this build may use this fraction more CPU per request than the base")
+	f.Float64Var(&gateLimit.AB.P50MarginMs, "ab-p50-margin-ms", bench.DefaultABP50MarginMs, "A/B gate: this build may add this many ms more at p50 than the base")
+	f.Float64Var(&gateLimit.AB.Alpha, "ab-alpha", bench.DefaultABAlpha, "A/B gate: significance level of each comparison (Mann-Whitney U)")
 	return cmd
+}
+
+// findPeers finds the named peers' binaries, installing the missing ones
+// when install is set and the machine allows (bench.InstallPeers). A
+// peer still missing is skipped, with one line on stderr and a note for
+// the report.
+func findPeers(ctx context.Context, names []string, install bool, logDir string, stderr io.Writer) ([]bench.Peer, []string, error) {
+	names, err := bench.ParsePeers(names)
+	if err != nil {
+		return nil, nil, err
+	}
+	var missing []string
+	for _, n := range names {
+		if _, err := bench.FindPeer(ctx, n); err != nil {
+			missing = append(missing, n)
+		}
+	}
+	why := "not installed"
+	if len(missing) > 0 && install {
+		if logDir == "" {
+			logDir = os.TempDir()
+		}
+		logPath := filepath.Join(logDir, "skiff-bench-apt.log")
+		fmt.Fprintf(stderr, "bench: installing %s from Debian packages (apt-get; log: %s)\n", strings.Join(missing, ", "), logPath)
+		if err := bench.InstallPeers(ctx, missing, logPath); err != nil {
+			why = "not installed, and " + err.Error()
+		}
+	} else if len(missing) > 0 {
+		why = "not installed (--install-peers=false)"
+	}
+	var found []bench.Peer
+	var notes []string
+	for _, n := range names {
+		p, err := bench.FindPeer(ctx, n)
+		if err != nil {
+			note := fmt.Sprintf("%s skipped: %s; the rest of the bench runs", n, why)
+			fmt.Fprintln(stderr, "bench: "+note)
+			notes = append(notes, note)
+			continue
+		}
+		found = append(found, p)
+	}
+	return found, notes, nil
 }
 
 // gateExit turns a gate's decision into the command's outcome: nil for a
