@@ -61,6 +61,14 @@ bench: build ## Measure the proxy: direct vs one vs two proxies at 500 req/s (te
 bench-gate: build ## The claims alone: two proxies add <= 0.5 ms p50 and <= 1 ms p99 at 500 req/s, every VmHWM <= 10 MB (p50/p99 fail on 2 cores today: issue 12)
 	$(BIN)/skiff bench --gate --rate 500 --trials 6 --duration 5s $(BENCH_FLAGS)
 
+.PHONY: bench-peers
+bench-peers: build ## Measure the proxy beside nginx and haproxy, one hop each, interleaved (installs them as root; text table + bench-peers.json)
+	$(BIN)/skiff bench --peers nginx,haproxy --rate 500 --trials 6 --json bench-peers.json $(BENCH_FLAGS)
+
+.PHONY: ab-gate
+ab-gate: build ## This tree's proxy against a base build's in one gated bench (AB_BASE=commit; default: before the last proxy change)
+	GO='$(GO)' SKIFF='$(BIN)/skiff' ./ci/ab-gate.sh $(BENCH_FLAGS)
+
 .PHONY: gobench
 gobench: ## Go benchmarks of the hot path (balancer pick, detection, metrics, forwarding)
 	$(GO) test -run='^$$' -bench=. -benchmem ./mesh/proxy/...
@@ -80,7 +88,7 @@ planted-update: ## As planted, and rewrite the planted-defect table of docs/scen
 
 .PHONY: clean
 clean: ## Remove build outputs
-	rm -rf $(BIN) bin-plant bench.json
+	rm -rf $(BIN) bin-plant bench.json bench-peers.json
 
 .PHONY: scenario
 scenario: build ## Run a scenario: make scenario NAME=failover [ENV=local] [SCENARIO_FLAGS="--quick --seed 7"]

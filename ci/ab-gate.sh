@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The A/B gate: this tree's skiff-proxy against a base build's, in one
+# interleaved bench that also decides the absolute gate
+# (skiff bench --gate --baseline-proxy-bin; docs/proxy.md, "The A/B gate").
+#
+# The base is $AB_BASE when set (any commit-ish), else the parent of the
+# newest commit that changed a file of the proxy's build closure: the
+# packages of this module that `go list -deps ./cmd/skiff-proxy` lists
+# (their own files, not their subpackages'), go.mod and go.sum. It is
+# built from a temporary git worktree, removed afterwards whatever
+# happens. Both proxies are built as the Makefile builds them
+# (CGO_ENABLED=0, -trimpath) plus -buildvcs=false, so that two builds of
+# the same source are byte-identical: such a pair is said so and still
+# compared, an A/A run that checks the gate itself.
+#
+# Without a base (a root commit, a shallow clone, a base that does not
+# build) it says why in one line and runs the absolute gate alone.
+#
+# Usage: ci/ab-gate.sh [extra skiff bench flags…]; the bench's exit
+# status is the script's (0 PASS, 99 FAIL, 98 INCONCLUSIVE, 1 error).
+# Environment: AB_BASE, GO (go), SKIFF (bin/skiff), AB_BENCH_FLAGS
+# (default: the CI form, --rate 500 --trials 6 --duration 5s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+SKIFF=${SKIFF:-bin/skiff}
+read -r -a bench_flags <<<"${AB_BENCH_FLAGS:---rate 500 --trials 6 --duration 5s}"
+start=$SECONDS
+module=$($GO list -m)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/skiff-ab-gate.XXXXXX")
+worktree=""
+cleanup() {
+  if [ -n "$worktree" ]; then
+    git worktree remove --force "$worktree" >/dev/null 2>&1 || true
+    git worktree prune >/dev/null 2>&1 || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# The proxy's build closure as git pathspecs: each package directory's
+# own files, go.mod and go.sum.
+closure=(go.mod go.sum)
+root=$(pwd -P)
+while IFS= read -r dir; do
+  rel=${dir#"$root"}
+  rel=${rel#/}
+  if [ -z "$rel" ]; then
+    closure+=(":(glob)*")
+  else
+    closure+=(":(glob)$rel/*")
+  fi
+done < <($GO list -deps -f '{{if .Module}}{{if eq .Module.Path "'"$module"'"}}{{.Dir}}{{end}}{{end}}' ./cmd/skiff-proxy | sort -u)
+
+head_rev=$(git rev-parse --short HEAD)
+base=""
+if [ -n "${AB_BASE:-}" ]; then
+  if base=$(git rev-parse --verify --quiet "${AB_BASE}^{commit}"); then
+    echo "ab-gate: base $(git rev-parse --short "$base") (AB_BASE=$AB_BASE) against this tree (HEAD $head_rev)"
+  else
+    echo "ab-gate: AB_BASE=$AB_BASE is not a commit here; running the absolute gate alone" >&2
+    base=""
+  fi
+else
+  changed=$(git log -1 --format=%H -- "${closure[@]}")
+  if [ -z "$changed" ]; then
+    echo "ab-gate: no commit changed the proxy's build closure; running the absolute gate alone" >&2
+  elif ! base=$(git rev-parse --verify --quiet "$changed^"); then
+    echo "ab-gate: $(git rev-parse --short "$changed") changed the proxy's build closure but has no parent here (root commit or shallow clone); running the absolute gate alone" >&2
+    base=""
+  else
+    echo "ab-gate: base $(git rev-parse --short "$base"), the parent of $(git rev-parse --short "$changed"), the newest commit that changed the proxy's build closure (${#closure[@]} pathspecs: ${closure[*]:0:4} …):"
+    git log -1 --format='  %h %s' "$changed"
+    git show --format= --name-only "$changed" -- "${closure[@]}" | sed -n '1,8s/^/    /p'
+    echo "  against this tree (HEAD $head_rev)"
+  fi
+fi
+if [ -n "$(git status --porcelain --untracked-files=all -- "${closure[@]}" 2>/dev/null)" ]; then
+  echo "ab-gate: this tree has uncommitted changes in the proxy's build closure; they are part of the build under test"
+fi
+
+build() { # build SRC_DIR OUT_DIR
+  (cd "$1" && CGO_ENABLED=0 $GO build -trimpath -buildvcs=false -o "$2/" ./cmd/skiff-proxy)
+}
+mkdir -p "$tmp/head" "$tmp/base"
+if ! build . "$tmp/head"; then
+  echo "ab-gate: this tree's skiff-proxy does not build (above)" >&2
+  exit 1
+fi
+base_flags=()
+if [ -n "$base" ]; then
+  worktree="$tmp/worktree"
+  if ! git worktree add --detach --quiet "$worktree" "$base"; then
+    echo "ab-gate: could not check out $base into a worktree; running the absolute gate alone" >&2
+    worktree=""
+  elif ! build "$worktree" "$tmp/base" >"$tmp/base-build.log" 2>&1; then
+    echo "ab-gate: the base $(git rev-parse --short "$base") does not build (below); running the absolute gate alone" >&2
+    sed -n '1,20p' "$tmp/base-build.log" >&2
+  else
+    base_flags=(--baseline-proxy-bin "$tmp/base/skiff-proxy")
+    if cmp -s "$tmp/head/skiff-proxy" "$tmp/base/skiff-proxy"; then
+      echo "ab-gate: the base and head proxies are byte-identical (built with -buildvcs=false): an A/A run, compared anyway as a check of the gate"
+    fi
+  fi
+  echo "ab-gate: built in $((SECONDS - start)) s"
+fi
+
+status=0
+"$SKIFF" bench --gate "${bench_flags[@]}" --proxy-bin "$tmp/head/skiff-proxy" "${base_flags[@]}" "$@" || status=$?
+echo "ab-gate: done in $((SECONDS - start)) s (exit $status)"
+exit $status
