@@ -77,6 +77,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		cores          int
 		gcPercent      int
 		releasePages   bool
+		exactPages     bool
 	)
 	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", proxy.DefaultOutboundAddr, "outbound listener address (\"-\" disables)")
 	fs.StringVar(&cfg.InboundAddr, "inbound-addr", proxy.DefaultInboundAddr, "inbound listener address (\"-\" disables)")
@@ -123,6 +124,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&memoryLimitMiB, "memory-limit-mib", 0, "soft Go memory limit in MiB (0: GOMEMLIMIT, or 5/8 of --memory-budget-mib); keep it well above the steady state")
 	fs.IntVar(&cores, "cores", 1, "OS threads running Go code (GOMAXPROCS); one keeps the sidecar's memory and scheduling small. 0: GOMAXPROCS or all cores")
 	fs.BoolVar(&releasePages, "release-startup-pages", true, "once started, unmap the code and read-only data pages only start-up used (about 1 MB of RSS); they are mapped again from the page cache if ever needed")
+	fs.BoolVar(&exactPages, "page-exact-code", true, "map the binary's code and read-only data a page at a time as they are used, not 64 KiB around each page touched (Linux 6.7+, through userfaultfd; about 3 MB less RSS with mutual TLS). Where the kernel or a seccomp profile refuses it, a log line says so and the proxy runs as without it")
 	fs.IntVar(&gcPercent, "gc-percent", 25, "GOGC for the sidecar: a small heap target keeps RSS low at little CPU cost (0: GOGC or 100)")
 	logOpts.AddFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -229,6 +231,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	ident.registerMetrics(p)
+	if exactPages {
+		// Before the release: what the serving path maps again is then
+		// only the pages it runs, not their 64 KiB neighbourhoods.
+		if err := memtrim.MapExecutablePageByPage(); err != nil {
+			log.Info("code pages are mapped 64 KiB at a time (fault-around)", "why", err)
+		}
+	}
 	if releasePages {
 		// Start-up is over: the listeners are bound and the first
 		// certificate is in. Run only starts the serving goroutines.

@@ -1,0 +1,3 @@
+package memtrim
+
+const sysUserfaultfd = 282
