@@ -3,10 +3,13 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
@@ -43,6 +46,90 @@ type conn struct {
 	// client is the share of the client the connection belongs to, once
 	// known (inbound only).
 	client atomic.Pointer[clientShare]
+
+	// Parking of an idle plaintext HTTP/1 connection (parker): parkIn is
+	// the queue of the HTTP/1 server serving it, which it goes back to;
+	// parkNext says net/http's wait for the next request was ended to
+	// park it; readDeadline is the read deadline net/http last set (Unix
+	// ns, 0 for none). parked and parkedFD are guarded by the parker.
+	parkIn       atomic.Pointer[queueListener]
+	parkNext     atomic.Bool
+	readDeadline atomic.Int64
+	parked       bool
+	parkedFD     int32
+}
+
+// parkAfter is how long net/http waits for an HTTP/1 connection's next
+// request before the connection is parked: a client that sends at least
+// this often stays with net/http, where a request costs no hand-over.
+const parkAfter = 100 * time.Millisecond
+
+// errParked ends net/http's wait for the next request on a connection
+// being parked. It is a timeout, as net/http's own idle timeout is, so
+// that net/http closes the connection quietly (a read error that is not
+// a timeout, EOF or a read OpError gets a 400 written first).
+type parkedError struct{}
+
+func (parkedError) Error() string   { return "proxy: idle connection parked" }
+func (parkedError) Timeout() bool   { return true }
+func (parkedError) Temporary() bool { return true }
+
+var errParked net.Error = parkedError{}
+
+// betweenRequests reports whether an HTTP/1 connection has no request
+// being handled and no byte of the next one read: net/http is waiting
+// for it.
+func (c *conn) betweenRequests() bool {
+	if c.h1 == nil || c.inflight.Load() != 0 || c.active.Load() != 0 {
+		return false
+	}
+	s := c.h1
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == hsHeadStart && len(s.heads) == 0
+}
+
+// readOrPark is net/http's wait for the next request: it reads as asked,
+// but if nothing comes within parkAfter (and net/http's own deadline is
+// later) it returns errParked, and the Close that follows parks the
+// connection instead of closing it.
+func (c *conn) readOrPark(p []byte) (int, error) {
+	dl := c.readDeadline.Load()
+	at := time.Now().Add(parkAfter)
+	if dl != 0 && dl <= at.UnixNano() {
+		return c.readSocket(p)
+	}
+	c.TCPConn.SetReadDeadline(at)
+	n, err := c.readSocket(p)
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) && !c.closed.Load() {
+		c.parkNext.Store(true)
+		return 0, errParked
+	}
+	if dl == 0 {
+		c.TCPConn.SetReadDeadline(time.Time{})
+	} else {
+		c.TCPConn.SetReadDeadline(time.Unix(0, dl))
+	}
+	return n, err
+}
+
+// SetReadDeadline notes net/http's deadline, for readOrPark.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	return c.TCPConn.SetReadDeadline(t)
+}
+
+// SetDeadline notes the read deadline, for readOrPark.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.readDeadline.Store(unixNano(t))
+	return c.TCPConn.SetDeadline(t)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 // tlsConn is a terminated mutual-TLS connection handed on to the HTTP
@@ -110,6 +197,15 @@ func (c *conn) Read(p []byte) (int, error) {
 		}
 		c.br = nil
 	}
+	// net/http's wait for the next request reads into its 4 KiB buffer;
+	// the 1-byte reads are its background reads while a handler runs.
+	if len(p) > 1 && c.parkIn.Load() != nil && c.betweenRequests() {
+		return c.readOrPark(p)
+	}
+	return c.readSocket(p)
+}
+
+func (c *conn) readSocket(p []byte) (int, error) {
 	n, err := c.TCPConn.Read(p)
 	c.read.Add(uint64(n))
 	return n, err
@@ -125,8 +221,15 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 func (c *conn) Close() error {
+	q := c.parkIn.Load()
+	if q != nil && c.parkNext.CompareAndSwap(true, false) && q.park.park(c, q) {
+		return nil // net/http let go of it; the parker holds it
+	}
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if q != nil {
+		q.park.unpark(c)
 	}
 	err := c.TCPConn.Close()
 	c.metrics.Close(c.read.Load(), c.written.Load(), c.failed.Load())
@@ -175,6 +278,9 @@ type queueListener struct {
 	ch   chan net.Conn
 	done chan struct{}
 	once sync.Once
+	// park holds the server's idle HTTP/1 connections, from which they
+	// come back to ch.
+	park parker
 }
 
 func newQueueListener(addr net.Addr) *queueListener {
@@ -200,7 +306,10 @@ func (q *queueListener) push(c net.Conn) {
 }
 
 func (q *queueListener) Close() error {
-	q.once.Do(func() { close(q.done) })
+	q.once.Do(func() {
+		close(q.done)
+		q.park.close()
+	})
 	return nil
 }
 

@@ -221,6 +221,11 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 // accepts but the proxy does not (h1Scanner).
 func (l *listener) serveH1(c *conn, client net.Conn) {
 	c.h1 = new(h1Scanner)
+	if parkSupported && client == net.Conn(c) {
+		// Plaintext: when idle, the socket can be watched without
+		// net/http's goroutine and buffers (parker).
+		c.parkIn.Store(l.h1.queue)
+	}
 	l.joinClient(c)
 	l.h1.queue.push(&h1Conn{Conn: client, scan: c.h1})
 }
