@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,31 +18,43 @@ import (
 // same interleaved trials (Config.BaselineProxyBin). Zero fields take the
 // defaults below.
 //
-// A figure fails when the new build's trials exceed the base build's
-// shifted by the margin (CPU: base × (1 + CPUMargin); added p50: base +
-// P50MarginMs): the new median is above the shifted base median and a
-// Mann-Whitney U test of the new samples against the shifted base samples
-// gives p < Alpha. The margin keeps a real but small change from failing
-// a build; the test keeps the machine's noise from failing one.
+// A figure fails when the new build exceeds the base build shifted by the
+// margin (CPU: base × (1 + CPUMargin); added p50: base + P50MarginMs):
+// the new median is above the shifted base median and, trial by trial,
+// Wilcoxon's signed-rank test of the new figures against the shifted base
+// figures of the same trials gives p < Alpha (compare says why paired).
+// The margin keeps a real but small change from failing a build; the test
+// keeps the machine's noise from failing one.
 type ABGate struct {
 	// CPUMargin is how much more CPU per request than the base the new
-	// build may use, as a fraction: 0.10 lets it use 10 % more.
+	// build may use, as a fraction: 0.05 lets it use 5 % more.
 	CPUMargin float64
 	// P50MarginMs is how much more added p50 than the base the new build
 	// may add, in ms.
 	P50MarginMs float64
-	// Alpha is each comparison's significance level.
+	// Alpha is each comparison's significance level (two-sided p).
 	Alpha float64
 }
 
-// The A/B gate's defaults. Alpha: four gated comparisons (CPU and added
-// p50 of one-hop and two-hop), so 0.05 over the family, Bonferroni, is
-// about 0.0125 each; 0.01 also leaves room for the looks the gate takes
-// as it adds trials. With 6 trials a side the U test's smallest two-sided
-// p-value is 0.0022, so 0.01 can still be reached at the first look (it
-// needs at most two of the 36 pairs out of order).
+// The A/B gate's defaults.
+//
+// CPU margin 5 %: one hop costs about 350 µs of CPU per request on the
+// 2-core CI machine (syscalls on a VM dominate), so 50 µs more on the hot
+// path is only 14 %; with a 10 % margin the 4 % left to detect drowns in
+// the busy machine's trial-to-trial noise (5-10 %), while two runs of one
+// build differed by less than 5 % (docs/proxy.md, "The A/B gate").
+//
+// Added p50 margin 0.1 ms: the direct path's own p50 moves by 0.1-0.25 ms
+// between trials on a busy machine.
+//
+// Alpha 0.01: four gated comparisons (CPU and added p50 of one-hop and
+// two-hop), so 0.05 over the family, Bonferroni, is about 0.0125 each;
+// 0.01 also leaves room for the looks the gate takes as it adds trials.
+// The signed-rank test's smallest two-sided p is 2/2ⁿ: 0.031 with 6
+// trials, 0.0078 with 8, 0.0005 with 12. So the first look of 6 trials
+// cannot fail a build; a suspect figure asks for 12, where it can.
 const (
-	DefaultABCPUMargin   = 0.10
+	DefaultABCPUMargin   = 0.05
 	DefaultABP50MarginMs = 0.1
 	DefaultABAlpha       = 0.01
 )
@@ -60,9 +73,9 @@ func (a ABGate) normalized() ABGate {
 }
 
 // RuleAB is the rule of an A/B check (results.Assertion.Rule): the new
-// build against the base build's trials shifted by a margin,
-// Mann-Whitney U.
-const RuleAB = "ab-mann-whitney"
+// build against the base build's trials shifted by a margin, paired by
+// trial (Wilcoxon signed-rank).
+const RuleAB = "ab-signed-rank"
 
 // Comparison is one figure of the build under test against the base
 // build's, over the same interleaved trials.
@@ -79,10 +92,15 @@ type Comparison struct {
 	// ShiftedBase is the median of the shifted base samples: the new
 	// median must be above it to fail.
 	ShiftedBase float64 `json:"shifted_base_median"`
-	// P is the two-sided Mann-Whitney U p-value of the new samples
-	// against the shifted base samples.
-	P     float64 `json:"p"`
-	Alpha float64 `json:"alpha"`
+	// P is the two-sided p-value of Wilcoxon's signed-rank test on the
+	// per-trial differences between the new build and the shifted base:
+	// the p the verdict is decided by.
+	P float64 `json:"p"`
+	// PMannWhitney is the two-sided Mann-Whitney U p-value of the new
+	// samples against the shifted base samples, unpaired
+	// (benchmath.AssumeNothing.Compare): reported, not decided by.
+	PMannWhitney float64 `json:"p_mann_whitney"`
+	Alpha        float64 `json:"alpha"`
 	// Gated is false for a figure that is only reported (added p99: too
 	// noisy to gate on); its Verdict is then what the rule would say.
 	Gated   bool            `json:"gated"`
@@ -132,14 +150,15 @@ func (a ABGate) compareBuilds(r *Report, final bool) []Comparison {
 		}
 		var shift func(float64) float64
 		var margin string
-		if f.metric == "cpu_us_per_req" {
+		logScale := f.metric == "cpu_us_per_req"
+		if logScale {
 			k := 1 + a.CPUMargin
 			shift, margin = func(v float64) float64 { return v * k }, "×"+strconv.FormatFloat(k, 'g', -1, 64)
 		} else {
 			d := a.P50MarginMs
 			shift, margin = func(v float64) float64 { return v + d }, "+"+strconv.FormatFloat(d, 'g', -1, 64)
 		}
-		c := compare(col(nw), col(base), shift, a.Alpha, final)
+		c := compare(col(nw), col(base), shift, logScale, a.Alpha, final)
 		c.Path, c.BasePath, c.Metric, c.Margin, c.Gated = nw.Name, base.Name, f.metric, margin, f.gated
 		c.Message = c.message()
 		out = append(out, c)
@@ -147,25 +166,43 @@ func (a ABGate) compareBuilds(r *Report, final bool) []Comparison {
 	return out
 }
 
-// compare tests newVals against baseVals shifted: FAIL when the new
-// median is above the shifted base median and p < alpha; INCONCLUSIVE
-// when it is above but p ≥ alpha and more trials may follow; PASS
-// otherwise.
-func compare(newVals, baseVals []float64, shift func(float64) float64, alpha float64, final bool) Comparison {
-	c := Comparison{New: estimate(newVals), Base: estimate(baseVals), Alpha: alpha, P: 1}
+// compare tests newVals against baseVals shifted, trial by trial: FAIL
+// when the new median is above the shifted base median, most trials say
+// so too (the median of the per-trial differences is above zero), and the
+// paired test gives p < alpha; INCONCLUSIVE when it is above but p ≥ alpha
+// and more trials may follow; PASS otherwise.
+//
+// The test is Wilcoxon's signed-rank test on the per-trial differences
+// (for CPU, a multiplicative margin, the difference of logarithms), not a
+// Mann-Whitney U test of the two samples: both builds run seconds apart
+// in every trial, and the machine's load moves them together, trial to
+// trial, more than it moves one against the other. The U test treats that
+// shared swing as noise; pairing by trial removes it. The U test's p is
+// reported beside it (PMannWhitney).
+func compare(newVals, baseVals []float64, shift func(float64) float64, logScale bool, alpha float64, final bool) Comparison {
+	c := Comparison{New: estimate(newVals), Base: estimate(baseVals), Alpha: alpha, P: 1, PMannWhitney: 1}
 	shifted := make([]float64, len(baseVals))
 	for i, v := range baseVals {
 		shifted[i] = shift(v)
 	}
-	if len(newVals) == 0 || len(shifted) == 0 {
+	if len(newVals) == 0 || len(newVals) != len(shifted) {
 		c.Verdict = results.Inconclusive
 		return c
 	}
 	c.ShiftedBase = median(shifted)
 	th := benchmath.DefaultThresholds
 	th.CompareAlpha = alpha
-	c.P = benchmath.AssumeNothing.Compare(benchmath.NewSample(newVals, &th), benchmath.NewSample(shifted, &th)).P
-	above := c.New.Median > c.ShiftedBase
+	c.PMannWhitney = benchmath.AssumeNothing.Compare(benchmath.NewSample(newVals, &th), benchmath.NewSample(shifted, &th)).P
+	d := make([]float64, len(newVals))
+	for i := range newVals {
+		if logScale && newVals[i] > 0 && shifted[i] > 0 {
+			d[i] = math.Log(newVals[i]) - math.Log(shifted[i])
+		} else {
+			d[i] = newVals[i] - shifted[i]
+		}
+	}
+	c.P = signedRank(d)
+	above := c.New.Median > c.ShiftedBase && median(d) > 0
 	switch {
 	case above && c.P < alpha:
 		c.Verdict = results.Fail
@@ -175,6 +212,66 @@ func compare(newVals, baseVals []float64, shift func(float64) float64, alpha flo
 		c.Verdict = results.Pass
 	}
 	return c
+}
+
+// signedRank is the exact two-sided p-value of Wilcoxon's signed-rank
+// test that d is centred on zero: zero differences are dropped, tied
+// magnitudes share their mean rank (the distribution is then the exact
+// one given those ranks). 1 when no difference is left.
+func signedRank(d []float64) float64 {
+	var nz []float64
+	for _, v := range d {
+		if v != 0 && !math.IsNaN(v) {
+			nz = append(nz, v)
+		}
+	}
+	n := len(nz)
+	if n == 0 {
+		return 1
+	}
+	slices.SortFunc(nz, func(a, b float64) int { return cmpFloat(math.Abs(a), math.Abs(b)) })
+	// Ranks doubled, so that mean ranks of ties stay integers.
+	ranks := make([]int, n)
+	for i := 0; i < n; {
+		j := i
+		for j+1 < n && math.Abs(nz[j+1]) == math.Abs(nz[i]) {
+			j++
+		}
+		for k := i; k <= j; k++ {
+			ranks[k] = i + j + 2
+		}
+		i = j + 1
+	}
+	total, wPlus := 0, 0
+	for i, r := range ranks {
+		total += r
+		if nz[i] > 0 {
+			wPlus += r
+		}
+	}
+	// ways[s]: the sign assignments whose positive ranks sum to s.
+	ways := make([]float64, total+1)
+	ways[0] = 1
+	for _, r := range ranks {
+		for s := total; s >= r; s-- {
+			ways[s] += ways[s-r]
+		}
+	}
+	tail := 0.0
+	for s := 0; s <= min(wPlus, total-wPlus); s++ {
+		tail += ways[s]
+	}
+	return min(1, 2*tail/math.Pow(2, float64(n)))
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func median(v []float64) float64 {
@@ -201,7 +298,7 @@ func (c Comparison) message() string {
 	num := func(v float64) string { return strconv.FormatFloat(v, 'f', c.prec(), 64) }
 	head := fmt.Sprintf("[%s] %s: this build %s, base %s;", c.Path, c.Metric, c.New.Format(c.prec(), false), c.Base.Format(c.prec(), false))
 	shifted := "base " + c.Margin + " = " + num(c.ShiftedBase)
-	test := fmt.Sprintf("Mann-Whitney U, %d+%d trials", c.New.N, c.Base.N)
+	test := fmt.Sprintf("signed-rank, %d paired trials; unpaired U p = %s", c.New.N, pText(c.PMannWhitney))
 	var s string
 	switch {
 	case c.Verdict == results.Fail:
@@ -239,17 +336,17 @@ func writeABText(w io.Writer, cs []Comparison) error {
 			margins = append(margins, m)
 		}
 	}
-	fmt.Fprintf(w, "  A/B: this build against the base build in the same trials (median [95%% CI]; the base shifted by the margin:\n  %s; FAIL when this build's median is above the shifted base's and the U test gives p < α %g):\n",
+	fmt.Fprintf(w, "  A/B: this build against the base build in the same trials (median [95%% CI]; the base shifted by the margin:\n  %s; FAIL when this build's median is above the shifted base's and the signed-rank test, paired by\n  trial, gives p < α %g; U p: the unpaired Mann-Whitney U test, for reference):\n",
 		strings.Join(margins, ", "), cs[0].Alpha)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  \tpath\tmetric\tthis build\tbase build\tbase+margin\tp\tverdict\t")
+	fmt.Fprintln(tw, "  \tpath\tmetric\tthis build\tbase build\tbase+margin\tp\tU p\tverdict\t")
 	for _, c := range cs {
 		v := strings.ToUpper(string(c.Verdict))
 		if !c.Gated {
 			v = "info (" + strings.ToLower(v) + ")"
 		}
-		fmt.Fprintf(tw, "  \t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Path, c.Metric, c.New.Format(c.prec(), false), c.Base.Format(c.prec(), false),
-			strconv.FormatFloat(c.ShiftedBase, 'f', c.prec(), 64), pText(c.P), v)
+		fmt.Fprintf(tw, "  \t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", c.Path, c.Metric, c.New.Format(c.prec(), false), c.Base.Format(c.prec(), false),
+			strconv.FormatFloat(c.ShiftedBase, 'f', c.prec(), 64), pText(c.P), pText(c.PMannWhitney), v)
 	}
 	return tw.Flush()
 }

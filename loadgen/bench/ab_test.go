@@ -44,10 +44,17 @@ func comparison(d Decision, path, metric string) *Comparison {
 	return nil
 }
 
+// twelve are 12 trials of quiet two-hop added latencies: enough for the
+// signed-rank test to reach α 0.01 (6 cannot: its smallest p is 0.031).
+var (
+	twelveP50 = append(append([]float64(nil), quietP50...), quietP50...)
+	twelveP99 = append(append([]float64(nil), quietP99...), quietP99...)
+)
+
 func TestGateAB(t *testing.T) {
 	// The planted 50 µs loop: +50 µs on ~350 µs one-hop, +100 on ~700
 	// two-hop, 14 % more.
-	slow := withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0.05)
+	slow := withBase(report(twelveP50, twelveP99, nil, 6.6), 1.14, 0.05)
 	d := DefaultGate.Decide(slow)
 	if d.Verdict != results.Fail {
 		t.Fatalf("14 %% more CPU: %s, want fail\n%s", d.Verdict, messages(d))
@@ -56,7 +63,7 @@ func TestGateAB(t *testing.T) {
 	if c == nil || c.Verdict != results.Fail || c.P >= DefaultABAlpha || !c.Gated {
 		t.Fatalf("one-hop CPU comparison: %+v", c)
 	}
-	if !strings.Contains(messages(d), "FAIL [one-hop] cpu_us_per_req: this build") || !strings.Contains(c.Message, "p = 0.0087 < α 0.01") {
+	if !strings.Contains(messages(d), "FAIL [one-hop] cpu_us_per_req: this build") || !strings.Contains(c.Message, "p = 0.00049 < α 0.01") {
 		t.Errorf("the failure must name the metric and its p-value:\n%s", messages(d))
 	}
 	// 0.05 ms more at p50 is within the 0.1 ms margin.
@@ -75,14 +82,20 @@ func TestGateAB(t *testing.T) {
 		t.Errorf("%d checks, want 12 (8 absolute, 4 A/B)", n)
 	}
 
+	// The same at the first look of 6 trials: suspect, not yet shown.
+	first := withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0.05)
+	if d := DefaultGate.decide(first, false); d.Verdict != results.Inconclusive || !strings.Contains(strings.Join(d.undecided(), ","), "one-hop cpu_us_per_req_vs_base") {
+		t.Errorf("14 %% more after 6 trials: %s %q\n%s", d.Verdict, d.undecided(), messages(d))
+	}
+
 	// A/A: the same build twice passes.
-	same := withBase(report(quietP50, quietP99, nil, 6.6), 1, 0)
+	same := withBase(report(twelveP50, twelveP99, nil, 6.6), 1, 0)
 	if d := DefaultGate.Decide(same); d.Verdict != results.Pass {
 		t.Errorf("A/A: %s\n%s", d.Verdict, messages(d))
 	}
-	// 10.5 % more: above the margin of 10 %, but hardly: not significant.
+	// 5.5 % more: above the margin of 5 %, but hardly: not significant.
 	// Inconclusive while trials may be added; a pass at the end.
-	edge := withBase(report(quietP50, quietP99, nil, 6.6), 1.105, 0)
+	edge := withBase(report(twelveP50, twelveP99, nil, 6.6), 1.055, 0)
 	if d := DefaultGate.decide(edge, false); d.Verdict != results.Inconclusive || !strings.Contains(strings.Join(d.undecided(), ","), "cpu_us_per_req_vs_base") {
 		t.Errorf("just over the margin, more trials possible: %s %q\n%s", d.Verdict, d.undecided(), messages(d))
 	}
@@ -92,7 +105,7 @@ func TestGateAB(t *testing.T) {
 	// A looser margin lets 14 % through.
 	g := DefaultGate
 	g.AB.CPUMargin = 0.2
-	if d := g.Decide(withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0)); d.Verdict != results.Pass {
+	if d := g.Decide(withBase(report(twelveP50, twelveP99, nil, 6.6), 1.14, 0)); d.Verdict != results.Pass {
 		t.Errorf("14 %% more under a 20 %% margin: %s\n%s", d.Verdict, messages(d))
 	}
 	// Without base paths there is nothing to compare.
@@ -101,26 +114,48 @@ func TestGateAB(t *testing.T) {
 	}
 }
 
-// The alpha is reachable at the first look: with 6 trials a side, the U
-// test's p is below 0.01 with up to two of the 36 pairs out of order, not
-// with three.
-func TestCompareSmallSamples(t *testing.T) {
-	base := []float64{10, 11, 12, 13, 14, 15}
-	id := func(v float64) float64 { return v }
-	for swaps, want := range map[int]results.Verdict{0: results.Fail, 2: results.Fail, 3: results.Pass} {
-		// New: 6 values above every base value, then the lowest moved
-		// below that many base values.
-		nw := []float64{20, 21, 22, 23, 24, 25}
-		nw[0] = 15.5 - float64(swaps)
-		c := compare(nw, base, id, DefaultABAlpha, true)
-		if c.Verdict != want {
-			t.Errorf("%d pairs out of order: p = %g, %s, want %s", swaps, c.P, c.Verdict, want)
-		}
+// The machine's load moves both builds together from trial to trial:
+// pairing by trial sees a shift the unpaired U test cannot.
+func TestComparePaired(t *testing.T) {
+	var nw, base []float64
+	for i := range 12 {
+		load := 1 + 0.12*float64(i%4) // the machine: 0 to 36 % slower
+		base = append(base, 350*load)
+		nw = append(nw, 350*load*(1.12+0.01*float64(i%3)))
 	}
-	// Below the shifted base is never a failure, however significant.
-	c := compare(base, []float64{20, 21, 22, 23, 24, 25}, id, DefaultABAlpha, true)
-	if c.Verdict != results.Pass || c.P >= DefaultABAlpha {
+	times := func(k float64) func(float64) float64 { return func(v float64) float64 { return v * k } }
+	c := compare(nw, base, times(1.05), true, DefaultABAlpha, true)
+	if c.Verdict != results.Fail || c.PMannWhitney < DefaultABAlpha {
+		t.Errorf("12-14 %% more in every trial: %s, p %g, U p %g (want a fail the U test alone would miss)", c.Verdict, c.P, c.PMannWhitney)
+	}
+	// Better than the shifted base is never a failure, however
+	// significant.
+	if c := compare(base, nw, times(1.05), true, DefaultABAlpha, true); c.Verdict != results.Pass || c.P >= DefaultABAlpha {
 		t.Errorf("better than the base: %+v", c)
+	}
+	// Unequal lengths cannot be paired.
+	if c := compare(nw, base[:6], times(1.05), true, DefaultABAlpha, true); c.Verdict != results.Inconclusive {
+		t.Errorf("unpaired samples: %s", c.Verdict)
+	}
+}
+
+func TestSignedRank(t *testing.T) {
+	for _, tc := range []struct {
+		d    []float64
+		want float64
+	}{
+		{[]float64{1, 2, 3, 4, 5, 6}, 2.0 / 64},                         // all one way: the smallest p for 6
+		{[]float64{-1, -2, -3, -4, -5, -6}, 2.0 / 64},                   // either way
+		{[]float64{1, 2, 3, 4, 5, 6, 7, 8}, 2.0 / 256},                  // 8 reach 0.01
+		{[]float64{-1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, 4.0 / 4096}, // W- = 1: two ways in 4096, both tails
+		{[]float64{1, 1, 1, 1}, 2.0 / 16},                               // ties share a rank
+		{[]float64{0, 0, 3}, 1},                                         // zeros dropped
+		{nil, 1},
+		{[]float64{-2, 1, -1, 2}, 1}, // balanced
+	} {
+		if got := signedRank(tc.d); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("signedRank(%v) = %g, want %g", tc.d, got, tc.want)
+		}
 	}
 }
 
@@ -137,11 +172,11 @@ func TestABGateDefaults(t *testing.T) {
 // TestReportTextAB is what make ab-gate prints: the five paths, and the
 // decision with its A/B table.
 func TestReportTextAB(t *testing.T) {
-	r := withBase(report(quietP50, quietP99, nil, 6.6), 1.14, 0.05)
+	r := withBase(report(twelveP50, twelveP99, nil, 6.6), 1.14, 0.05)
 	r.Machine.Hostname, r.Machine.Cores, r.Machine.Kernel = "ci-1", 2, "6.1.0-test"
 	d := DefaultGate.Decide(r)
 	d.MaxTrials = 16
-	d.Looks = []Look{{Trials: 6, Verdict: d.Verdict}}
+	d.Looks = []Look{{Trials: 6, Verdict: results.Inconclusive, Undecided: []string{"one-hop cpu_us_per_req_vs_base", "two-hop cpu_us_per_req_vs_base"}}, {Trials: 12, Verdict: d.Verdict}}
 	r.Gate = &d
 	var b bytes.Buffer
 	if err := r.WriteText(&b); err != nil {
@@ -164,7 +199,7 @@ func TestReportTextAB(t *testing.T) {
 	if err := json.Unmarshal(j.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Gate.AB) != 6 || back.Gate.AB[1].Verdict != "fail" || math.Abs(back.Gate.AB[1].P-0.0021645) > 1e-6 {
+	if len(back.Gate.AB) != 6 || back.Gate.AB[1].Verdict != "fail" || math.Abs(back.Gate.AB[1].P-2.0/4096) > 1e-9 {
 		t.Errorf("JSON A/B: %+v", back.Gate.AB)
 	}
 }

@@ -500,9 +500,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	finish(true)
 	if rep.Gate != nil {
 		// Decide again on the final memory reading (the last look's
-		// verdict unless a proxy's VmHWM grew since); no more trials
-		// follow.
-		d := cfg.Gate.decide(rep, true)
+		// verdict unless a proxy's VmHWM grew since). An A/B figure still
+		// undecided when the trials stopped short of MaxTrials (another
+		// figure failed) stays undecided.
+		d := cfg.Gate.decide(rep, rep.TrialsCount >= cfg.MaxTrials)
 		d.Looks, d.MaxTrials = rep.Gate.Looks, rep.Gate.MaxTrials
 		rep.Gate = &d
 	}

@@ -272,9 +272,9 @@ func (d *Decision) WriteText(w io.Writer) error {
 		"  inconclusive when it straddles the limit after the most trials allowed; a success rate fails only when its count\n" +
 		"  shows it below the limit (one-sided 95 %); VmHWM is each proxy's peak over the run.\n")
 	if len(d.AB) > 0 {
-		b.WriteString("  A/B rule: a figure fails when this build's median is above the base's shifted by the margin and the\n" +
-			"  Mann-Whitney U test of this build's trials against the shifted base's gives p < α; above it but not\n" +
-			"  significant asks for more trials, and after the last is a pass (not shown worse).\n")
+		b.WriteString("  A/B rule: a figure fails when this build's median is above the base's shifted by the margin and\n" +
+			"  Wilcoxon's signed-rank test on the per-trial differences (this build against the shifted base of the same\n" +
+			"  trial) gives p < α; above it but not significant asks for more trials, and after the last is a pass.\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -62,8 +62,9 @@ report then sets every path beside the peers, with ratios to nginx.
 through an older build's proxy, in the same trials. With --gate the
 builds are compared too: this build fails when its CPU per request or
 added p50 (one-hop, two-hop) exceeds the base's shifted by a margin
-(--ab-cpu-margin, --ab-p50-margin-ms) by a Mann-Whitney U test at
---ab-alpha; added p99 is reported only. make ab-gate builds the base.`,
+(--ab-cpu-margin, --ab-p50-margin-ms) by a signed-rank test paired by
+trial at --ab-alpha; added p99 is reported only. make ab-gate builds the
+base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := o.logger()
@@ -161,7 +162,7 @@ added p50 (one-hop, two-hop) exceeds the base's shifted by a margin
 	f.StringVar(&cfg.BaselineProxyBin, "baseline-proxy-bin", "", "a base build's skiff-proxy: adds one-hop@base and two-hop@base, and with --gate compares the builds")
 	f.Float64Var(&gateLimit.AB.CPUMargin, "ab-cpu-margin", bench.DefaultABCPUMargin, "A/B gate: this build may use this fraction more CPU per request than the base")
 	f.Float64Var(&gateLimit.AB.P50MarginMs, "ab-p50-margin-ms", bench.DefaultABP50MarginMs, "A/B gate: this build may add this many ms more at p50 than the base")
-	f.Float64Var(&gateLimit.AB.Alpha, "ab-alpha", bench.DefaultABAlpha, "A/B gate: significance level of each comparison (Mann-Whitney U)")
+	f.Float64Var(&gateLimit.AB.Alpha, "ab-alpha", bench.DefaultABAlpha, "A/B gate: significance level of each comparison (two-sided p of a signed-rank test paired by trial)")
 	return cmd
 }
 
