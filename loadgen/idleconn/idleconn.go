@@ -93,6 +93,10 @@ type Config struct {
 	SettleInterval  time.Duration
 	SettleTolerance float64
 	MaxSettle       time.Duration
+	// MinSettle is a wait before the forced collections (ForceGC) and
+	// the settling, for what the proxy does only after a connection has
+	// been idle a while. Zero means none.
+	MinSettle time.Duration
 	// Concurrency is how many connections are set up at once. Zero means
 	// DefaultConcurrency.
 	Concurrency int
@@ -167,8 +171,8 @@ func (c *Config) Normalize() error {
 	if c.MaxSettle == 0 {
 		c.MaxSettle = DefaultMaxSettle
 	}
-	if c.TargetKiB < 0 || c.SettleInterval < 0 || c.SettleTolerance < 0 || c.MaxSettle < c.SettleInterval {
-		return errors.New("idleconn: TargetKiB, SettleInterval and SettleTolerance must be positive, MaxSettle at least SettleInterval")
+	if c.TargetKiB < 0 || c.MinSettle < 0 || c.SettleInterval < 0 || c.SettleTolerance < 0 || c.MaxSettle < c.SettleInterval {
+		return errors.New("idleconn: TargetKiB, MinSettle, SettleInterval and SettleTolerance must not be negative, MaxSettle at least SettleInterval")
 	}
 	if c.ForceGC < 0 || (c.ForceGC > 0 && c.ProfileDir == "") {
 		return errors.New("idleconn: ForceGC needs ProfileDir (a proxy built with -tags pprof)")
@@ -219,6 +223,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		SettleInterval:  cfg.SettleInterval.String(),
 		SettleTolerance: cfg.SettleTolerance,
 		MaxSettle:       cfg.MaxSettle.String(),
+		MinSettle:       cfg.MinSettle.String(),
+		ForceGC:         cfg.ForceGC,
 		Start:           time.Now().UTC(),
 	}
 	for _, k := range cfg.Kinds {

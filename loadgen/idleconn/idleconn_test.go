@@ -50,34 +50,18 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// known is a figure known to be over the target today: it is still judged
-// against the target and reported, and the ceiling (today's level and a
-// margin) decides in its place, as make bench-gate's --known does, so that
-// it cannot get worse unnoticed. A figure that meets the target fails
-// the test too: the entry must then go.
-type known struct {
-	ceilingKiB float64
-	why        string
-}
-
-// knownHTTP1 is the plaintext HTTP/1.1 figure (21–22 KiB measured at 1,000
-// and 10,000 connections, docs/proxy.md "Idle connections").
-var knownHTTP1 = &known{
-	ceilingKiB: 24,
-	why: "net/http's server holds each idle keep-alive connection in a goroutine " +
-		"(an 8 KiB stack) with its 4 KiB bufio.Reader and 4 KiB bufio.Writer, 20 KiB with the proxy's own state; " +
-		"under 12 KiB needs the proxy to take idle connections back from net/http (docs/proxy.md)",
-}
-
-// TestIdleHTTP1 is issue 12's claim, asserted on memory (not time): a
-// thousand idle plaintext keep-alive connections cost the real proxy
-// binary at most 12 KiB each.
+// TestIdleHTTP1 is issue 12's claim, asserted on memory (not time): idle
+// plaintext keep-alive connections cost the real proxy binary at most 12
+// KiB each. 2,000 connections: the proxy parks a connection 100 ms after
+// its last request, and the memory of those still held by net/http at the
+// reading (up to about 8 MB when the connections are opened fast) is
+// spread over enough of them to leave the figure meaningful.
 func TestIdleHTTP1(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts the skiff-proxy binary and holds 1,000 connections; run without -short")
+		t.Skip("starts the skiff-proxy binary and holds 2,000 connections; run without -short")
 	}
 	leakcheck.Check(t)
-	rep, err := Run(t.Context(), Config{ProxyBin: proxyBin, Conns: []int{1000}, Kinds: []Kind{KindHTTP1}})
+	rep, err := Run(t.Context(), Config{ProxyBin: proxyBin, Conns: []int{2000}, Kinds: []Kind{KindHTTP1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,13 +70,16 @@ func TestIdleHTTP1(t *testing.T) {
 	t.Logf("\n%s", b.String())
 	r := rep.Results[0]
 	checkValid(t, r)
-	checkTarget(t, r, rep.TargetKiB, knownHTTP1)
+	if r.RSSKiBPerConn > rep.TargetKiB {
+		t.Errorf("an idle %s connection costs %.2f KiB (VmRSS), over the target of %g KiB", r.Kind, r.RSSKiBPerConn, rep.TargetKiB)
+	}
 }
 
 // TestIdleH2MTLS runs the peer-sidecar kind end to end, small: every
 // connection completes mutual TLS and its HTTP/2 request and is kept.
 // Its memory is logged, not asserted: at this size the fixed costs blur
-// it, and it is far over the target (docs/proxy.md).
+// it, and it is far over the target (about 46 KiB at 1,000 and 10,000
+// connections; where it goes: docs/proxy.md, "Idle connections").
 func TestIdleH2MTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the skiff-proxy binary; run without -short")
@@ -119,24 +106,6 @@ func checkValid(t *testing.T, r Result) {
 	}
 	if r.Verdict == results.Error {
 		t.Errorf("measurement not valid: %s", r.Why)
-	}
-}
-
-// checkTarget judges r against the target, or, for a known failure,
-// against its ceiling.
-func checkTarget(t *testing.T, r Result, target float64, k *known) {
-	t.Helper()
-	got := r.RSSKiBPerConn
-	switch {
-	case k == nil && got > target:
-		t.Errorf("an idle %s connection costs %.2f KiB (VmRSS), over the target of %g KiB", r.Kind, got, target)
-	case k == nil:
-	case got <= target:
-		t.Errorf("an idle %s connection costs %.2f KiB, within the target of %g KiB: the known failure is fixed, remove it", r.Kind, got, target)
-	case got > k.ceilingKiB:
-		t.Errorf("an idle %s connection costs %.2f KiB, over the target of %g KiB and over the known ceiling of %g KiB: it got worse", r.Kind, got, target, k.ceilingKiB)
-	default:
-		t.Logf("KNOWN FAILURE: an idle %s connection costs %.2f KiB, over the target of %g KiB (ceiling %g KiB): %s", r.Kind, got, target, k.ceilingKiB, k.why)
 	}
 }
 
@@ -245,7 +214,7 @@ func TestJudge(t *testing.T) {
 }
 
 func TestReportText(t *testing.T) {
-	rep := &Report{TargetKiB: 12, SettleInterval: "1s", SettleTolerance: 0.01, MaxSettle: "15s", Verdict: results.Fail,
+	rep := &Report{TargetKiB: 12, SettleInterval: "1s", SettleTolerance: 0.01, MaxSettle: "15s", MinSettle: "3s", ForceGC: 2, Verdict: results.Fail,
 		Results: []Result{{
 			Kind: KindHTTP1, Conns: 1000, Opened: 1000, ProxyOpen: 1000, OpenSeconds: 0.8, UpstreamBefore: 4, UpstreamAfter: 4,
 			Before:        Memory{VmRSSMB: 8.6, VmHWMMB: 9.1, RssAnonMB: 2.9, RssFileMB: 5.7, PssMB: 8.6, Settled: true, SettleSeconds: 1},

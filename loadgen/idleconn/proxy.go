@@ -155,6 +155,11 @@ type Runtime struct {
 func (p *proxy) settledReading(ctx context.Context, cfg Config, name string) (Memory, error) {
 	var m Memory
 	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return m, ctx.Err()
+	case <-time.After(cfg.MinSettle):
+	}
 	for range cfg.ForceGC {
 		if _, err := p.get(ctx, "/debug/pprof/heap?gc=1"); err != nil {
 			return m, fmt.Errorf("forcing a collection (is the proxy built with -tags pprof?): %w", err)

@@ -19,11 +19,14 @@ type Report struct {
 	// TargetKiB is the most one idle connection may cost to pass.
 	TargetKiB float64 `json:"target_kib"`
 	// How "settled" was decided (see Config).
-	SettleInterval  string    `json:"settle_interval"`
-	SettleTolerance float64   `json:"settle_tolerance"`
-	MaxSettle       string    `json:"max_settle"`
-	Start           time.Time `json:"start"`
-	Results         []Result  `json:"results"`
+	SettleInterval  string  `json:"settle_interval"`
+	SettleTolerance float64 `json:"settle_tolerance"`
+	MaxSettle       string  `json:"max_settle"`
+	MinSettle       string  `json:"min_settle"`
+	// ForceGC is how many collections were forced before each reading.
+	ForceGC int       `json:"force_gc"`
+	Start   time.Time `json:"start"`
+	Results []Result  `json:"results"`
 	// Verdict is error if any measurement is invalid, else fail if any
 	// is over the target, else pass.
 	Verdict results.Verdict `json:"verdict"`
@@ -78,8 +81,15 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Idle keep-alive connections on the proxy's inbound listener (target: at most %g KiB each)\n", r.TargetKiB)
-	fmt.Fprintf(&b, "settled: VmRSS readings %s apart within %g%%, waiting at most %s; no collection forced\n\n",
-		r.SettleInterval, r.SettleTolerance*100, r.MaxSettle)
+	fmt.Fprintf(&b, "settled: VmRSS readings %s apart within %g%%, waiting at most %s", r.SettleInterval, r.SettleTolerance*100, r.MaxSettle)
+	if r.MinSettle != "" && r.MinSettle != "0s" {
+		fmt.Fprintf(&b, " after at least %s", r.MinSettle)
+	}
+	if r.ForceGC > 0 {
+		fmt.Fprintf(&b, "; %d collections forced before each reading\n\n", r.ForceGC)
+	} else {
+		b.WriteString("; no collection forced\n\n")
+	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "kind\tconns\tΔRSS KiB/conn\tΔRssAnon KiB/conn\tΔPSS KiB/conn\tVmHWM MiB\tevicted/rejected/shed\tverdict\t")
 	for _, x := range r.Results {

@@ -100,6 +100,7 @@ valid.`,
 	f.StringVar(&proxyBin, "proxy-bin", "", "skiff-proxy binary (default: next to skiff; build it static, as make build does)")
 	f.Float64Var(&cfg.TargetKiB, "target-kib", idleconn.DefaultTargetKiB, "the most one idle connection may cost (ΔVmRSS / connections)")
 	f.DurationVar(&cfg.MaxSettle, "max-settle", idleconn.DefaultMaxSettle, "the longest wait for the proxy's memory to settle before a reading")
+	f.DurationVar(&cfg.MinSettle, "min-settle", 0, "a wait before each reading's settling (and its --force-gc), for what the proxy does only after a while")
 	f.DurationVar(&cfg.SettleInterval, "settle-interval", time.Second, "settled: two VmRSS readings this far apart within --settle-tolerance")
 	f.Float64Var(&cfg.SettleTolerance, "settle-tolerance", idleconn.DefaultSettleTolerance, "settled: the largest change between two readings, a fraction")
 	f.IntVar(&cfg.Concurrency, "concurrency", idleconn.DefaultConcurrency, "connections set up at once")
