@@ -88,6 +88,13 @@ func TestGateAB(t *testing.T) {
 		t.Errorf("14 %% more after 6 trials: %s %q\n%s", d.Verdict, d.undecided(), messages(d))
 	}
 
+	// An absolute failure does not end the A/B question: Run keeps
+	// adding trials while a comparison is undecided.
+	failing := withBase(report(quietP50, quietP99, nil, 11), 1.14, 0.05)
+	if d := DefaultGate.decide(failing, false); d.Verdict != results.Fail || !d.abUndecided() {
+		t.Errorf("VmHWM over and CPU suspect after 6 trials: %s, A/B undecided %v", d.Verdict, d.abUndecided())
+	}
+
 	// A/A: the same build twice passes.
 	same := withBase(report(twelveP50, twelveP99, nil, 6.6), 1, 0)
 	if d := DefaultGate.Decide(same); d.Verdict != results.Pass {

@@ -482,9 +482,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Gate != nil {
 		d := cfg.Gate.decide(rep, rep.TrialsCount >= cfg.MaxTrials)
 		looks := []Look{{Trials: rep.TrialsCount, Verdict: d.Verdict, Undecided: d.undecided()}}
-		for d.Verdict == results.Inconclusive && rep.TrialsCount < cfg.MaxTrials {
+		// More trials while the gate is undecided, and while a comparison
+		// with the base build is, even when another figure has already
+		// failed: a busy machine can fail an absolute limit at once, and
+		// the A/B verdict is what a run with a base build is for.
+		for (d.Verdict == results.Inconclusive || d.abUndecided()) && rep.TrialsCount < cfg.MaxTrials {
 			next := min(2*rep.TrialsCount, cfg.MaxTrials)
-			log.Info("gate inconclusive: more interleaved trials", "undecided", d.undecided(), "trials", rep.TrialsCount, "next", next)
+			log.Info("gate undecided: more interleaved trials", "undecided", d.undecided(), "trials", rep.TrialsCount, "next", next)
 			if err := runTrials(rep.TrialsCount+1, next); err != nil {
 				return nil, err
 			}

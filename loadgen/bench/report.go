@@ -124,6 +124,17 @@ func (d Decision) undecided() []string {
 	return out
 }
 
+// abUndecided says whether a gated comparison with the base build is
+// still inconclusive.
+func (d Decision) abUndecided() bool {
+	for _, c := range d.AB {
+		if c.Gated && c.Verdict == results.Inconclusive {
+			return true
+		}
+	}
+	return false
+}
+
 // Decide judges r against g, with the rules of package results/assert,
 // on the build under test's paths (direct, one-hop, two-hop: not the base
 // build's nor the peers', which are reported only):
