@@ -34,9 +34,6 @@ var ErrFaultAroundStays = errors.New("memtrim: the kernel keeps mapping the exec
 var (
 	exactOnce sync.Once
 	exactErr  error
-	// exactFD is the userfaultfd that keeps the registration: closing it
-	// would undo it, so it stays open for the life of the process.
-	exactFD uintptr
 )
 
 // MapExecutablePageByPage makes the kernel map the executable's code and
@@ -91,6 +88,7 @@ func mapPageByPage() error {
 			return fmt.Errorf("%w: UFFDIO_REGISTER %x-%x: %w", ErrFaultAroundStays, m.start, m.end, e)
 		}
 	}
-	exactFD = fd
+	// The descriptor stays open for the life of the process: closing it
+	// would undo the registration.
 	return nil
 }
