@@ -192,7 +192,8 @@ func compare(newVals, baseVals []float64, shift func(float64) float64, logScale 
 	c.ShiftedBase = median(shifted)
 	th := benchmath.DefaultThresholds
 	th.CompareAlpha = alpha
-	c.PMannWhitney = benchmath.AssumeNothing.Compare(benchmath.NewSample(newVals, &th), benchmath.NewSample(shifted, &th)).P
+	// NewSample sorts in place; the pairs below need the trials' order.
+	c.PMannWhitney = benchmath.AssumeNothing.Compare(benchmath.NewSample(slices.Clone(newVals), &th), benchmath.NewSample(slices.Clone(shifted), &th)).P
 	d := make([]float64, len(newVals))
 	for i := range newVals {
 		if logScale && newVals[i] > 0 && shifted[i] > 0 {

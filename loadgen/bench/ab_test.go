@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -143,6 +144,22 @@ func TestComparePaired(t *testing.T) {
 	// Unequal lengths cannot be paired.
 	if c := compare(nw, base[:6], times(1.05), true, DefaultABAlpha, true); c.Verdict != results.Inconclusive {
 		t.Errorf("unpaired samples: %s", c.Verdict)
+	}
+}
+
+// Two runs of one build: per trial, the builds differ both ways. Sorting
+// either sample before pairing (benchmath.NewSample sorts in place) would
+// line up the largest with the largest and make a difference of nothing.
+func TestComparePairsByTrial(t *testing.T) {
+	nw := []float64{352, 336, 324, 328, 332, 360, 328, 372, 292, 344, 292, 348}
+	base := []float64{320, 280, 276, 296, 316, 332, 312, 328, 324, 336, 312, 260}
+	nwCopy, baseCopy := slices.Clone(nw), slices.Clone(base)
+	c := compare(nw, base, func(v float64) float64 { return v * 1.05 }, true, DefaultABAlpha, true)
+	if !slices.Equal(nw, nwCopy) || !slices.Equal(base, baseCopy) {
+		t.Fatalf("compare reordered its inputs: %v %v", nw, base)
+	}
+	if c.P < 0.2 || c.Verdict == results.Fail {
+		t.Errorf("9 of 12 trials above the margin, 3 well below: p %g, %s; want a large p", c.P, c.Verdict)
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,7 +210,9 @@ func estimate(vals []float64) Estimate {
 	if len(vals) == 0 {
 		return Estimate{}
 	}
-	s := benchmath.AssumeNothing.Summary(benchmath.NewSample(vals, &benchmath.DefaultThresholds), 0.95)
+	// NewSample sorts its values in place: the caller's order (trial by
+	// trial, which the A/B comparison pairs on) must survive.
+	s := benchmath.AssumeNothing.Summary(benchmath.NewSample(slices.Clone(vals), &benchmath.DefaultThresholds), 0.95)
 	return Estimate{Median: s.Center, Lo: jsonFloat(s.Lo), Hi: jsonFloat(s.Hi), N: len(vals)}
 }
 
