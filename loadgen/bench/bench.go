@@ -71,7 +71,10 @@ type Config struct {
 	Logger       *slog.Logger // progress; nil discards
 	// BaselineProxyBin, when set, is a base build's skiff-proxy: the
 	// paths one-hop@base and two-hop@base run through it, in the same
-	// trials, and a Gate compares the builds (Gate.AB).
+	// trials, and a Gate compares the builds (Gate.AB). Every path's
+	// processes are then started afresh for each trial, so that no
+	// process's luck favours one build for the whole run; memory figures
+	// are the largest over the instances.
 	BaselineProxyBin string
 	// Peers are other proxies measured beside Skiff's, one-hop each
 	// (HTTP/1.1 only).
@@ -341,40 +344,59 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	backend := next()
 	specs := planPaths(cfg, backend, next)
 
-	var procs []*process
-	defer func() {
-		for _, p := range procs {
-			p.stop()
-		}
-	}()
 	demo, err := startProcess(cfg.WorkDir, "", procSpec{Name: "skiff-demo", Bin: cfg.DemoBin,
-		Args: []string{"--addr", backend, "--name", "bench", "--seed", "1", "--log-level", "warn"}})
+		Args: []string{"--addr", backend, "--name", "bench", "--seed", "1", "--log-level", "warn"}}, false)
 	if err != nil {
 		return nil, err
 	}
-	procs = append(procs, demo)
-	ready := []string{"http://" + backend + "/healthz"}
-	for _, sp := range specs {
-		for _, ps := range sp.Procs {
-			p, err := startProcess(cfg.WorkDir, sp.Name, ps)
-			if err != nil {
-				return nil, err
-			}
-			procs = append(procs, p)
-			ready = append(ready, ps.Ready)
-		}
-	}
-	if err := waitReady(ctx, ready, procs, 10*time.Second); err != nil {
+	defer demo.stop()
+	if err := waitReady(ctx, []string{"http://" + backend + "/healthz"}, []*process{demo}, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("%w (logs in %s)", err, cfg.WorkDir)
 	}
+	// The paths' processes. With a base build they are started afresh
+	// for every trial (fresh): two processes of one binary differ by a
+	// few per cent of CPU per request for their whole life (where their
+	// memory landed, their pools), which would be a bias of one build
+	// against the other; a new pair each trial makes it noise, which the
+	// paired test copes with.
+	fresh := cfg.BaselineProxyBin != ""
+	var servers []*process
 	var members []member
-	for _, p := range procs[1:] {
-		members = append(members, membersOf(p)...)
+	stopServers := func() {
+		for _, p := range servers {
+			p.stop()
+		}
+		servers = nil
+	}
+	defer stopServers()
+	startServers := func(restart bool) error {
+		var ready []string
+		for _, sp := range specs {
+			for _, ps := range sp.Procs {
+				p, err := startProcess(cfg.WorkDir, sp.Name, ps, restart)
+				if err != nil {
+					return err
+				}
+				servers = append(servers, p)
+				ready = append(ready, ps.Ready)
+			}
+		}
+		if err := waitReady(ctx, ready, append([]*process{demo}, servers...), 10*time.Second); err != nil {
+			return fmt.Errorf("%w (logs in %s)", err, cfg.WorkDir)
+		}
+		members = members[:0]
+		for _, p := range servers {
+			members = append(members, membersOf(p)...)
+		}
+		return nil
+	}
+	if err := startServers(false); err != nil {
+		return nil, err
 	}
 	rep := &Report{Schema: "skiff.bench/v1", Rate: cfg.Rate, Protocol: cfg.Protocol, DurationS: cfg.Duration.Seconds(),
 		WarmUpS: cfg.WarmUp.Seconds(), Machine: procfs.CurrentMachine()}
-	mem := newMemory(members)
-	if err := mem.idle(); err != nil {
+	mem := newMemory()
+	if err := mem.attach(members); err != nil {
 		return nil, err
 	}
 
@@ -405,6 +427,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var sendLag []float64
 	runTrials := func(from, to int) error {
 		for trial := from; trial <= to; trial++ {
+			if fresh && trial > 1 {
+				mem.detach()
+				stopServers()
+				if err := startServers(true); err != nil {
+					return fmt.Errorf("trial %d: %w", trial, err)
+				}
+				if err := mem.attach(members); err != nil {
+					return err
+				}
+			}
 			got := map[string]Trial{}
 			for _, path := range trialOrder(specs, trial) {
 				sp := entry[path]
@@ -449,9 +481,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		return nil
 	}
-	servers := map[string]string{}
+	versions := map[string]string{}
 	for _, p := range cfg.Peers {
-		servers[p.Name] = cmp.Or(p.Version, p.Name)
+		versions[p.Name] = cmp.Or(p.Version, p.Name)
 	}
 	// finish reads the processes' memory and summarizes the trials so far.
 	finish := func(final bool) {
@@ -466,7 +498,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			case KindBase:
 				pr.Server = "skiff-proxy (base build)"
 			case KindPeer:
-				pr.Server = servers[sp.Name]
+				pr.Server = versions[sp.Name]
 			}
 			mem.pathTotals(&pr)
 			rep.Paths = append(rep.Paths, pr)

@@ -37,9 +37,9 @@ type member struct {
 }
 
 // startProcess starts one process of a path, its output in a log file of
-// the work dir. A process tree gets a process group of its own, so that
+// the work dir (appended to with appendLog, when it is started again). A process tree gets a process group of its own, so that
 // stop can end its workers with it.
-func startProcess(workDir, path string, s procSpec) (*process, error) {
+func startProcess(workDir, path string, s procSpec, appendLog bool) (*process, error) {
 	for _, f := range s.Files {
 		if err := os.MkdirAll(filepath.Dir(f.Path), 0o755); err != nil {
 			return nil, err
@@ -48,7 +48,11 @@ func startProcess(workDir, path string, s procSpec) (*process, error) {
 			return nil, err
 		}
 	}
-	logf, err := os.Create(filepath.Join(workDir, s.Name+".log"))
+	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+	if appendLog { // a restart: keep the earlier instances' output
+		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	}
+	logf, err := os.OpenFile(filepath.Join(workDir, s.Name+".log"), flags, 0o644)
 	if err != nil {
 		return nil, err
 	}

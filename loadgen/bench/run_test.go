@@ -26,12 +26,14 @@ func buildBinaries(t *testing.T) (proxy, demo string) {
 	return filepath.Join(dir, "skiff-proxy"), filepath.Join(dir, "skiff-demo")
 }
 
-// One short trial along every kind of path: the build under test, a base
+// Two short trials along every kind of path: the build under test, a base
 // build (the same binary) and the peers that are installed. Every path
-// serves, every process is measured, and none outlives the run.
+// serves, every process is measured (once, though a base build has the
+// processes started afresh for the second trial), and none outlives the
+// run.
 func TestRunAllPaths(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binaries and runs a bench trial (about 15 s)")
+		t.Skip("builds the binaries and runs two bench trials (about 20 s)")
 	}
 	proxy, demo := buildBinaries(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -46,8 +48,8 @@ func TestRunAllPaths(t *testing.T) {
 		peers = append(peers, p)
 	}
 	work := t.TempDir()
-	cfg := Config{ProxyBin: proxy, DemoBin: demo, BaselineProxyBin: proxy, Peers: peers, Rate: 200, Trials: 1,
-		Duration: 1500 * time.Millisecond, WarmUp: 500 * time.Millisecond, WorkDir: work}
+	cfg := Config{ProxyBin: proxy, DemoBin: demo, BaselineProxyBin: proxy, Peers: peers, Rate: 200, Trials: 2,
+		Duration: 1200 * time.Millisecond, WarmUp: 400 * time.Millisecond, WorkDir: work}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +70,13 @@ func TestRunAllPaths(t *testing.T) {
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("paths %v, want %v", got, want)
+	}
+	wantProcs := 6
+	for _, p := range peers {
+		wantProcs += map[string]int{PeerNginx: 2, PeerHAProxy: 1}[p.Name]
+	}
+	if len(rep.Procs) != wantProcs {
+		t.Errorf("%d processes reported, want %d (one line per process, whatever its instances)", len(rep.Procs), wantProcs)
 	}
 	for _, p := range rep.Procs {
 		if p.VmHWMMB <= 0 || p.MaxPssMB <= 0 {
