@@ -163,6 +163,7 @@ base.`,
 	f.Float64Var(&gateLimit.AB.CPUMargin, "ab-cpu-margin", bench.DefaultABCPUMargin, "A/B gate: this build may use this fraction more CPU per request than the base")
 	f.Float64Var(&gateLimit.AB.P50MarginMs, "ab-p50-margin-ms", bench.DefaultABP50MarginMs, "A/B gate: this build may add this many ms more at p50 than the base")
 	f.Float64Var(&gateLimit.AB.Alpha, "ab-alpha", bench.DefaultABAlpha, "A/B gate: significance level of each comparison (two-sided p of a signed-rank test paired by trial)")
+	cmd.AddCommand(newBenchIdleCmd(o))
 	return cmd
 }
 
