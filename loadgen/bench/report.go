@@ -82,9 +82,10 @@ func (g Gate) ParseKnown(s string) (string, Known, error) {
 }
 
 // DefaultGate is make bench-gate's: two proxies add at most 0.5 ms at p50
-// and 1 ms at p99, no proxy ever holds more than 10 MB resident, and no
-// path fails more than 1 request in 1000.
-var DefaultGate = Gate{MaxAddedP50Ms: 0.5, MaxAddedP99Ms: 1, MaxVmHWMMB: 10, MinSuccess: 0.999}
+// and 1 ms at p99, no proxy ever holds more than 9 MB resident (the bench
+// runs without mTLS; with it the claim is 10, baseline-mtls), and no path
+// fails more than 1 request in 1000.
+var DefaultGate = Gate{MaxAddedP50Ms: 0.5, MaxAddedP99Ms: 1, MaxVmHWMMB: 9, MinSuccess: 0.999}
 
 // Decision is a gate's verdict on a report, figure by figure.
 type Decision struct {

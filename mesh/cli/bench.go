@@ -32,7 +32,8 @@ func newBenchCmd(o *options) *cobra.Command {
 		Short: "Measure the latency and memory the proxy adds: direct vs one proxy vs two proxies (vs nginx, haproxy, a base build), interleaved",
 		Long: `bench starts a skiff-demo backend and three skiff-proxy processes, then
 drives open-model load along three paths, interleaved in every trial:
-direct, one proxy, and two proxies (the meshed path). It reports
+direct, one proxy, and two proxies (the meshed path), and along the
+peers' and the base build's paths when asked (below). It reports
 percentiles, latency added over the direct path (median over trials with
 a 95% confidence interval), proxy CPU per request, proxy memory (VmRSS,
 VmHWM) and the machine's own noise (other processes' CPU, steal, the load
