@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -230,7 +231,7 @@ func signedRank(d []float64) float64 {
 	if n == 0 {
 		return 1
 	}
-	slices.SortFunc(nz, func(a, b float64) int { return cmpFloat(math.Abs(a), math.Abs(b)) })
+	slices.SortFunc(nz, func(a, b float64) int { return cmp.Compare(math.Abs(a), math.Abs(b)) })
 	// Ranks doubled, so that mean ranks of ties stay integers.
 	ranks := make([]int, n)
 	for i := 0; i < n; {
@@ -263,16 +264,6 @@ func signedRank(d []float64) float64 {
 		tail += ways[s]
 	}
 	return min(1, 2*tail/math.Pow(2, float64(n)))
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func median(v []float64) float64 {

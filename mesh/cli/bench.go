@@ -121,15 +121,7 @@ base.`,
 				return err
 			}
 			if jsonOut != "" {
-				f, err := os.Create(jsonOut)
-				if err != nil {
-					return err
-				}
-				if err := rep.WriteJSON(f); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
+				if err := writeJSONFile(jsonOut, rep.WriteJSON); err != nil {
 					return err
 				}
 			}
@@ -230,4 +222,17 @@ func gateExit(d *bench.Decision) error {
 	default:
 		return &ExitError{Code: ExitAssertionFailed, Msg: fmt.Sprintf("bench gate FAILED after %d trials:\n  %s", d.Trials, strings.Join(bad, "\n  "))}
 	}
+}
+
+// writeJSONFile writes a report's JSON to a new file at path.
+func writeJSONFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

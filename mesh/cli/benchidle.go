@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -68,15 +67,7 @@ valid.`,
 				return err
 			}
 			if jsonOut != "" {
-				f, err := os.Create(jsonOut)
-				if err != nil {
-					return err
-				}
-				if err := rep.WriteJSON(f); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
+				if err := writeJSONFile(jsonOut, rep.WriteJSON); err != nil {
 					return err
 				}
 			}
