@@ -176,7 +176,7 @@ func fixture() *Result {
 		}
 		return pts
 	}
-	proxy := Process{Name: "skiff-proxy", Role: "proxy", PIDs: []int{4100}, RSS: rss(6.1, 2.2), VmHWMMB: 8.43, CPUSeconds: 0.357}
+	proxy := Process{Name: "skiff-proxy", Role: "proxy", PIDs: []int{4100}, RSS: rss(6.1, 2.2), VmHWMMB: 8.43, PssMaxMB: 5.92, CPUSeconds: 0.357}
 	proxy.VmRSSMaxMB = maxRSS(proxy.RSS)
 	proxy.SetRequests(35 * rate)
 	echo1 := Process{Name: "echo-1", Role: "app", PIDs: []int{4101}, RSS: rss(4.0, 0.6), VmHWMMB: 4.71, CPUSeconds: 0.61}

@@ -29,6 +29,13 @@ type Process struct {
 	// VmHWMMB is the largest VmHWM read: the kernel's own peak RSS, which
 	// catches peaks between samples.
 	VmHWMMB float64 `json:"vmhwm_mb"`
+	// PssMaxMB is the largest proportional set size sampled
+	// (/proc/<pid>/smaps_rollup): each resident page divided by the
+	// processes mapping it, so the pages of a binary that several
+	// processes run count once among them. What a node really pays for
+	// the process; gates use VmHWM all the same. 0 when unreadable, and in
+	// results written before it was recorded.
+	PssMaxMB float64 `json:"pss_max_mb,omitempty"`
 	// CPUSeconds is the utime+stime used between each pid's first and last
 	// sample, summed over PIDs (start-up before the first sample is not
 	// counted).
@@ -107,6 +114,7 @@ type tracked struct {
 	lives      []*life
 	rssMax     float64
 	hwm        float64
+	pssMax     float64
 }
 
 type life struct {
@@ -124,6 +132,13 @@ type life struct {
 type sampleAt struct {
 	at time.Time
 	mb float64
+}
+
+// reading is one sample of a process: procfs's status and stat, and its
+// PSS (0 when smaps_rollup could not be read).
+type reading struct {
+	procfs.Stat
+	pssMB float64
 }
 
 // current returns the life being sampled, or nil.
@@ -191,11 +206,12 @@ func (s *Sampler) find(name string) *tracked {
 }
 
 // record adds a sample of l taken at at.
-func (t *tracked) record(l *life, st procfs.Stat, at time.Time) {
+func (t *tracked) record(l *life, st reading, at time.Time) {
 	l.lastCPU = st.CPUSeconds
 	l.samples = append(l.samples, sampleAt{at: at, mb: st.VmRSSMB})
 	t.rssMax = max(t.rssMax, st.VmRSSMB)
 	t.hwm = max(t.hwm, st.VmHWMMB)
+	t.pssMax = max(t.pssMax, st.pssMB)
 }
 
 // errNoMemory: /proc/<pid>/status has no VmRSS, as for a zombie (a killed
@@ -204,12 +220,18 @@ var errNoMemory = errors.New("no VmRSS in /proc/<pid>/status: exited (zombie) or
 
 // sample reads pid. procfs reports a missing VmRSS as 0; a live user
 // process always has resident pages, so 0 means it is gone.
-func sample(pid int) (procfs.Stat, error) {
+func sample(pid int) (reading, error) {
 	st, err := procfs.ReadPID(pid)
 	if err == nil && st.VmRSSMB == 0 && st.VmHWMMB == 0 {
 		err = fmt.Errorf("pid %d: %w", pid, errNoMemory)
 	}
-	return st, err
+	r := reading{Stat: st}
+	if err == nil {
+		if p, perr := procfs.ReadProportional(pid); perr == nil {
+			r.pssMB = p.PssMB
+		}
+	}
+	return r, err
 }
 
 // Run samples every watched process each Interval until ctx ends, then
@@ -244,17 +266,17 @@ func (s *Sampler) sampleAll() {
 	s.mu.Unlock()
 
 	// Read /proc without the lock so Watch and Processes never wait on it.
-	type reading struct {
+	type read struct {
 		l   *life
-		st  procfs.Stat
+		st  reading
 		err error
 		at  time.Time
 	}
-	got := make(map[*tracked]reading, len(lives))
+	got := make(map[*tracked]read, len(lives))
 	for t, l := range lives {
 		at := time.Now() // before the read, as in Watch
 		st, err := sample(l.pid)
-		got[t] = reading{l, st, err, at}
+		got[t] = read{l, st, err, at}
 	}
 
 	s.mu.Lock()
@@ -292,7 +314,7 @@ func (s *Sampler) ProcessesFrom(origin time.Time) []Process {
 	off := func(t time.Time) float64 { return t.Sub(origin).Seconds() }
 	out := make([]Process, len(s.procs))
 	for i, t := range s.procs {
-		p := Process{Name: t.name, Role: t.role, VmRSSMaxMB: t.rssMax, VmHWMMB: t.hwm}
+		p := Process{Name: t.name, Role: t.role, VmRSSMaxMB: t.rssMax, VmHWMMB: t.hwm, PssMaxMB: t.pssMax}
 		var notes []string
 		for _, l := range t.lives {
 			if !slices.Contains(p.PIDs, l.pid) {

@@ -126,6 +126,10 @@ func TestSampler(t *testing.T) {
 		if self.Name != "harness" || self.Role != "loadgen" || self.VmRSSMaxMB <= 0 || self.VmHWMMB < self.VmRSSMaxMB || self.CPUSeconds < 0.0199 { // two readings in 10 ms ticks; allow for float rounding
 			t.Errorf("self: %+v: want VmRSS > 0, VmHWM >= VmRSS, CPU >= the 20 ms burnt", self)
 		}
+		// PSS counts each page at most fully: between 0 and the peak RSS.
+		if self.PssMaxMB <= 0 || self.PssMaxMB > self.VmHWMMB {
+			t.Errorf("self: PSS max %v MB: want in (0, VmHWM %v]", self.PssMaxMB, self.VmHWMMB)
+		}
 		if len(echo.PIDs) != 2 || echo.PIDs[0] != first.Process.Pid || echo.PIDs[1] != second.Process.Pid {
 			t.Errorf("echo-2 pids %v", echo.PIDs)
 		}

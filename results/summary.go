@@ -84,8 +84,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 	}
 
 	if len(r.Processes) > 0 {
-		b.WriteString("## Resources\n\nMemory in MiB from /proc/<pid>/status: VmRSS sampled through the run (max), VmHWM the kernel's peak. CPU is utime+stime. Each pid is listed once, with when it went and when its successor came.\n\n")
-		b.WriteString("| process | role | pids | VmRSS max | VmHWM | CPU s | CPU µs/request |\n|---|---|---|--:|--:|--:|--:|\n")
+		b.WriteString("## Resources\n\nMemory in MiB from /proc/<pid>/status: VmRSS sampled through the run (max), VmHWM the kernel's peak; PSS (smaps_rollup) counts a page shared by several processes (a binary's code) once among them: what a node pays. CPU is utime+stime. Each pid is listed once, with when it went and when its successor came.\n\n")
+		b.WriteString("| process | role | pids | VmRSS max | VmHWM | PSS max | CPU s | CPU µs/request |\n|---|---|---|--:|--:|--:|--:|--:|\n")
 		for _, p := range r.Processes {
 			perReq := "—"
 			if p.Requests > 0 {
@@ -95,8 +95,8 @@ func (r *Result) WriteSummary(w io.Writer) error {
 			if len(p.Lives) == 0 && p.Note != "" {
 				pids += "; " + p.Note // written before lives: the note says what happened
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", cell(p.Name), cell(p.Role), cell(pids),
-				fmtMB(p.VmRSSMaxMB), fmtMB(p.VmHWMMB), fmtNum(p.CPUSeconds), perReq)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(p.Name), cell(p.Role), cell(pids),
+				fmtMB(p.VmRSSMaxMB), fmtMB(p.VmHWMMB), fmtPss(p.PssMaxMB), fmtNum(p.CPUSeconds), perReq)
 		}
 		b.WriteString("\n")
 	}
@@ -123,4 +123,13 @@ func cell(s string) string {
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// fmtPss is a PSS figure, or a dash where none was read (results written
+// before it was recorded).
+func fmtPss(mb float64) string {
+	if mb <= 0 {
+		return "—"
+	}
+	return fmtMB(mb)
 }
