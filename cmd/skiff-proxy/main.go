@@ -231,13 +231,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	ident.registerMetrics(p)
+	pageByPage := 0.0
 	if exactPages {
 		// Before the release: what the serving path maps again is then
 		// only the pages it runs, not their 64 KiB neighbourhoods.
 		if err := memtrim.MapExecutablePageByPage(); err != nil {
 			log.Info("code pages are mapped 64 KiB at a time (fault-around)", "why", err)
+		} else {
+			pageByPage = 1
 		}
 	}
+	p.Metrics().Gauge("memory_code_page_by_page", func() float64 { return pageByPage })
 	if releasePages {
 		// Start-up is over: the listeners are bound and the first
 		// certificate is in. Run only starts the serving goroutines.
