@@ -288,12 +288,12 @@ func measure(ctx context.Context, cfg Config, backend string, td *trustDomain, k
 	defer p.stop()
 	res.ProxyArgs = args
 
-	cl := &clients{cfg: cfg, addr: p.inbound, open: open}
+	cl := &clients{cfg: cfg, addr: p.Inbound, open: open}
 	if cfg.WarmUp > 0 {
 		warm, err := cl.openN(ctx, cfg.WarmUp)
 		closeAll(warm)
 		if err != nil {
-			return res, fmt.Errorf("warm-up: %w (proxy log:\n%s)", err, p.logs)
+			return res, fmt.Errorf("warm-up: %w (proxy log:\n%s)", err, p.Logs)
 		}
 		if err := p.waitOpen(ctx, 0, cfg.MaxSettle); err != nil {
 			return res, fmt.Errorf("warm-up: %w", err)
@@ -314,7 +314,7 @@ func measure(ctx context.Context, cfg Config, backend string, td *trustDomain, k
 	res.OpenSeconds = time.Since(start).Seconds()
 	res.Opened = len(conns)
 	if err != nil {
-		return res, fmt.Errorf("opening %d connections: %w (proxy log:\n%s)", n, err, p.logs)
+		return res, fmt.Errorf("opening %d connections: %w (proxy log:\n%s)", n, err, p.Logs)
 	}
 	if res.After, err = p.settledReading(ctx, cfg, fmt.Sprintf("%s-%d-after", k, n)); err != nil {
 		return res, err

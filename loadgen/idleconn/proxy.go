@@ -1,22 +1,19 @@
 package idleconn
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
+	"github.com/skiff-mesh/skiff/internal/proxyproc"
 )
 
 // readyWait bounds the proxy's start: with an identity it serves only
@@ -25,100 +22,28 @@ const readyWait = 30 * time.Second
 
 // proxy is a running skiff-proxy.
 type proxy struct {
-	cmd            *exec.Cmd
-	pid            int
-	inbound, admin string
-	logs           *logTail
-	cancel         context.CancelFunc
-	scanned        chan struct{} // the log reader is done
-	http           *http.Client
+	*proxyproc.Proc
+	http *http.Client
 }
 
 // startProxy runs bin with args and waits until it logs "proxy ready".
 func startProxy(ctx context.Context, bin string, args, env []string) (*proxy, error) {
-	pctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(pctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	stderr, err := cmd.StderrPipe()
+	pp, err := proxyproc.Start(ctx, bin, args, env, readyWait)
 	if err != nil {
-		cancel()
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	p := &proxy{cmd: cmd, pid: cmd.Process.Pid, logs: &logTail{}, cancel: cancel, scanned: make(chan struct{}),
-		http: &http.Client{Timeout: 10 * time.Second}}
-	ready := make(chan map[string]any, 1)
-	go func() {
-		defer close(p.scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.add(line)
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "proxy ready" {
-				select {
-				case ready <- rec:
-				default:
-				}
-			}
-		}
-		// Drain whatever is left (a line too long for the scanner), so
-		// that the process never blocks writing its log.
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case rec := <-ready:
-		p.inbound, _ = rec["inbound"].(string)
-		p.admin, _ = rec["admin"].(string)
-	case <-p.scanned:
+	p := &proxy{Proc: pp, http: &http.Client{Timeout: 10 * time.Second}}
+	if p.Inbound == "" || p.Admin == "" {
 		p.stop()
-		return nil, fmt.Errorf("skiff-proxy exited before it was ready; its log:\n%s", p.logs)
-	case <-time.After(readyWait):
-		p.stop()
-		return nil, fmt.Errorf("skiff-proxy was not ready within %v; its log:\n%s", readyWait, p.logs)
-	case <-ctx.Done():
-		p.stop()
-		return nil, ctx.Err()
-	}
-	if p.inbound == "" || p.admin == "" {
-		p.stop()
-		return nil, fmt.Errorf("skiff-proxy's ready line names no inbound or admin address; its log:\n%s", p.logs)
+		return nil, fmt.Errorf("skiff-proxy's ready line names no inbound or admin address; its log:\n%s", p.Logs)
 	}
 	return p, nil
 }
 
 // stop kills the proxy (it is ours, by its PID) and waits for it.
 func (p *proxy) stop() {
-	p.cancel()
-	p.cmd.Wait()
-	<-p.scanned
+	p.Stop()
 	p.http.CloseIdleConnections()
-}
-
-// logTail keeps the proxy's last log lines for error messages.
-type logTail struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logTail) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 30 {
-		l.lines = l.lines[1:]
-	}
-	l.lines = append(l.lines, s)
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // Memory is one reading of the proxy's memory, in MiB (/proc's kB are KiB).
@@ -166,18 +91,18 @@ func (p *proxy) settledReading(ctx context.Context, cfg Config, name string) (Me
 		}
 	}
 	settled, err := settle(ctx, func() (float64, error) {
-		st, err := procfs.ReadPID(p.pid)
+		st, err := procfs.ReadPID(p.PID)
 		return st.VmRSSMB, err
 	}, cfg.SettleInterval, cfg.SettleTolerance, cfg.MaxSettle)
 	if err != nil {
 		return m, err
 	}
 	m.Settled, m.SettleSeconds = settled, math.Round(time.Since(start).Seconds()*10)/10
-	st, err := procfs.ReadPID(p.pid)
+	st, err := procfs.ReadPID(p.PID)
 	if err != nil {
 		return m, err
 	}
-	pss, err := procfs.ReadProportional(p.pid)
+	pss, err := procfs.ReadProportional(p.PID)
 	if err != nil {
 		return m, err
 	}
@@ -283,7 +208,7 @@ func parseMemStats(s string, rt *Runtime) {
 }
 
 func (p *proxy) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.admin+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Admin+path, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package hostile
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
+	"github.com/skiff-mesh/skiff/internal/proxyproc"
 	"github.com/skiff-mesh/skiff/internal/testwait"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 )
@@ -73,29 +73,8 @@ type target struct {
 	inbound, outbound, admin string
 	backend                  *demo.Server
 	budgetMiB                float64
-	logs                     *logTail
+	logs                     *proxyproc.LogTail
 	startRSSMiB, startHWMMiB float64
-}
-
-// logTail keeps the proxy's last log lines for a failure message.
-type logTail struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logTail) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.lines) == 40 {
-		l.lines = l.lines[1:]
-	}
-	l.lines = append(l.lines, s)
-}
-
-func (l *logTail) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // start runs the proxy with its defaults (plus args) and waits until it
@@ -117,44 +96,14 @@ func start(t *testing.T, args ...string) *target {
 		"--log-format", "json", "--detect-timeout", "2s",
 	}, args...)
 	argv = append(argv, strings.Fields(os.Getenv("SKIFF_HOSTILE_ARGS"))...)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, proxyBin, argv...)
-	stderr, err := cmd.StderrPipe()
+	p, err := proxyproc.Start(context.Background(), proxyBin, argv, nil, testwait.Timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tg := &target{pid: cmd.Process.Pid, backend: backend, logs: &logTail{}}
-	ready := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			tg.logs.add(line)
-			var rec map[string]any
-			if json.Unmarshal([]byte(line), &rec) == nil {
-				if rec["msg"] == "proxy ready" {
-					ready <- rec
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-	})
-	select {
-	case rec := <-ready:
-		tg.inbound, _ = rec["inbound"].(string)
-		tg.outbound, _ = rec["outbound"].(string)
-		tg.admin, _ = rec["admin"].(string)
-		tg.budgetMiB, _ = rec["memory_budget_mib"].(float64)
-	case <-time.After(testwait.Timeout):
-		t.Fatalf("skiff-proxy did not become ready; its log:\n%s", tg.logs)
-	}
+	t.Cleanup(p.Stop)
+	tg := &target{pid: p.PID, backend: backend, logs: p.Logs,
+		inbound: p.Inbound, outbound: p.Outbound, admin: p.Admin}
+	tg.budgetMiB, _ = p.Ready["memory_budget_mib"].(float64)
 	st := tg.stat(t)
 	tg.startRSSMiB, tg.startHWMMiB = st.VmRSSMB, st.VmHWMMB
 	if dir := os.Getenv("SKIFF_HOSTILE_PROFILES"); dir != "" {
