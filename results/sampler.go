@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
@@ -287,7 +288,9 @@ func (s *Sampler) sampleAll() {
 		}
 		if r.err != nil {
 			r.l.end, r.l.why = r.at, "gone"
-			if !errors.Is(r.err, fs.ErrNotExist) && !errors.Is(r.err, errNoMemory) {
+			// A process that exits while /proc/<pid>/status is read
+			// gives ESRCH rather than ENOENT: gone all the same.
+			if !errors.Is(r.err, fs.ErrNotExist) && !errors.Is(r.err, syscall.ESRCH) && !errors.Is(r.err, errNoMemory) {
 				r.l.why = "unreadable: " + r.err.Error()
 			}
 			continue
