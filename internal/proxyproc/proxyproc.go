@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -119,4 +120,28 @@ func (l *LogTail) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// Build builds cmd/skiff-proxy as the Makefile does (static, trimmed: the
+// binary's memory is what is measured) into a new temporary directory,
+// and returns its path and a function that removes it. When use is set it
+// names a binary to measure instead (another build to compare with), and
+// nothing is built. It needs the go command and this module's source: for
+// tests and tools run from the repository.
+func Build(use string) (bin string, remove func(), err error) {
+	if use != "" {
+		return use, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "skiff-proxy-build-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "skiff-proxy")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/skiff-mesh/skiff/cmd/skiff-proxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("building skiff-proxy: %w\n%s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -32,27 +31,16 @@ var proxyBin string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if bin := os.Getenv("SKIFF_HOSTILE_PROXY"); bin != "" {
-		// Another build (an older commit's, say) to compare with.
-		proxyBin = bin
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "skiff-hostile-")
+	// SKIFF_HOSTILE_PROXY: another build (an older commit's, say) to compare with.
+	// A broken build fails the suite; it never skips it.
+	bin, remove, err := proxyproc.Build(os.Getenv("SKIFF_HOSTILE_PROXY"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)
 		os.Exit(1)
 	}
-	proxyBin = filepath.Join(dir, "skiff-proxy")
-	build := exec.Command("go", "build", "-trimpath", "-o", proxyBin, "github.com/skiff-mesh/skiff/cmd/skiff-proxy")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		// A broken build fails the suite; it never skips it.
-		fmt.Fprintf(os.Stderr, "hostile: building skiff-proxy: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	proxyBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	os.Exit(code)
 }
 
