@@ -190,7 +190,7 @@ func compare(newVals, baseVals []float64, shift func(float64) float64, logScale 
 		c.Verdict = results.Inconclusive
 		return c
 	}
-	c.ShiftedBase = median(shifted)
+	c.ShiftedBase = results.NewSpread(shifted).Median
 	th := benchmath.DefaultThresholds
 	th.CompareAlpha = alpha
 	// NewSample sorts in place; the pairs below need the trials' order.
@@ -204,7 +204,7 @@ func compare(newVals, baseVals []float64, shift func(float64) float64, logScale 
 		}
 	}
 	c.P = signedRank(d)
-	above := c.New.Median > c.ShiftedBase && median(d) > 0
+	above := c.New.Median > c.ShiftedBase && results.NewSpread(d).Median > 0
 	switch {
 	case above && c.P < alpha:
 		c.Verdict = results.Fail
@@ -264,16 +264,6 @@ func signedRank(d []float64) float64 {
 		tail += ways[s]
 	}
 	return min(1, 2*tail/math.Pow(2, float64(n)))
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // prec is the decimals a metric is printed with.
