@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/skiff-mesh/skiff/simulator/demo"
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 )
 
 // Pod is what faults need from one pod of an environment.
@@ -27,7 +27,7 @@ type Pod interface {
 	Resume() error
 	// SetBehaviour changes the demo workload's latency and errors;
 	// ResetBehaviour restores its start-up behaviour.
-	SetBehaviour(ctx context.Context, b demo.Behaviour) error
+	SetBehaviour(ctx context.Context, b httpfault.Behaviour) error
 	ResetBehaviour(ctx context.Context) error
 }
 
@@ -166,7 +166,7 @@ func forEach(pods []Pod, f func(context.Context, Pod) error) Undo {
 }
 
 // behaviourFault makes the demo workload of a pod slow or failing:
-// params are demo.Behaviour's JSON fields (latency, latency_jitter,
+// params are httpfault.Behaviour's JSON fields (latency, latency_jitter,
 // error_rate, error_status, reset_rate). Its undo restores the start-up
 // behaviour.
 type behaviourFault struct{}
@@ -192,8 +192,8 @@ func (behaviourFault) Apply(ctx context.Context, pods []Pod, params map[string]a
 	return forEach(pods, func(ctx context.Context, p Pod) error { return p.ResetBehaviour(ctx) }), errors.Join(errs...)
 }
 
-func behaviourOf(params map[string]any) (demo.Behaviour, error) {
-	var b demo.Behaviour
+func behaviourOf(params map[string]any) (httpfault.Behaviour, error) {
+	var b httpfault.Behaviour
 	if len(params) == 0 {
 		return b, errors.New(`fault "behaviour" needs params: latency, latency_jitter, error_rate, error_status or reset_rate`)
 	}

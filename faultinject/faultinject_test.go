@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/skiff-mesh/skiff/faultinject/chaos"
-	"github.com/skiff-mesh/skiff/simulator/demo"
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 )
 
 type fakePod struct {
 	name string
 	log  []string
-	b    demo.Behaviour
+	b    httpfault.Behaviour
 }
 
 func (p *fakePod) Name() string                  { return p.name }
@@ -22,11 +22,11 @@ func (p *fakePod) Restart(context.Context) error { p.log = append(p.log, "restar
 func (p *fakePod) Pause() error                  { p.log = append(p.log, "pause"); return nil }
 func (p *fakePod) Resume() error                 { p.log = append(p.log, "resume"); return nil }
 func (p *fakePod) ResetBehaviour(context.Context) error {
-	p.b = demo.Behaviour{}
+	p.b = httpfault.Behaviour{}
 	p.log = append(p.log, "reset")
 	return nil
 }
-func (p *fakePod) SetBehaviour(_ context.Context, b demo.Behaviour) error {
+func (p *fakePod) SetBehaviour(_ context.Context, b httpfault.Behaviour) error {
 	p.b = b
 	p.log = append(p.log, "behaviour")
 	return nil

@@ -3,10 +3,11 @@ package spec
 import (
 	"errors"
 	"fmt"
-	"github.com/skiff-mesh/skiff/simulator/demo"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -86,14 +87,14 @@ func parseDuration(s string) (time.Duration, error) {
 
 // DelayShare delays Percent % of requests by Delay: skiff-demo's type,
 // since the scenario's behaviour is the demo's.
-type DelayShare = demo.DelayShare
+type DelayShare = httpfault.DelayShare
 
 // Distribution is a latency distribution in skiff-demo's syntax:
 // "1ms:50,10ms:1" delays half of the requests by 1 ms, 1 % by 10 ms and the
 // rest not at all; a bare "2ms" delays every request. Percentages add up to
 // at most 100. Nil never delays; its text form is "0s". It is
 // skiff-demo's Delays, so both read and write the same text.
-type Distribution = demo.Delays
+type Distribution = httpfault.Delays
 
 // ParseDistribution parses the text form of a Distribution; "", "0s" and
 // lists of zero delays give nil.

@@ -12,8 +12,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 	"github.com/skiff-mesh/skiff/results/assert"
-	"github.com/skiff-mesh/skiff/simulator/demo"
 )
 
 // Option adjusts Parse, Load and Validate. Options are independent of each
@@ -310,7 +310,7 @@ func (s *Scenario) serviceNames() []string {
 }
 
 func (v *validator) behaviour(p string, b Behaviour) {
-	if err := (demo.Behaviour{Latency: b.Latency}).Validate(); err != nil {
+	if err := (httpfault.Behaviour{Latency: b.Latency}).Validate(); err != nil {
 		v.errf(p+".latency", "%v", err)
 	}
 	if b.LatencyJitter < 0 || b.LatencyJitter > MaxLatency {
@@ -327,8 +327,8 @@ func (v *validator) behaviour(p string, b Behaviour) {
 	if v.zero(p+".error_status") || b.ErrorStatus < 200 || b.ErrorStatus > 599 {
 		v.errf(p+".error_status", "%d is not an HTTP status between 200 and 599", raw(v, p+".error_status", b.ErrorStatus))
 	}
-	if b.MaxConcurrent < 0 || b.MaxConcurrent > demo.MaxConcurrentLimit {
-		v.errf(p+".max_concurrent", "%d is outside [0, %d]; 0 means no limit", b.MaxConcurrent, demo.MaxConcurrentLimit)
+	if b.MaxConcurrent < 0 || b.MaxConcurrent > httpfault.MaxConcurrentLimit {
+		v.errf(p+".max_concurrent", "%d is outside [0, %d]; 0 means no limit", b.MaxConcurrent, httpfault.MaxConcurrentLimit)
 	}
 }
 

@@ -6,9 +6,6 @@ import (
 	"sync"
 )
 
-// MaxConcurrentLimit bounds Behaviour.MaxConcurrent.
-const MaxConcurrentLimit = 1_000_000
-
 // gate gives the workload requests of a Server at most the behaviour's
 // MaxConcurrent slots at once, as a backend with a pool of that many
 // workers does: the others wait, in arrival order, and the wait counts in

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -241,7 +242,7 @@ func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset, held
 	var codeShares []StatusShare
 	if err == nil {
 		if v := md.Get(MetadataGRPCStatusCode); len(v) > 0 {
-			codeShares, err = parseStatusShares(MetadataGRPCStatusCode, strings.Join(v, ","), 0, 16)
+			codeShares, err = httpfault.ParseStatusShares(MetadataGRPCStatusCode, strings.Join(v, ","), 0, 16)
 		}
 	}
 	if err != nil {
@@ -254,26 +255,26 @@ func (s *Server) grpcFaults(ctx context.Context) (_ context.Context, reset, held
 	}
 	b := s.behaviour.Load()
 	rnd := s.rng.derive()
-	if d := b.latency(rnd) + f.Delay.Pick(rnd); d > 0 {
+	if d := b.PickLatency(rnd) + f.Delay.Pick(rnd); d > 0 {
 		s.stats.delayed.Add(1)
 		if !sleep(ctx, d) {
 			s.stats.cancelled.Add(1)
 			return ctx, false, true, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	if (b.ResetRate > 0 && rnd.Float64() < b.ResetRate) || hit(rnd, f.ClosePercent) {
+	if (b.ResetRate > 0 && rnd.Float64() < b.ResetRate) || httpfault.Hit(rnd, f.ClosePercent) {
 		s.stats.resets.Add(1)
 		s.closePeer(ctx)
 		return ctx, true, true, status.Error(codes.Unavailable, "skiff-demo "+s.cfg.Name+": injected connection close")
 	}
 	code := codes.OK
 	injected := false
-	if c, ok := pickStatus(codeShares, rnd); ok {
+	if c, ok := httpfault.PickStatus(codeShares, rnd); ok {
 		code, injected = codes.Code(c), true
-	} else if c, ok := pickStatus(f.Status, rnd); ok {
+	} else if c, ok := httpfault.PickStatus(f.Status, rnd); ok {
 		code, injected = GRPCCode(c), true
 	} else if b.ErrorRate > 0 && rnd.Float64() < b.ErrorRate {
-		code, injected = GRPCCode(b.errorStatus()), true
+		code, injected = GRPCCode(b.StatusOrDefault()), true
 	}
 	if injected && code != codes.OK {
 		s.stats.injected.Add(1)

@@ -3,13 +3,14 @@ package demo
 import (
 	"context"
 	"encoding/json"
-	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
 )
 
 // startServer starts a Server on loopback with a fixed seed, closed (and

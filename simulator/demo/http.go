@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skiff-mesh/skiff/faultinject/httpfault"
 )
 
 // ReplicaHeader carries Config.Name on every HTTP response; gRPC responses
@@ -110,23 +112,23 @@ func (s *Server) workload(h workloadHandler) http.Handler {
 		defer func() { s.gate.leave(s.behaviour.Load().MaxConcurrent) }()
 		b := s.behaviour.Load()
 		rnd := s.rng.derive()
-		if d := b.latency(rnd) + f.Delay.Pick(rnd); d > 0 {
+		if d := b.PickLatency(rnd) + f.Delay.Pick(rnd); d > 0 {
 			s.stats.delayed.Add(1)
 			if !sleep(r.Context(), d) {
 				s.stats.cancelled.Add(1)
 				return
 			}
 		}
-		if (b.ResetRate > 0 && rnd.Float64() < b.ResetRate) || hit(rnd, f.ClosePercent) {
+		if (b.ResetRate > 0 && rnd.Float64() < b.ResetRate) || httpfault.Hit(rnd, f.ClosePercent) {
 			s.stats.resets.Add(1)
 			// net/http closes an HTTP/1.1 connection and resets an HTTP/2
 			// stream when a handler panics with ErrAbortHandler, and does
 			// not log it.
 			panic(http.ErrAbortHandler)
 		}
-		code, ok := pickStatus(f.Status, rnd)
+		code, ok := httpfault.PickStatus(f.Status, rnd)
 		if !ok && b.ErrorRate > 0 && rnd.Float64() < b.ErrorRate {
-			code, ok = b.errorStatus(), true
+			code, ok = b.StatusOrDefault(), true
 		}
 		if ok {
 			s.stats.injected.Add(1)
@@ -396,7 +398,7 @@ func (s *Server) patchBehaviour(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if s.behaviour.CompareAndSwap(old, &b) {
-			s.log.Info("behaviour changed", "behaviour", b.summary())
+			s.log.Info("behaviour changed", "behaviour", summary(b))
 			writeJSON(w, http.StatusOK, b)
 			return
 		}

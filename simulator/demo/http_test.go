@@ -7,14 +7,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/skiff-mesh/skiff/internal/leakcheck"
-	"github.com/skiff-mesh/skiff/internal/testwait"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 func TestRoot(t *testing.T) {

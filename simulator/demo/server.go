@@ -280,7 +280,7 @@ func (s *Server) SetBehaviour(b Behaviour) error {
 		return err
 	}
 	s.behaviour.Store(&b)
-	s.log.Info("behaviour changed", "behaviour", b.summary())
+	s.log.Info("behaviour changed", "behaviour", summary(b))
 	return nil
 }
 
@@ -288,10 +288,10 @@ func (s *Server) SetBehaviour(b Behaviour) error {
 func (s *Server) ResetBehaviour() {
 	b := s.cfg.Behaviour
 	s.behaviour.Store(&b)
-	s.log.Info("behaviour reset", "behaviour", b.summary())
+	s.log.Info("behaviour reset", "behaviour", summary(b))
 }
 
-func (b Behaviour) summary() string {
+func summary(b Behaviour) string {
 	j, _ := b.MarshalJSON()
 	return string(j)
 }

@@ -73,7 +73,7 @@ func (s *Server) echo(c net.Conn, r io.Reader, rnd *rand.Rand) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			if d := s.behaviour.Load().latency(rnd); d > 0 && !sleep(s.ctx, d) {
+			if d := s.behaviour.Load().PickLatency(rnd); d > 0 && !sleep(s.ctx, d) {
 				return
 			}
 			if _, werr := c.Write(buf[:n]); werr != nil {

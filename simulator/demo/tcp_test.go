@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"github.com/skiff-mesh/skiff/internal/leakcheck"
-	"github.com/skiff-mesh/skiff/internal/testwait"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/skiff-mesh/skiff/internal/leakcheck"
+	"github.com/skiff-mesh/skiff/internal/testwait"
 )
 
 func dialTCP(t *testing.T, addr string) *net.TCPConn {

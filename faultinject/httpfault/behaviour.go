@@ -1,4 +1,4 @@
-package demo
+package httpfault
 
 import (
 	"bytes"
@@ -9,6 +9,9 @@ import (
 	"math/rand/v2"
 	"time"
 )
+
+// MaxConcurrentLimit bounds Behaviour.MaxConcurrent.
+const MaxConcurrentLimit = 1_000_000
 
 // DefaultErrorStatus is the status of injected errors when
 // Behaviour.ErrorStatus is zero.
@@ -85,16 +88,16 @@ func (b Behaviour) Validate() error {
 	return nil
 }
 
-// errorStatus returns ErrorStatus or its default.
-func (b *Behaviour) errorStatus() int {
+// StatusOrDefault returns ErrorStatus or its default.
+func (b *Behaviour) StatusOrDefault() int {
 	if b.ErrorStatus == 0 {
 		return DefaultErrorStatus
 	}
 	return b.ErrorStatus
 }
 
-// latency draws the added latency of one request.
-func (b *Behaviour) latency(r *rand.Rand) time.Duration {
+// PickLatency draws the added latency of one request.
+func (b *Behaviour) PickLatency(r *rand.Rand) time.Duration {
 	d := b.Latency.Pick(r)
 	if d == 0 || b.LatencyJitter == 0 {
 		return d
@@ -116,7 +119,7 @@ type behaviourJSON struct {
 // MarshalJSON writes every field, durations as Go duration strings.
 func (b Behaviour) MarshalJSON() ([]byte, error) {
 	lat, jit := b.Latency.String(), b.LatencyJitter.String()
-	st := b.errorStatus()
+	st := b.StatusOrDefault()
 	return json.Marshal(behaviourJSON{
 		Latency: &lat, LatencyJitter: &jit, ErrorRate: &b.ErrorRate,
 		ErrorStatus: &st, ResetRate: &b.ResetRate, MaxConcurrent: &b.MaxConcurrent,
