@@ -117,10 +117,14 @@ func newHTTPClient(o *Options, payload []byte) (*httpClient, error) {
 	} else {
 		protocols.SetHTTP1(true)
 	}
+	dial := o.Dial
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	for range n {
 		tr := &http.Transport{
 			Proxy:               nil, // measure the target, not an environment proxy
-			DialContext:         (&net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         dial,
 			MaxIdleConns:        o.Connections,
 			MaxIdleConnsPerHost: o.Connections,
 			IdleConnTimeout:     90 * time.Second,
@@ -227,6 +231,12 @@ func newGRPCClient(o *Options, payload []byte) (*grpcClient, error) {
 			c.md = metadata.MD{}
 		}
 		c.md.Append(k, vs...)
+	}
+	if o.Dial != nil {
+		dial := o.Dial
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		}))
 	}
 	c.streamMD = metadata.Join(c.md, metadata.Pairs(MessagesMetadata, strconv.Itoa(c.messages)))
 	for range o.Connections {

@@ -1,9 +1,11 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -173,6 +175,11 @@ type Options struct {
 	// are spread over round-robin. Zero means DefaultConnections for
 	// HTTP/1.1 and 1 for h2c and gRPC.
 	Connections int
+	// Dial, when set, opens every connection to the target instead of the
+	// harness's own network stack: for example from inside a pod's network
+	// namespace, where its sidecar's interception rules apply. Nil means a
+	// net.Dialer with Timeout.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxInFlight caps the requests in flight, and so the generator's
 	// goroutines and memory when the target stalls. A request due while the
 	// cap is reached waits for a free slot, and the wait counts in its

@@ -18,8 +18,8 @@ import (
 	"github.com/skiff-mesh/skiff/loadgen"
 	"github.com/skiff-mesh/skiff/results"
 	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/scenarios"
 	"github.com/skiff-mesh/skiff/scenarios/spec"
-	"github.com/skiff-mesh/skiff/simulator/local"
 )
 
 // podCounter polls the demo workloads' request counters, so the runner
@@ -27,7 +27,7 @@ import (
 // recovery_s. Counts are per pod name; a restarted pod's counter starts
 // again from zero, so only increases count.
 type podCounter struct {
-	env *local.Env
+	env scenarios.Environment
 	t0  time.Time
 
 	mu      sync.Mutex
@@ -45,7 +45,7 @@ type podSample struct {
 
 const podPoll = 200 * time.Millisecond
 
-func newPodCounter(env *local.Env) *podCounter {
+func newPodCounter(env scenarios.Environment) *podCounter {
 	return &podCounter{env: env, last: map[string]int64{}, stopc: make(chan struct{})}
 }
 
@@ -71,18 +71,18 @@ func (c *podCounter) poll(totals map[string]int64) {
 	defer cancel()
 	for _, svc := range c.env.Services() {
 		for _, p := range c.env.Pods(svc.Name) {
-			st, err := p.Stats(ctx)
+			n, err := p.Requests(ctx)
 			if err != nil {
 				continue // killed or paused: it serves nothing
 			}
 			c.mu.Lock()
 			prev := c.last[p.Name()]
-			if st.Requests >= prev {
-				totals[p.Name()] += st.Requests - prev
+			if n >= prev {
+				totals[p.Name()] += n - prev
 			} else { // restarted: its counter began again
-				totals[p.Name()] += st.Requests
+				totals[p.Name()] += n
 			}
-			c.last[p.Name()] = st.Requests
+			c.last[p.Name()] = n
 			c.mu.Unlock()
 		}
 	}
@@ -228,7 +228,7 @@ func (r *run) collect(res *results.Result, load *loadResult) {
 		res.Phases = append(res.Phases, whole)
 	}
 	for i := range res.Processes {
-		if res.Processes[i].Role == local.RoleProxy {
+		if res.Processes[i].Role == scenarios.RoleProxy {
 			res.Processes[i].SetRequests(requests)
 		}
 	}
@@ -433,7 +433,7 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 	var rss, hwm, cpu float64
 	var reqs int64
 	for _, p := range res.Processes {
-		if p.Role != local.RoleProxy {
+		if p.Role != scenarios.RoleProxy {
 			continue
 		}
 		rss, hwm = math.Max(rss, p.VmRSSMaxMB), math.Max(hwm, p.VmHWMMB)
@@ -442,7 +442,7 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 	}
 	m["proxy_vmrss_mb"], m["proxy_vmhwm_mb"] = rss, hwm
 	for _, p := range res.Processes {
-		if p.Role == local.RoleController {
+		if p.Role == scenarios.RoleController {
 			m["controller_vmrss_mb"] = math.Max(m["controller_vmrss_mb"], p.VmRSSMaxMB)
 			m["controller_vmhwm_mb"] = math.Max(m["controller_vmhwm_mb"], p.VmHWMMB)
 		}

@@ -42,9 +42,14 @@ type mtlsEvidence struct {
 // trust root and an expired certificate, each against a pod's inbound.
 func (r *run) gatherMTLS(ctx context.Context) *mtlsEvidence {
 	ev := &mtlsEvidence{probes: map[string]float64{}}
+	env := r.local
+	if env == nil {
+		ev.probeErrors = append(ev.probeErrors, "environment "+r.env.Name()+" does not offer the mTLS probes yet")
+		return ev
+	}
 	var all, withID float64
-	for _, svc := range r.env.Services() {
-		for _, p := range r.env.Pods(svc.Name) {
+	for _, svc := range env.Services() {
+		for _, p := range env.Pods(svc.Name) {
 			a, w := inboundTLS(ctx, p.AdminAddr())
 			all, withID = all+a, withID+w
 		}
@@ -52,8 +57,8 @@ func (r *run) gatherMTLS(ctx context.Context) *mtlsEvidence {
 	if all > 0 {
 		ev.inboundTLS = withID / all
 	}
-	pods := r.env.Pods(r.sc.Load.Target)
-	if len(pods) == 0 || r.env.IdentityDir() == "" {
+	pods := env.Pods(r.sc.Load.Target)
+	if len(pods) == 0 || env.IdentityDir() == "" {
 		return ev
 	}
 	target := pods[0].InboundAddr()
@@ -74,7 +79,7 @@ func (r *run) gatherMTLS(ctx context.Context) *mtlsEvidence {
 		refused, err = tlsRefused(target, cert)
 	}
 	probe("foreign_root_refused", refused, err)
-	cert, err = expiredCert(r.env.IdentityDir())
+	cert, err = expiredCert(env.IdentityDir())
 	if err == nil {
 		refused, err = tlsRefused(target, cert)
 	}

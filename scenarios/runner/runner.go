@@ -32,6 +32,7 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/proxy/route"
 	"github.com/skiff-mesh/skiff/results"
 	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/scenarios"
 	"github.com/skiff-mesh/skiff/scenarios/spec"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 	"github.com/skiff-mesh/skiff/simulator/local"
@@ -155,9 +156,14 @@ type run struct {
 	seed     uint64
 	log      *slog.Logger
 	registry *faultinject.Registry
-	env      *local.Env
-	sampler  results.Sampler
-	pods     *podCounter
+	// env is the environment, through the contract every environment
+	// implements; local is the local simulator behind it, for the
+	// measurements only it offers so far (mTLS and rotation probes, the
+	// plaintext marker), nil on another environment.
+	env     scenarios.Environment
+	local   *local.Env
+	sampler results.Sampler
+	pods    *podCounter
 
 	mu     sync.Mutex
 	events []results.Event
@@ -234,7 +240,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	if needsMarker(sc) {
 		lc.Marker = []byte(Marker)
 	}
-	env, err := local.New(lc)
+	env, err := r.newEnvironment(lc)
 	if err != nil {
 		return err
 	}
@@ -246,6 +252,9 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}()
 	if err := env.Up(ctx, specs); err != nil {
 		return fmt.Errorf("bringing the topology up: %w", err)
+	}
+	if needsRotation(sc) && r.local == nil {
+		return fmt.Errorf("scenario %s probes certificate rotation, which environment %s does not offer yet", sc.Name, env.Name())
 	}
 	for _, p := range env.Processes() {
 		if err := r.sampler.Watch(p.Name, p.Role, p.PID); err != nil {
@@ -264,7 +273,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	pctx, stopProbes := context.WithCancel(ctx)
 	defer stopProbes()
 	if needsRotation(sc) {
-		rot = newRotationProber(env, env.Pods(sc.Load.Target))
+		rot = newRotationProber(r.local, r.local.Pods(sc.Load.Target))
 		probing.Go(func() { rot.run(pctx) })
 	}
 
@@ -283,12 +292,12 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		for _, f := range rot.failures {
 			r.log.Warn("rotation probe failed", "probe", f)
 		}
-		if serr := sidecarIdentity(ctx, env, r.rot); serr != nil {
+		if serr := sidecarIdentity(ctx, r.local, r.rot); serr != nil {
 			r.log.Warn("cannot read the sidecars' identity metrics", "err", serr)
 		}
 	}
-	if needsMarker(sc) {
-		n := env.MarkerHits()
+	if needsMarker(sc) && r.local != nil {
+		n := r.local.MarkerHits()
 		r.hits = &n
 	}
 	if len(sc.Resources) > 0 && err == nil {
@@ -352,7 +361,7 @@ var routeMetrics = []struct{ name, counter string }{
 
 // routeCounters reads the client sidecar's route counters at the end of
 // the load.
-func routeCounters(ctx context.Context, env *local.Env) (map[string]float64, error) {
+func routeCounters(ctx context.Context, env scenarios.Environment) (map[string]float64, error) {
 	names := make([]string, len(routeMetrics))
 	for i, m := range routeMetrics {
 		names[i] = m.counter
@@ -464,11 +473,10 @@ func (r *run) target(direct bool) loadgen.Target {
 	sc := r.sc
 	t := loadgen.Target{Protocol: sc.Load.Protocol, Method: sc.Load.Method, PayloadBytes: sc.Load.PayloadBytes,
 		Digest: sc.Load.Digest, Chunked: sc.Load.Chunked}
-	addr := r.env.Client().OutboundAddr()
-	if direct {
-		addr = r.env.DirectAddr(sc.Load.Target, 0)
-	} else {
-		t.Header = http.Header{"Host": {r.env.Authority(sc.Load.Target)}}
+	entry := r.env.Entry(sc.Load.Target, direct)
+	addr := entry.Addr
+	if !direct {
+		t.Header = http.Header{"Host": {entry.Authority}}
 		if needsMarker(sc) {
 			// In the body: HTTP/2 compresses header values (HPACK),
 			// so a marker in a header never shows on the wire even in
@@ -507,6 +515,7 @@ func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Durat
 	return loadgen.Options{
 		Target: r.target(direct), Mix: mix, Rate: lr, Duration: duration + warmup, WarmUp: warmup,
 		Connections: sc.Load.Connections, Timeout: 10 * time.Second, Progress: progress,
+		Dial: r.env.Entry(sc.Load.Target, direct).Dial,
 	}
 }
 
@@ -663,6 +672,16 @@ func (r *run) targetPods(target string) ([]faultinject.Pod, error) {
 
 // The local environment can drain pods (faultinject's drain fault).
 var _ faultinject.DrainPod = (*local.Pod)(nil)
+
+// newEnvironment makes the environment the run names (Options.Env).
+func (r *run) newEnvironment(lc local.Config) (scenarios.Environment, error) {
+	env, err := local.New(lc)
+	if err != nil {
+		return nil, err
+	}
+	r.local = env
+	return env.Environment(), nil
+}
 
 // rewatch adds the processes of restarted pods to the sampler.
 func (r *run) rewatch() {

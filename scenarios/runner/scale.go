@@ -276,7 +276,7 @@ func (r *run) executeScale(ctx context.Context, res *results.Result) error {
 	if err != nil {
 		return err
 	}
-	r.env = env
+	r.env, r.local = env.Environment(), env
 	defer env.Close()
 
 	plan := planScale(cfg, env.Subnet(), r.seed)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/skiff-mesh/skiff/faultinject/chaos"
-	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
 	"hash/fnv"
 	"log/slog"
 	"net"
@@ -22,8 +20,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/faultinject/chaos"
+	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
+	"github.com/skiff-mesh/skiff/scenarios"
+
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
-	"github.com/skiff-mesh/skiff/simulator/demo"
 )
 
 // Protocols a service speaks (ServiceSpec.Protocol).
@@ -36,9 +37,9 @@ const (
 
 // Roles of a pod's processes (Process.Role).
 const (
-	RoleApp        = "app"        // skiff-demo
-	RoleProxy      = "proxy"      // skiff-proxy
-	RoleController = "controller" // skiff-controller
+	RoleApp        = scenarios.RoleApp        // skiff-demo
+	RoleProxy      = scenarios.RoleProxy      // skiff-proxy
+	RoleController = scenarios.RoleController // skiff-controller
 )
 
 // Namespace is the namespace part of every authority.
@@ -62,48 +63,15 @@ const (
 	MaxReplicas = 254
 )
 
-// ServiceSpec describes one service of the topology.
-type ServiceSpec struct {
-	// Name is a DNS label (lowercase letters, digits, '-'); pods are
-	// named "<Name>-<i>" from 0.
-	Name string
-	// Port is the service port in the authority; zero means the workload
-	// port the protocol uses (Ports.App, or Ports.AppTCP for tcp).
-	Port int
-	// Replicas is the number of pods; zero gives a service that is known
-	// but never has an endpoint.
-	Replicas int
-	// Meshed gives every pod a sidecar; the registry then lists the
-	// sidecars' inbound addresses (";meshed"), else the workloads.
-	Meshed bool
-	// Protocol is http1 (the default), h2c, grpc or tcp. It sets the
-	// endpoints' protocol hint; for tcp the registry lists the workloads'
-	// TCP echo address (or the sidecars', which forward to it as opaque
-	// TCP) and the client sidecar gets a TCP route (Env.TCPAddr).
-	Protocol string
-	// Behaviour is the skiff-demo behaviour of each replica at start (and
-	// after ResetBehaviour); it may be shorter than Replicas, the rest are
-	// healthy.
-	Behaviour []demo.Behaviour
-	// Failover names other services to use, in order, when this one has
-	// no endpoint that accepts a connection: every sidecar gets the rule
-	// (skiff-proxy --failover), and the proxy moves such requests over
-	// without an error. The registry lists each service's own pods only.
-	Failover []string
-	// Chaos puts a TCP chaos link (faultinject/chaos) in front of every
-	// pod of the service, at the pod's IP and Ports.Chaos; the registry
-	// lists the link, so every peer's traffic crosses it. A link without
-	// toxics forwards untouched; Pod.Chaos gives it to chaos faults.
-	Chaos bool
-}
+// ServiceSpec describes one service of the topology: the environment
+// contract's scenarios.Service, whose fields say what each one does here
+// (a Meshed pod's registry entry is its sidecar's inbound address, a
+// tcp service's client sidecar gets a TCP route, Env.TCPAddr; Chaos puts
+// the link at the pod's IP and Ports.Chaos, and the registry lists it).
+type ServiceSpec = scenarios.Service
 
 // Process is one running process of a pod.
-type Process struct {
-	Pod  string // pod name
-	Name string // "<pod>-<role>" ("controller" for the controller pod); its log is LogPath(Pod, Role)
-	Role string // RoleApp, RoleProxy or RoleController
-	PID  int
-}
+type Process = scenarios.Process
 
 // Env is a local environment: pods as real processes on loopback
 // addresses of one 127.X.0.0/16 subnet claimed for this Env alone. Build it
