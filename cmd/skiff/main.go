@@ -1,4 +1,5 @@
-// Command skiff is Skiff's command line.
+// Command skiff is Skiff's command line: the mesh's commands (mesh/cli)
+// joined with the harness's (scenarios/cli).
 package main
 
 import (
@@ -7,12 +8,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/skiff-mesh/skiff/mesh/cli"
+	meshcli "github.com/skiff-mesh/skiff/mesh/cli"
+	harnesscli "github.com/skiff-mesh/skiff/scenarios/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := meshcli.Run(ctx, os.Args[1:], os.Stdout, os.Stderr, harnesscli.Commands()...)
 	stop()
 	os.Exit(code)
 }

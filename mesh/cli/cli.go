@@ -1,5 +1,8 @@
-// Package cli is the skiff command line: the harness (scenario, bench) now,
-// the mesh's day-two commands (install, check, stat, tap …) as they land.
+// Package cli is the mesh's skiff command line: the root command, version,
+// and the mesh's day-two commands (install, check, stat, tap …) as they
+// land. The harness's verbs (scenario, bench) live with the harness
+// (scenarios/cli); cmd/skiff joins both through Run's more commands, so
+// this package links nothing of the harness.
 package cli
 
 import (
@@ -34,18 +37,25 @@ const (
 	ExitFailure         = 1
 )
 
-// options are the flags every command shares.
-type options struct {
-	log    logging.Options
-	stdout io.Writer
-	stderr io.Writer
+// Options are what every command shares: the logging flags and the
+// output streams.
+type Options struct {
+	Log    logging.Options
+	Stdout io.Writer
+	Stderr io.Writer
 }
 
-func (o *options) logger() (*slog.Logger, error) { return o.log.New(o.stderr) }
+// Logger is the logger the logging flags ask for, writing to Stderr.
+func (o *Options) Logger() (*slog.Logger, error) { return o.Log.New(o.Stderr) }
+
+// Command builds a sub-command of the skiff command line from the shared
+// options.
+type Command func(o *Options) *cobra.Command
 
 // Run executes the skiff command line and returns the process exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o := &options{stdout: stdout, stderr: stderr}
+// more are further sub-commands (the harness's) joined to the mesh's.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, more ...Command) int {
+	o := &Options{Stdout: stdout, Stderr: stderr}
 	root := &cobra.Command{
 		Use:           "skiff",
 		Short:         "Skiff: a lightweight service mesh whose every claim is measured",
@@ -55,8 +65,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	o.log.AddFlags(root.PersistentFlags())
-	root.AddCommand(newBenchCmd(o), newScenarioCmd(o), newVersionCmd(o))
+	o.Log.AddFlags(root.PersistentFlags())
+	root.AddCommand(newVersionCmd(o))
+	for _, c := range more {
+		root.AddCommand(c(o))
+	}
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -72,13 +85,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 1
 }
 
-func newVersionCmd(o *options) *cobra.Command {
+func newVersionCmd(o *Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of skiff",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(o.stdout, "skiff", Version())
+			fmt.Fprintln(o.Stdout, "skiff", Version())
 			return nil
 		},
 	}
@@ -102,9 +115,9 @@ func Version() string {
 	return v
 }
 
-// findBinary locates a Skiff binary: the flag's value when set, else next
+// FindBinary locates a Skiff binary: the flag's value when set, else next
 // to the running executable (make build puts them all in bin/).
-func findBinary(flagValue, name string) (string, error) {
+func FindBinary(flagValue, name string) (string, error) {
 	if flagValue != "" {
 		return flagValue, nil
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	meshcli "github.com/skiff-mesh/skiff/mesh/cli"
 )
 
 // TestBenchIdleFlags: the defaults are issue 12's measurement (1,000 and
@@ -11,7 +13,7 @@ import (
 // anything starts.
 func TestBenchIdleFlags(t *testing.T) {
 	var out, errOut bytes.Buffer
-	o := &options{stdout: &out, stderr: &errOut}
+	o := &meshcli.Options{Stdout: &out, Stderr: &errOut}
 	cmd := newBenchIdleCmd(o)
 	f := cmd.Flags()
 	for name, want := range map[string]string{

@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"time"
 
+	meshcli "github.com/skiff-mesh/skiff/mesh/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-mesh/skiff/loadgen/idleconn"
 	"github.com/skiff-mesh/skiff/results"
 )
 
-func newBenchIdleCmd(o *options) *cobra.Command {
+func newBenchIdleCmd(o *meshcli.Options) *cobra.Command {
 	var (
 		cfg      idleconn.Config
 		kinds    []string
@@ -43,11 +45,11 @@ when one is over it, 1 when a measurement could not be made or is not
 valid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}
-			if cfg.ProxyBin, err = findBinary(proxyBin, "skiff-proxy"); err != nil {
+			if cfg.ProxyBin, err = meshcli.FindBinary(proxyBin, "skiff-proxy"); err != nil {
 				return err
 			}
 			cfg.Kinds = nil
@@ -63,7 +65,7 @@ valid.`,
 			if err != nil {
 				return err
 			}
-			if err := rep.WriteText(o.stdout); err != nil {
+			if err := rep.WriteText(o.Stdout); err != nil {
 				return err
 			}
 			if jsonOut != "" {
@@ -78,9 +80,9 @@ valid.`,
 			case results.Pass:
 				return nil
 			case results.Fail:
-				return &ExitError{Code: ExitAssertionFailed, Msg: fmt.Sprintf("bench idle FAILED: an idle connection costs more than %g KiB", rep.TargetKiB)}
+				return &meshcli.ExitError{Code: meshcli.ExitAssertionFailed, Msg: fmt.Sprintf("bench idle FAILED: an idle connection costs more than %g KiB", rep.TargetKiB)}
 			default:
-				return &ExitError{Code: ExitFailure, Msg: "bench idle: a measurement is not valid (the proxy dropped connections); see the report"}
+				return &meshcli.ExitError{Code: meshcli.ExitFailure, Msg: "bench idle: a measurement is not valid (the proxy dropped connections); see the report"}
 			}
 		},
 	}

@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	meshcli "github.com/skiff-mesh/skiff/mesh/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-mesh/skiff/loadgen/bench"
 	"github.com/skiff-mesh/skiff/results"
 )
 
-func newBenchCmd(o *options) *cobra.Command {
+func newBenchCmd(o *meshcli.Options) *cobra.Command {
 	var (
 		cfg       bench.Config
 		jsonOut   string
@@ -68,14 +70,14 @@ trial at --ab-alpha; added p99 is reported only. make ab-gate builds the
 base.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}
-			if cfg.ProxyBin, err = findBinary(proxyBin, "skiff-proxy"); err != nil {
+			if cfg.ProxyBin, err = meshcli.FindBinary(proxyBin, "skiff-proxy"); err != nil {
 				return err
 			}
-			if cfg.DemoBin, err = findBinary(demoBin, "skiff-demo"); err != nil {
+			if cfg.DemoBin, err = meshcli.FindBinary(demoBin, "skiff-demo"); err != nil {
 				return err
 			}
 			cfg.WorkDir = keepLogs
@@ -92,7 +94,7 @@ base.`,
 			}
 			var notes []string
 			if len(peers) > 0 {
-				if cfg.Peers, notes, err = findPeers(cmd.Context(), peers, install, keepLogs, o.stderr); err != nil {
+				if cfg.Peers, notes, err = findPeers(cmd.Context(), peers, install, keepLogs, o.Stderr); err != nil {
 					return err
 				}
 			}
@@ -117,7 +119,7 @@ base.`,
 				return err
 			}
 			rep.Notes = append(rep.Notes, notes...)
-			if err := rep.WriteText(o.stdout); err != nil {
+			if err := rep.WriteText(o.Stdout); err != nil {
 				return err
 			}
 			if jsonOut != "" {
@@ -217,10 +219,10 @@ func gateExit(d *bench.Decision) error {
 	case results.Pass:
 		return nil
 	case results.Inconclusive:
-		return &ExitError{Code: results.ExitInconclusive, Msg: fmt.Sprintf("bench gate INCONCLUSIVE after %d trials (not a pass; the intervals still straddle the limits):\n  %s",
+		return &meshcli.ExitError{Code: results.ExitInconclusive, Msg: fmt.Sprintf("bench gate INCONCLUSIVE after %d trials (not a pass; the intervals still straddle the limits):\n  %s",
 			d.Trials, strings.Join(bad, "\n  "))}
 	default:
-		return &ExitError{Code: ExitAssertionFailed, Msg: fmt.Sprintf("bench gate FAILED after %d trials:\n  %s", d.Trials, strings.Join(bad, "\n  "))}
+		return &meshcli.ExitError{Code: meshcli.ExitAssertionFailed, Msg: fmt.Sprintf("bench gate FAILED after %d trials:\n  %s", d.Trials, strings.Join(bad, "\n  "))}
 	}
 }
 

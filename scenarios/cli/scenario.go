@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	meshcli "github.com/skiff-mesh/skiff/mesh/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-mesh/skiff/internal/plant"
@@ -20,7 +22,7 @@ import (
 	"github.com/skiff-mesh/skiff/simulator/local"
 )
 
-func newScenarioCmd(o *options) *cobra.Command {
+func newScenarioCmd(o *meshcli.Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scenario",
 		Short: "Run, list, report and compare scenarios: the mesh's claims as runs that can fail",
@@ -29,7 +31,7 @@ func newScenarioCmd(o *options) *cobra.Command {
 	return cmd
 }
 
-func newScenarioRunCmd(o *options) *cobra.Command {
+func newScenarioRunCmd(o *meshcli.Options) *cobra.Command {
 	var (
 		env           string
 		quick         bool
@@ -54,7 +56,7 @@ when none failed but one could not be decided (docs/scenarios.md, "How
 assertions decide"), 1 when the run itself could not happen.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			log, err := o.logger()
+			log, err := o.Logger()
 			if err != nil {
 				return err
 			}
@@ -62,15 +64,15 @@ assertions decide"), 1 when the run itself could not happen.`,
 			if err != nil {
 				return err
 			}
-			if err := plantDefect(planted, o.stdout); err != nil {
+			if err := plantDefect(planted, o.Stdout); err != nil {
 				return err
 			}
 			var bin local.Binaries
-			if bin.Proxy, err = findBinary(proxyBin, "skiff-proxy"); err == nil {
-				bin.Demo, err = findBinary(demoBin, "skiff-demo")
+			if bin.Proxy, err = meshcli.FindBinary(proxyBin, "skiff-proxy"); err == nil {
+				bin.Demo, err = meshcli.FindBinary(demoBin, "skiff-demo")
 			}
 			if err == nil && sc.Mesh.ControlPlane {
-				bin.Controller, err = findBinary(controllerBin, "skiff-controller")
+				bin.Controller, err = meshcli.FindBinary(controllerBin, "skiff-controller")
 			}
 			if err != nil {
 				return err
@@ -80,33 +82,33 @@ assertions decide"), 1 when the run itself could not happen.`,
 			}
 			res, err := runner.Run(cmd.Context(), runner.Options{
 				Scenario: sc, Env: env, Quick: quick, Seed: seed, OutDir: out, Bin: bin,
-				Revision: gitRevision(), Progress: o.stdout, TTY: isTerminal(o.stdout), Logger: log,
+				Revision: gitRevision(), Progress: o.Stdout, TTY: isTerminal(o.Stdout), Logger: log,
 			})
 			if err != nil && res == nil {
 				return err
 			}
-			fmt.Fprintln(o.stdout)
-			if werr := res.WriteSummary(o.stdout); werr != nil {
+			fmt.Fprintln(o.Stdout)
+			if werr := res.WriteSummary(o.Stdout); werr != nil {
 				return werr
 			}
-			fmt.Fprintf(o.stdout, "\nresults: %s (report: %s)\n", out, filepath.Join(out, results.ReportFile))
+			fmt.Fprintf(o.Stdout, "\nresults: %s (report: %s)\n", out, filepath.Join(out, results.ReportFile))
 			if err != nil {
 				return err
 			}
 			switch res.Verdict {
 			case results.Pass:
 				known := res.KnownFailures()
-				fmt.Fprintf(o.stdout, "PASS %s: %d assertions held\n", sc.Name, len(res.Assertions)-len(known))
+				fmt.Fprintf(o.Stdout, "PASS %s: %d assertions held\n", sc.Name, len(res.Assertions)-len(known))
 				if len(known) > 0 {
-					fmt.Fprintf(o.stdout, "%d known failures, not counted (each has a ceiling that held):\n  %s\n", len(known), strings.Join(known, "\n  "))
+					fmt.Fprintf(o.Stdout, "%d known failures, not counted (each has a ceiling that held):\n  %s\n", len(known), strings.Join(known, "\n  "))
 				}
 				return nil
 			case results.Fail:
-				return &ExitError{Code: ExitAssertionFailed, Msg: fmt.Sprintf("FAIL %s:\n%v", sc.Name, res.Failures())}
+				return &meshcli.ExitError{Code: meshcli.ExitAssertionFailed, Msg: fmt.Sprintf("FAIL %s:\n%v", sc.Name, res.Failures())}
 			case results.Inconclusive:
-				return &ExitError{Code: results.ExitInconclusive, Msg: fmt.Sprintf("INCONCLUSIVE %s (not a pass: the data cannot tell):\n%v", sc.Name, res.Failures())}
+				return &meshcli.ExitError{Code: results.ExitInconclusive, Msg: fmt.Sprintf("INCONCLUSIVE %s (not a pass: the data cannot tell):\n%v", sc.Name, res.Failures())}
 			default:
-				return &ExitError{Code: ExitFailure, Msg: fmt.Sprintf("ERROR %s:\n%v", sc.Name, res.Failures())}
+				return &meshcli.ExitError{Code: meshcli.ExitFailure, Msg: fmt.Sprintf("ERROR %s:\n%v", sc.Name, res.Failures())}
 			}
 		},
 	}
@@ -155,7 +157,7 @@ func loadScenario(arg string) (*spec.Scenario, error) {
 	return catalog.Load(arg)
 }
 
-func newScenarioListCmd(o *options) *cobra.Command {
+func newScenarioListCmd(o *meshcli.Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
 		Short: "List the scenarios in the catalogue, one line each",
@@ -166,9 +168,9 @@ func newScenarioListCmd(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(o.stdout, "%-18s %s\n", name, sc.Description)
+				fmt.Fprintf(o.Stdout, "%-18s %s\n", name, sc.Description)
 				for _, k := range sc.KnownFailures() {
-					fmt.Fprintf(o.stdout, "%-18s   known failure: %s\n", "", k)
+					fmt.Fprintf(o.Stdout, "%-18s   known failure: %s\n", "", k)
 				}
 			}
 			return nil
@@ -176,7 +178,7 @@ func newScenarioListCmd(o *options) *cobra.Command {
 	}
 }
 
-func newScenarioReportCmd(o *options) *cobra.Command {
+func newScenarioReportCmd(o *meshcli.Options) *cobra.Command {
 	var html bool
 	cmd := &cobra.Command{
 		Use:   "report DIR",
@@ -195,14 +197,14 @@ func newScenarioReportCmd(o *options) *cobra.Command {
 				defer f.Close()
 				return res.WriteReport(f)
 			}
-			return res.WriteSummary(o.stdout)
+			return res.WriteSummary(o.Stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&html, "html", false, "rewrite report.html from result.json")
 	return cmd
 }
 
-func newScenarioCompareCmd(o *options) *cobra.Command {
+func newScenarioCompareCmd(o *meshcli.Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "compare OLD_DIR NEW_DIR",
 		Short: "Tell what changed between two runs, with statistics (error counts by Fisher's exact test, latency from both runs' histograms)",
@@ -216,7 +218,7 @@ func newScenarioCompareCmd(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return results.Compare(a, b).WriteText(o.stdout)
+			return results.Compare(a, b).WriteText(o.Stdout)
 		},
 	}
 }
