@@ -180,6 +180,10 @@ type Config struct {
 	// ProxyArgs and DemoArgs are appended to every sidecar's and
 	// workload's command line (tuning flags, --log-level debug).
 	ProxyArgs, DemoArgs []string
+	// Network, when set, gives every pod a network of its own (the netns
+	// environment) instead of a loopback address: see Network. Chaos
+	// links (ServiceSpec.Chaos) need loopback and are refused with it.
+	Network Network
 	// Registry, when set, receives every registry change too, after the
 	// endpoints file the sidecars read: a seam for a control plane's
 	// discovery (mesh/discovery/local).

@@ -108,6 +108,7 @@ type Env struct {
 	tokens    *ca.HMACTokens // issues each pod's identity token
 	idDir     string         // token key, tokens, trust anchors
 	pki       pki            // the trust anchors and the issuer, for rotations
+	direct    PodNetwork     // with Config.Network: the unmeshed client's network (Entry direct)
 	upCalled  bool
 	stopAfter func() bool
 
@@ -174,7 +175,7 @@ func New(cfg Config) (*Env, error) {
 	}
 	e.httpc = &http.Client{Transport: &http.Transport{
 		Proxy:               nil, // never an HTTP_PROXY from the environment
-		DialContext:         (&net.Dialer{Timeout: time.Second}).DialContext,
+		DialContext:         e.dial,
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,
@@ -322,6 +323,11 @@ func (e *Env) build(specs []ServiceSpec) error {
 			if err := e.ctl.ApplyResources(e.cfg.Resources); err != nil {
 				return err
 			}
+		}
+	}
+	if e.cfg.Network != nil {
+		if err := e.placePods(); err != nil {
+			return err
 		}
 	}
 	for _, s := range e.services {
@@ -488,6 +494,11 @@ func (e *Env) Close() error {
 		<-e.spawnDone
 		e.httpc.CloseIdleConnections()
 		e.closeLinks()
+		if e.cfg.Network != nil {
+			if err := e.cfg.Network.Close(); err != nil {
+				e.closeErr = fmt.Errorf("local: removing the pods' networks: %w", err)
+			}
+		}
 		e.pubMu.Lock() // waits for a registry write in flight
 		e.pubDone = true
 		e.pubMu.Unlock()

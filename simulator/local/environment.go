@@ -18,7 +18,13 @@ type environment struct{ *Env }
 
 var _ scenarios.Environment = environment{}
 
-func (environment) Name() string { return "local" }
+// Name is "local", or "netns" on a Network of pods.
+func (w environment) Name() string {
+	if w.cfg.Network != nil {
+		return "netns"
+	}
+	return "local"
+}
 
 // Local returns the Env behind the contract.
 func (w environment) Local() *Env { return w.Env }
@@ -54,7 +60,18 @@ func (w environment) Client() scenarios.Pod {
 // the service's authority (or to its TCP route for a tcp service); direct
 // load goes to replica 0's workload. Both from the harness's own network:
 // every address is on loopback.
+//
+// On a Network the load comes from inside the client pod, unaware of the
+// mesh: it connects to the service's virtual address with the service's
+// authority, and the client pod's rules take the connection to its
+// sidecar, as a cluster's ClusterIP traffic is; tcp services go to the
+// client sidecar's TCP route on the pod's loopback. The direct load comes
+// from the direct client's network, which the meshed pods' rules let
+// through to the workload.
 func (w environment) Entry(service string, direct bool) scenarios.Entry {
+	if w.cfg.Network != nil {
+		return w.networkEntry(service, direct)
+	}
 	if direct {
 		return scenarios.Entry{Addr: w.DirectAddr(service, 0)}
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/skiff-mesh/skiff/faultinject/chaos"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/skiff-mesh/skiff/faultinject/chaos"
 
 	"github.com/skiff-mesh/skiff/mesh/proxy/endpoint"
 	"github.com/skiff-mesh/skiff/simulator/demo"
@@ -39,6 +40,8 @@ type Pod struct {
 	log        *slog.Logger
 	link       *chaos.Link // in front of the pod when its service has Chaos
 	controller bool        // the control plane's pod
+	net        PodNetwork  // with Config.Network: the pod's own network
+	initDone   bool        // its interception rules are installed; guarded by opMu
 
 	opMu sync.Mutex // serialises lifecycle operations
 
@@ -111,8 +114,15 @@ func (p *Pod) InboundAddr() string {
 	return p.addr(p.env.cfg.Ports.Inbound, p.svc != nil && p.Meshed())
 }
 
-// OutboundAddr is the sidecar's outbound address; "" when unmeshed.
-func (p *Pod) OutboundAddr() string { return p.addr(p.env.cfg.Ports.Outbound, p.Meshed()) }
+// OutboundAddr is the sidecar's outbound address; "" when unmeshed. On a
+// Network it is on the pod's loopback, where the init step's rules
+// redirect the workload's outbound connections.
+func (p *Pod) OutboundAddr() string {
+	if p.net != nil && p.Meshed() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.env.cfg.Ports.Outbound))
+	}
+	return p.addr(p.env.cfg.Ports.Outbound, p.Meshed())
+}
 
 // AdminAddr is the sidecar's admin address (/ready, /metrics); "" when
 // unmeshed.
@@ -143,6 +153,13 @@ func (p *Pod) endpoint() endpoint.Endpoint {
 // endpointAddr is where peers reach the pod, chaos link aside.
 func (p *Pod) endpointAddr() string {
 	switch {
+	case p.svc.spec.Meshed && p.net != nil:
+		// Transparent: peers dial the workload, whose pod's rules take
+		// the connection to its sidecar, as in a cluster.
+		if p.svc.spec.Protocol == ProtocolTCP {
+			return p.AppTCPAddr()
+		}
+		return p.AppAddr()
 	case p.svc.spec.Meshed:
 		return p.InboundAddr()
 	case p.svc.spec.Protocol == ProtocolTCP:
@@ -269,7 +286,18 @@ func (p *Pod) procSpecs() []procSpec {
 		} else {
 			args = append(args, "--endpoints-file", e.file.Path(), "--endpoints-poll", e.cfg.EndpointsPoll.String())
 		}
-		if p.svc != nil {
+		if p.net != nil {
+			// The init step redirects the pod's traffic here; connections
+			// keep their original destination (SO_ORIGINAL_DST), and the
+			// sidecar's own are marked so the rules let them pass.
+			args = append(args, "--transparent", "--socket-mark", strconv.Itoa(ProxyMark))
+		}
+		if p.svc != nil && p.net != nil {
+			if p.svc.spec.Protocol == ProtocolTCP {
+				args = append(args, "--opaque-ports", strconv.Itoa(e.cfg.Ports.AppTCP))
+			}
+			args = append(args, "--inbound-addr", p.InboundAddr())
+		} else if p.svc != nil {
 			forward := p.AppAddr()
 			if p.svc.spec.Protocol == ProtocolTCP {
 				// Opaque at once: no protocol detection on raw bytes.
@@ -338,7 +366,11 @@ func (p *Pod) startProc(sp procSpec) (*proc, error) {
 	})
 	f.Write(append(marker, '\n'))
 
-	cmd := exec.CommandContext(e.ctx, sp.bin, sp.args...)
+	argv := append([]string{sp.bin}, sp.args...)
+	if p.net != nil {
+		argv = p.net.Wrap(argv)
+	}
+	cmd := exec.CommandContext(e.ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Cancel = func() error {
@@ -394,6 +426,9 @@ func (p *Pod) exited(pr *proc) {
 // lists the pod in the registry. On failure nothing of it is left running.
 // opMu is held.
 func (p *Pod) start(ctx context.Context) error {
+	if err := p.intercept(ctx); err != nil {
+		return err
+	}
 	var procs []*proc
 	for _, sp := range p.procSpecs() {
 		pr, err := p.startProc(sp)

@@ -1,0 +1,236 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/skiff-mesh/skiff/scenarios"
+)
+
+// Network gives every pod a network of its own instead of an address on
+// loopback: the netns environment (a network namespace per pod on a
+// bridge, simulator/netns) through an adapter. With a Network, pods know
+// nothing of the mesh: each meshed pod's init step (skiff-proxy init, the
+// same as a Kubernetes pod's init container) installs the iptables rules
+// that send its traffic through its sidecar, the sidecar runs in
+// transparent mode, and the registry lists each pod at its workload's own
+// address, as a cluster's endpoints do.
+type Network interface {
+	// AddPod gives the pod named name its network and address.
+	AddPod(ctx context.Context, name string) (PodNetwork, error)
+	// Close removes everything the network made; it is called by
+	// Env.Close after every process is gone.
+	Close() error
+}
+
+// PodNetwork is one pod's network.
+type PodNetwork interface {
+	// Addr is the pod's address.
+	Addr() netip.Addr
+	// Wrap turns a command line into one that runs inside the pod's
+	// network and keeps its process ID (for signals and /proc).
+	Wrap(argv []string) []string
+	// Do runs f on an OS thread inside the pod's network: the sockets f
+	// opens belong to it.
+	Do(f func() error) error
+}
+
+// Marks and ports of the netns mode's interception (skiff-proxy init).
+const (
+	// ProxyMark is the SO_MARK of every sidecar's upstream sockets, and
+	// of the harness's own connections inside a pod: the init step's
+	// rules let marked traffic pass without redirection.
+	ProxyMark = 0x5c1
+)
+
+// dialPod connects from inside pod's network to addr, with ProxyMark so
+// that the pod's interception rules leave the connection alone: the
+// harness's health checks and admin calls, which reach a process where it
+// listens, as a kubelet's probes do.
+func dialPod(ctx context.Context, pn PodNetwork, network, addr string) (net.Conn, error) {
+	return dialIn(ctx, pn, network, addr, ProxyMark)
+}
+
+// markControl sets SO_MARK on a socket before it connects.
+func markControl(mark int) func(network, address string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = setMark(int(fd), mark) }); err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// dialer is the harness's dialer for the pods' addresses: on a Network,
+// a connection to a pod's address is opened from inside that pod.
+func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if e.cfg.Network == nil {
+		return (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil, fmt.Errorf("local: %s is not an address of a pod", addr)
+	}
+	e.mu.Lock()
+	var pn PodNetwork
+	for _, p := range e.pods {
+		if p.ip == ip && p.net != nil {
+			pn = p.net
+			break
+		}
+	}
+	e.mu.Unlock()
+	if pn == nil {
+		return nil, fmt.Errorf("local: no pod has the address %s", ip)
+	}
+	return dialPod(ctx, pn, network, addr)
+}
+
+// DirectPod names the network of the unmeshed client on a Network: where
+// the direct path's load comes from. Every meshed pod's rules let its
+// connections reach the workload without the sidecar, as a Kubernetes
+// pod's skip-inbound rules do for a named source.
+const DirectPod = "direct"
+
+// placePods gives every pod its network and address, and the direct
+// client its network; e.mu is held.
+func (e *Env) placePods() error {
+	for _, s := range e.services {
+		if s.spec.Chaos {
+			return fmt.Errorf("service %q: chaos links sit on loopback; on a network of pods use the latency and loss faults", s.spec.Name)
+		}
+	}
+	names := make([]string, 0, len(e.pods))
+	for _, s := range e.services {
+		for _, p := range s.pods {
+			names = append(names, p.name)
+		}
+	}
+	names = append(names, ClientPod)
+	if e.ctl != nil {
+		names = append(names, ControllerPod)
+	}
+	for _, name := range names {
+		pn, err := e.cfg.Network.AddPod(e.ctx, name)
+		if err != nil {
+			return fmt.Errorf("pod %s: %w", name, err)
+		}
+		p := e.pods[name]
+		p.ip, p.net = pn.Addr(), pn
+	}
+	direct, err := e.cfg.Network.AddPod(e.ctx, DirectPod)
+	if err != nil {
+		return fmt.Errorf("the direct client: %w", err)
+	}
+	e.direct = direct
+	// The client sidecar's TCP routes listen on its loopback, where the
+	// harness connects from inside the client pod.
+	routes := 0
+	for _, s := range e.services {
+		if s.tcpAddr != "" {
+			s.tcpAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(e.cfg.Ports.TCPRouteBase+routes))
+			routes++
+		}
+	}
+	return nil
+}
+
+// intercept installs a meshed pod's interception rules once, before its
+// first start, with skiff-proxy init inside the pod's network: what a
+// Kubernetes pod's init container does. Its output goes to the sidecar's
+// log.
+func (p *Pod) intercept(ctx context.Context) error {
+	if p.net == nil || !p.Meshed() || p.initDone {
+		return nil
+	}
+	e := p.env
+	args := []string{e.cfg.Bin.Proxy, "init",
+		"--inbound-port", strconv.Itoa(e.cfg.Ports.Inbound), "--outbound-port", strconv.Itoa(e.cfg.Ports.Outbound),
+		"--proxy-mark", strconv.Itoa(ProxyMark),
+		"--skip-inbound-ports", strconv.Itoa(e.cfg.Ports.Admin),
+	}
+	if e.direct != nil {
+		args = append(args, "--skip-inbound-cidrs", netip.PrefixFrom(e.direct.Addr(), 32).String())
+	}
+	if e.ctl != nil {
+		// The control plane is reached without the sidecar: its own
+		// connections to it are not marked.
+		args = append(args, "--skip-outbound-cidrs", netip.PrefixFrom(e.ctl.ip, 32).String())
+	}
+	argv := p.net.Wrap(args)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	logPath := e.LogPath(p.name, RoleProxy)
+	if f, ferr := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); ferr == nil {
+		f.Write(out)
+		f.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("pod %s: skiff-proxy init: %w: %s", p.name, err, strings.TrimSpace(string(out)))
+	}
+	p.initDone = true
+	p.log.Info("interception rules installed", "output", strings.TrimSpace(string(out)))
+	return nil
+}
+
+// VirtualAddr is a service's virtual address on a Network (a ClusterIP):
+// nothing listens there; the client pod's rules redirect its connections to
+// the client's sidecar, which routes them by authority.
+func (e *Env) VirtualAddr(service string) string {
+	s := e.service(service)
+	if s == nil {
+		return ""
+	}
+	return net.JoinHostPort(netip.AddrFrom4([4]byte{10, 96, 0, byte(s.index + 1)}).String(), strconv.Itoa(s.spec.Port))
+}
+
+func (w environment) networkEntry(service string, direct bool) scenarios.Entry {
+	e := w.Env
+	if direct {
+		en := scenarios.Entry{Addr: e.DirectAddr(service, 0)}
+		if d := e.direct; d != nil {
+			en.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialIn(ctx, d, network, addr, 0)
+			}
+		}
+		return en
+	}
+	en := scenarios.Entry{Addr: e.VirtualAddr(service), Authority: e.Authority(service), TCPAddr: e.TCPAddr(service)}
+	if c := e.Client(); c != nil && c.net != nil {
+		pn := c.net
+		en.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ctx, pn, network, addr, 0)
+		}
+	}
+	return en
+}
+
+// dialIn connects from inside pn's network, with the socket mark mark
+// (0: none, so the pod's rules apply to the connection).
+func dialIn(ctx context.Context, pn PodNetwork, network, addr string, mark int) (net.Conn, error) {
+	var c net.Conn
+	err := pn.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		if mark != 0 {
+			d.Control = markControl(mark)
+		}
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
