@@ -151,13 +151,27 @@ func toxicOf(params map[string]any, name string) (chaos.Toxic, error) {
 }
 
 type paramReader struct {
+	what   string // the fault, for errors ("chaos" when empty)
 	params map[string]any
 	used   map[string]bool
 	errs   []error
 }
 
 func (p *paramReader) fail(format string, args ...any) {
-	p.errs = append(p.errs, fmt.Errorf("chaos params: "+format, args...))
+	what := p.what
+	if what == "" {
+		what = "chaos"
+	}
+	p.errs = append(p.errs, fmt.Errorf(what+" params: "+format, args...))
+}
+
+// unused reports the params nothing read.
+func (p *paramReader) unused() {
+	for k := range p.params {
+		if !p.used[k] {
+			p.fail("unknown param %q", k)
+		}
+	}
 }
 
 func (p *paramReader) str(k string) string {

@@ -111,7 +111,7 @@ func Default() *Registry {
 		applyFault{},
 		&chaosFault{},
 		clearChaos{},
-	}, identityFaults()...) {
+	}, append(identityFaults(), networkFaults()...)...) {
 		if err := r.Register(f); err != nil {
 			panic(err) // a built-in registered twice is a programming error
 		}

@@ -37,7 +37,7 @@ func TestRegistryStrict(t *testing.T) {
 	if err := r.Register(podAction{typ: "kill"}); err == nil || !strings.Contains(err.Error(), "registered twice") {
 		t.Fatalf("duplicate registration: %v", err)
 	}
-	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: add_trust_anchor, apply, behaviour, chaos, clear_chaos, drain, kill, pause") {
+	if _, err := r.Get("explode"); err == nil || !strings.Contains(err.Error(), "known: add_trust_anchor, apply, behaviour, chaos, clear_chaos, drain, heal, kill, latency, link_down, loss, partition, pause") {
 		t.Fatalf("unknown type: %v", err)
 	}
 }
@@ -153,5 +153,45 @@ func TestChaosFault(t *testing.T) {
 		if err := f.Validate(bad); err == nil {
 			t.Errorf("params %v validated", bad)
 		}
+	}
+}
+
+// TestNetworkFaultParams: the network faults check their params before a
+// run, and refuse a pod without a link of its own in one clear error.
+func TestNetworkFaultParams(t *testing.T) {
+	r := Default()
+	for _, tc := range []struct {
+		typ    string
+		params map[string]any
+		want   string // "" for valid
+	}{
+		{"partition", map[string]any{"from": "echo-1"}, ""},
+		{"partition", nil, "needs params.from"},
+		{"partition", map[string]any{"from": "echo-1", "both": true}, `unknown param "both"`},
+		{"link_down", nil, ""},
+		{"link_down", map[string]any{"x": 1}, "takes no params"},
+		{"latency", map[string]any{"latency": "20ms", "jitter": "5ms"}, ""},
+		{"latency", map[string]any{"jitter": "5ms"}, "needs params.latency"},
+		{"latency", map[string]any{"latency": "soon"}, "not a duration"},
+		{"loss", map[string]any{"rate": 0.05}, ""},
+		{"loss", map[string]any{"rate": 1.5}, "not a share from 0 to 1"},
+		{"loss", map[string]any{}, "needs params.rate"},
+		{"heal", nil, ""},
+	} {
+		f, err := r.Get(tc.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = f.Validate(tc.params)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %v: %v", tc.typ, tc.params, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s %v: %v, want an error with %q", tc.typ, tc.params, err, tc.want)
+		}
+	}
+	f, _ := r.Get("link_down")
+	if _, err := f.Apply(t.Context(), []Pod{&fakePod{name: "echo-0"}}, nil); err == nil || !strings.Contains(err.Error(), "--env netns") {
+		t.Errorf("link_down on a loopback pod: %v, want an error naming --env netns", err)
 	}
 }
