@@ -152,6 +152,11 @@ func New(cfg Config) (*Env, error) {
 		spawn: make(chan func()), spawnDone: make(chan struct{}),
 	}
 	e.log = cfg.Logger.With("component", "simulator", "env", "local", "subnet", lock.prefix().String())
+	if cfg.Network != nil {
+		// The pods' addresses come from the Network; the loopback
+		// subnet only names the run's listeners the harness keeps there.
+		e.log = cfg.Logger.With("component", "simulator", "env", "netns")
+	}
 	fail := func(err error) (*Env, error) {
 		lock.release()
 		if e.ownRunDir {

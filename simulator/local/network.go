@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/skiff-mesh/skiff/faultinject"
 	"github.com/skiff-mesh/skiff/scenarios"
 )
 
@@ -41,6 +43,16 @@ type PodNetwork interface {
 	// Do runs f on an OS thread inside the pod's network: the sockets f
 	// opens belong to it.
 	Do(f func() error) error
+	// Partition drops the pod's traffic with the addresses in from, both
+	// ways; the function returned undoes it.
+	Partition(ctx context.Context, from []netip.Addr) (func(context.Context) error, error)
+	// LinkDown takes the pod's link down; the function returned brings it
+	// back up.
+	LinkDown(ctx context.Context) (func(context.Context) error, error)
+	// Impair puts latency (each way, with jitter) and loss on the pod's
+	// link, replacing an earlier impairment; the function returned clears
+	// it.
+	Impair(ctx context.Context, im faultinject.Impairment, seed uint64) (func(context.Context) error, error)
 }
 
 // Marks and ports of the netns mode's interception (skiff-proxy init).
@@ -234,3 +246,153 @@ func dialIn(ctx context.Context, pn PodNetwork, network, addr string, mark int) 
 	})
 	return c, err
 }
+
+// netFaults are the network faults on a pod, for undo and Heal; guarded by
+// Pod.netMu.
+type netFaults struct {
+	undos  map[int]func(context.Context) error // partitions and link downs, by id
+	nextID int
+	im     faultinject.Impairment      // the impairment in force
+	clear  func(context.Context) error // clears it; nil when none
+	seq    uint64                      // impairments applied, for their seeds
+}
+
+func (p *Pod) needNet(what string) error {
+	if p.net == nil {
+		return fmt.Errorf("%s: pod %s is on loopback, without a link of its own (use --env netns, or the chaos faults)", what, p.name)
+	}
+	return nil
+}
+
+// track keeps undo until it runs, once, from the fault's undo or Heal.
+func (p *Pod) track(undo func(context.Context) error) faultinject.Undo {
+	p.netMu.Lock()
+	if p.faults.undos == nil {
+		p.faults.undos = map[int]func(context.Context) error{}
+	}
+	id := p.faults.nextID
+	p.faults.nextID++
+	p.faults.undos[id] = undo
+	p.netMu.Unlock()
+	return func(ctx context.Context) error {
+		p.netMu.Lock()
+		u := p.faults.undos[id]
+		delete(p.faults.undos, id)
+		p.netMu.Unlock()
+		if u == nil {
+			return nil // healed meanwhile
+		}
+		return u(ctx)
+	}
+}
+
+// Partition cuts the pod off from the pods named in from: pod names,
+// service names (all their pods) or ControllerPod.
+func (p *Pod) Partition(ctx context.Context, from []string) (faultinject.Undo, error) {
+	if err := p.needNet("partition"); err != nil {
+		return nil, err
+	}
+	var addrs []netip.Addr
+	for _, name := range from {
+		if q, err := p.env.Pod(name); err == nil {
+			addrs = append(addrs, q.ip)
+			continue
+		}
+		ps := p.env.Pods(name)
+		if len(ps) == 0 {
+			return nil, fmt.Errorf("partition %s: no pod or service named %q (or %q)", p.name, name, ControllerPod)
+		}
+		for _, q := range ps {
+			addrs = append(addrs, q.ip)
+		}
+	}
+	undo, err := p.net.Partition(ctx, addrs)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("partitioned", "from", from)
+	return p.track(undo), nil
+}
+
+// LinkDown takes the pod's link down.
+func (p *Pod) LinkDown(ctx context.Context) (faultinject.Undo, error) {
+	if err := p.needNet("link_down"); err != nil {
+		return nil, err
+	}
+	undo, err := p.net.LinkDown(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.log.Info("link down")
+	return p.track(undo), nil
+}
+
+// Impair sets latency (when im has latency or jitter) or loss (when im has
+// loss) on the pod's link, keeping the other part of an impairment in
+// force; undo restores the impairment as it was.
+func (p *Pod) Impair(ctx context.Context, im faultinject.Impairment) (faultinject.Undo, error) {
+	if err := p.needNet("impair"); err != nil {
+		return nil, err
+	}
+	p.netMu.Lock()
+	defer p.netMu.Unlock()
+	prev := p.faults.im
+	next := prev
+	if im.Latency != 0 || im.Jitter != 0 {
+		next.Latency, next.Jitter = im.Latency, im.Jitter
+	}
+	if im.Loss != 0 {
+		next.Loss = im.Loss
+	}
+	if err := p.setImpairmentLocked(ctx, next); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		p.netMu.Lock()
+		defer p.netMu.Unlock()
+		return p.setImpairmentLocked(ctx, prev)
+	}, nil
+}
+
+// setImpairmentLocked replaces the impairment in force; netMu is held.
+func (p *Pod) setImpairmentLocked(ctx context.Context, im faultinject.Impairment) error {
+	if p.faults.clear != nil {
+		if err := p.faults.clear(ctx); err != nil {
+			return err
+		}
+		p.faults.clear = nil
+	}
+	p.faults.im = faultinject.Impairment{}
+	if im == (faultinject.Impairment{}) {
+		p.log.Info("link unimpaired")
+		return nil
+	}
+	p.faults.seq++
+	clear, err := p.net.Impair(ctx, im, podSeed(p.env.seed, fmt.Sprintf("%s/impair/%d", p.name, p.faults.seq)))
+	if err != nil {
+		return err
+	}
+	p.faults.im, p.faults.clear = im, clear
+	p.log.Info("link impaired", "latency", im.Latency, "jitter", im.Jitter, "loss", im.Loss)
+	return nil
+}
+
+// Heal removes every network fault from the pod.
+func (p *Pod) Heal(ctx context.Context) error {
+	if err := p.needNet("heal"); err != nil {
+		return err
+	}
+	p.netMu.Lock()
+	undos := p.faults.undos
+	p.faults.undos = nil
+	err := p.setImpairmentLocked(ctx, faultinject.Impairment{})
+	p.netMu.Unlock()
+	errs := []error{err}
+	for _, u := range undos {
+		errs = append(errs, u(ctx))
+	}
+	p.log.Info("network faults healed")
+	return errors.Join(errs...)
+}
+
+var _ faultinject.NetworkPod = (*Pod)(nil)

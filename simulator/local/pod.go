@@ -42,6 +42,8 @@ type Pod struct {
 	controller bool        // the control plane's pod
 	net        PodNetwork  // with Config.Network: the pod's own network
 	initDone   bool        // its interception rules are installed; guarded by opMu
+	netMu      sync.Mutex  // guards faults
+	faults     netFaults   // network faults in force (Config.Network)
 
 	opMu sync.Mutex // serialises lifecycle operations
 
