@@ -373,16 +373,16 @@ func TestValidateBuiltInGo(t *testing.T) {
 }
 
 func TestWithFaults(t *testing.T) {
-	in := []byte("topology: {services: [{name: echo}]}\ntimeline: [{at: 1s, fault: partition, target: echo}]\n")
-	if _, err := Parse("f.yaml", in); err == nil || !strings.Contains(err.Error(), `unknown fault type "partition"`) {
+	in := []byte("topology: {services: [{name: echo}]}\ntimeline: [{at: 1s, fault: flood, target: echo}]\n")
+	if _, err := Parse("f.yaml", in); err == nil || !strings.Contains(err.Error(), `unknown fault type "flood"`) {
 		t.Errorf("default faults: %v", err)
 	}
-	if _, err := Parse("f.yaml", in, WithFaults([]string{"partition", "kill"})); err != nil {
+	if _, err := Parse("f.yaml", in, WithFaults([]string{"flood", "kill"})); err != nil {
 		t.Errorf("WithFaults: %v", err)
 	}
-	_, err := Parse("f.yaml", []byte("topology: {services: [{name: echo}]}\ntimeline: [{at: 1s, fault: kill, target: echo}]\n"), WithFaults([]string{"partition"}))
-	if want := `f.yaml:2:28: timeline[0].fault: unknown fault type "kill"; want "partition"`; err == nil || err.Error() != want {
-		t.Errorf("WithFaults(partition) = %v, want %s", err, want)
+	_, err := Parse("f.yaml", []byte("topology: {services: [{name: echo}]}\ntimeline: [{at: 1s, fault: kill, target: echo}]\n"), WithFaults([]string{"flood"}))
+	if want := `f.yaml:2:28: timeline[0].fault: unknown fault type "kill"; want "flood"`; err == nil || err.Error() != want {
+		t.Errorf("WithFaults(flood) = %v, want %s", err, want)
 	}
 }
 
@@ -471,6 +471,30 @@ func TestDistribution(t *testing.T) {
 	for _, in := range []string{"1ms:60,2ms:50", "fast", "1ms:x", "2h", "-1ms", "1ms:-1", "1ms:NaN", "1ms,,2ms"} {
 		if d, err := ParseDistribution(in); err == nil {
 			t.Errorf("ParseDistribution(%q) = %v, want an error", in, d)
+		}
+	}
+}
+
+// TestNetworkFaultsNeedEnvironments: network faults need a scenario that
+// names environments with a network per pod, and partition's from is a
+// target of the topology (or the client).
+func TestNetworkFaultsNeedEnvironments(t *testing.T) {
+	base := "topology: {services: [{name: echo, replicas: 2}]}\n"
+	for _, tc := range []struct{ in, want string }{
+		{"timeline: [{at: 1s, fault: link_down, target: echo-0}]\n", "list the environments"},
+		{"environments: [local, netns]\ntimeline: [{at: 1s, fault: link_down, target: echo-0}]\n", "list the environments"},
+		{"environments: [netns]\ntimeline: [{at: 1s, fault: link_down, target: echo-0}]\n", ""},
+		{"environments: [netns]\ntimeline: [{at: 1s, fault: partition, target: echo-0, params: {from: client}}]\n", ""},
+		{"environments: [netns]\ntimeline: [{at: 1s, fault: partition, target: echo-0, params: {from: echo-1}}]\n", ""},
+		{"environments: [netns]\ntimeline: [{at: 1s, fault: partition, target: echo-0, params: {from: echo-7}}]\n", `pod "echo-7" does not exist`},
+		{"environments: [moon]\n", `unknown environment "moon"`},
+	} {
+		_, err := Parse("n.yaml", []byte(base+tc.in))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.in, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: %v, want an error with %q", tc.in, err, tc.want)
 		}
 	}
 }

@@ -50,6 +50,13 @@ const (
 	FaultUndrain        = "undrain"         // put a drained pod back into discovery
 	FaultApply          = "apply"           // replace the policy objects the controller serves (params: resources)
 
+	// Network faults, on a pod's own link (the netns environment).
+	FaultPartition = "partition" // cut the target off from params.from (a pod, a service or "controller")
+	FaultLinkDown  = "link_down" // the target's link down; for, or heal, brings it up
+	FaultLatency   = "latency"   // params.latency (and jitter) added each way on the target's link, in user space
+	FaultLoss      = "loss"      // params.rate of the target's packets dropped, in user space
+	FaultHeal      = "heal"      // remove every network fault from the target
+
 	// Identity rotation: these act on the certificate authority, so their
 	// target is ControllerTarget (see docs/identity.md for the procedure).
 	FaultRotateIssuer       = "rotate_issuer"        // a new issuer under the newest trust anchor
@@ -167,6 +174,17 @@ type Scenario struct {
 	// cluster. Their parentRefs name the topology's services in namespace
 	// "default". Empty means no routes.
 	Resources []Resource `yaml:"resources,omitempty" json:"resources,omitempty"`
+	// Environments lists the environments the scenario can run on, the
+	// first being where the planted-defect check runs it. Empty means
+	// every one. A scenario with network faults (partition, link_down,
+	// latency, loss) needs a network per pod: netns (and later kind and
+	// kube), never local.
+	Environments []string `yaml:"environments,omitempty" json:"environments,omitempty"`
+}
+
+// RunsOn reports whether the scenario can run on environment env.
+func (s *Scenario) RunsOn(env string) bool {
+	return len(s.Environments) == 0 || slices.Contains(s.Environments, env)
 }
 
 // Topology is the set of services of a run.
@@ -551,7 +569,21 @@ type Quick struct {
 func DefaultFaults() []string {
 	return []string{FaultKill, FaultRestart, FaultPause, FaultResume, FaultBehaviour,
 		FaultResetBehaviour, FaultChaos, FaultClearChaos, FaultDrain, FaultUndrain, FaultApply,
-		FaultRotateIssuer, FaultAddTrustAnchor, FaultRetireTrustAnchors}
+		FaultRotateIssuer, FaultAddTrustAnchor, FaultRetireTrustAnchors,
+		FaultPartition, FaultLinkDown, FaultLatency, FaultLoss, FaultHeal}
+}
+
+// Environments a scenario may run on (Scenario.Environments).
+var Environments = []string{"local", "netns", "kind", "kube"}
+
+// NetworkFault reports whether fault acts on a pod's own network link, which
+// only an environment with a network per pod has.
+func NetworkFault(fault string) bool {
+	switch fault {
+	case FaultPartition, FaultLinkDown, FaultLatency, FaultLoss, FaultHeal:
+		return true
+	}
+	return false
 }
 
 // Normalize fills the zero fields that have a default with it (each field's

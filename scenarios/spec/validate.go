@@ -180,6 +180,7 @@ func (v *validator) run() {
 		v.topology()
 	}
 	v.oneOf("mesh.balancer", "balancer", s.Mesh.Balancer, []string{BalancerEWMA, BalancerRoundRobin})
+	v.environments()
 	if s.Mesh.MTLS != "" {
 		v.oneOf("mesh.mtls", "mtls", s.Mesh.MTLS, []string{MTLSPermissive, MTLSStrict})
 		if !s.Mesh.ControlPlane {
@@ -548,6 +549,28 @@ func (v *validator) timeline() {
 			v.errf(p+".for", "must be positive, got %s; leave it out to keep the fault until an event undoes it", e.For)
 		case e.For > 0 && v.durOK && e.At >= 0 && e.At < dur && e.At+e.For > dur:
 			v.errf(p+".for", "the fault would be undone at %s, after the end of the run (load.duration %s)", e.At+e.For, dur)
+		}
+	}
+}
+
+// environments checks Scenario.Environments, and that a scenario with
+// network faults names environments that have a network per pod.
+func (v *validator) environments() {
+	for i, env := range v.s.Environments {
+		v.oneOf(fmt.Sprintf("environments[%d]", i), "environment", env, Environments)
+	}
+	for i, e := range v.s.Timeline {
+		if !NetworkFault(e.Fault) {
+			continue
+		}
+		if len(v.s.Environments) == 0 || slices.Contains(v.s.Environments, "local") {
+			v.errf(fmt.Sprintf("timeline[%d].fault", i), "fault %q acts on a pod's own network link, which the local environment does not have: list the environments the scenario runs on, e.g. environments: [netns]", e.Fault)
+		}
+		if e.Fault == FaultPartition {
+			from, _ := e.Params["from"].(string)
+			if from != "client" {
+				v.target(fmt.Sprintf("timeline[%d].params.from", i), from)
+			}
 		}
 	}
 }

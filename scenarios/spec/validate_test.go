@@ -23,7 +23,7 @@ topology:
 		{"unknown field without suggestion", `
 topology: {services: [{name: echo}]}
 colour: blue
-`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale, planted, resources`},
+`, `t.yaml:3:1: unknown field "colour" in the scenario; known fields: name, description, seed, topology, mesh, load, timeline, phases, assertions, quick, control_plane_scale, planted, resources, environments`},
 		{"unknown field in a phase", `
 topology: {services: [{name: echo}]}
 phases: {p: {form: 1s}}
@@ -231,7 +231,7 @@ t.yaml:3:57: load.rate.steps[1].for: 0s is outside (0s, 24h0m0s]`},
 		{"fault unknown", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kil, target: echo}]
-`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "drain", "undrain", "apply", "rotate_issuer", "add_trust_anchor" or "retire_trust_anchors"; did you mean "kill"?`},
+`, `t.yaml:3:28: timeline[0].fault: unknown fault type "kil"; want "kill", "restart", "pause", "resume", "behaviour", "reset_behaviour", "chaos", "clear_chaos", "drain", "undrain", "apply", "rotate_issuer", "add_trust_anchor", "retire_trust_anchors", "partition", "link_down", "latency", "loss" or "heal"; did you mean "kill"?`},
 		{"fault target missing", `
 topology: {services: [{name: echo}]}
 timeline: [{at: 1s, fault: kill}]
