@@ -324,7 +324,11 @@ func (r Report) Summary() string {
 	if r.InPlace() {
 		return fmt.Sprintf("rules in place %s: %d rules", with, r.rendered)
 	}
-	return fmt.Sprintf("the installed rules differ from the options %s: %d differences", with, len(r.Differences))
+	n := fmt.Sprintf("%d differences", len(r.Differences))
+	if len(r.Differences) == 1 {
+		n = "1 difference"
+	}
+	return fmt.Sprintf("the installed rules differ from the options %s: %s", with, n)
 }
 
 // Check compares Skiff's rules in the nat tables with those o renders:
