@@ -58,6 +58,9 @@ func parsePorts(flagName, s string) ([]uint16, error) {
 }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(ctx, args[1:], os.Stdout, stderr, nil)
+	}
 	fs := flag.NewFlagSet("skiff-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
