@@ -183,26 +183,34 @@ func (p Plan) Summary(dryRun bool) string {
 		chains += s.ChainsDeleted
 	}
 	with := "with " + p.programs()
-	if p.Backend.Reason != "" {
-		with += " (" + p.Backend.Reason + ")"
-	}
 	verb := func(done, would string) string {
 		if dryRun {
 			return would
 		}
 		return done
 	}
+	var msg string
 	switch {
 	case p.Remove && len(p.Steps) == 0:
-		return fmt.Sprintf("no Skiff rules installed %s: nothing %s", with, verb("removed", "to remove"))
+		msg = fmt.Sprintf("no Skiff rules installed %s: nothing %s", with, verb("removed", "to remove"))
 	case p.Remove:
-		return fmt.Sprintf("%s %d rules and %d chains %s", verb("removed", "would remove"), deleted, chains, with)
+		msg = fmt.Sprintf("%s %d rules and %d chains %s", verb("removed", "would remove"), deleted, chains, with)
 	case len(p.Steps) == 0:
-		return fmt.Sprintf("already in place %s: %d rules, nothing %s", with, p.rendered, verb("applied", "to apply"))
+		msg = fmt.Sprintf("already in place %s: %d rules, nothing %s", with, p.rendered, verb("applied", "to apply"))
 	case deleted > 0:
-		return fmt.Sprintf("%s the installed rules %s: %d deleted, %d appended", verb("replaced", "would replace"), with, deleted, added)
+		msg = fmt.Sprintf("%s the installed rules %s: %d deleted, %d appended", verb("replaced", "would replace"), with, deleted, added)
+	default:
+		msg = fmt.Sprintf("%s %d rules %s", verb("applied", "would apply"), added, with)
 	}
-	return fmt.Sprintf("%s %d rules %s", verb("applied", "would apply"), added, with)
+	return p.Backend.withReason(msg)
+}
+
+// withReason ends msg with how auto mode chose the back end, if it did.
+func (b Backend) withReason(msg string) string {
+	if b.Reason == "" {
+		return msg
+	}
+	return msg + " (" + b.Reason + ")"
 }
 
 // programs names the back end's programs for the plan's families.
@@ -322,13 +330,13 @@ func (r Report) InPlace() bool { return len(r.Differences) == 0 }
 func (r Report) Summary() string {
 	with := "with " + Plan{Backend: r.Backend, Families: r.Families}.programs()
 	if r.InPlace() {
-		return fmt.Sprintf("rules in place %s: %d rules", with, r.rendered)
+		return r.Backend.withReason(fmt.Sprintf("rules in place %s: %d rules", with, r.rendered))
 	}
 	n := fmt.Sprintf("%d differences", len(r.Differences))
 	if len(r.Differences) == 1 {
 		n = "1 difference"
 	}
-	return fmt.Sprintf("the installed rules differ from the options %s: %s", with, n)
+	return r.Backend.withReason(fmt.Sprintf("the installed rules differ from the options %s: %s", with, n))
 }
 
 // Check compares Skiff's rules in the nat tables with those o renders:

@@ -499,6 +499,10 @@ func TestBackendChoice(t *testing.T) {
 	if !slices.Equal(names, want) {
 		t.Errorf("commands %q, want %q", names, want)
 	}
+	rep, err := (Installer{Runner: f}).Check(t.Context(), Options{})
+	if err != nil || rep.Summary() != "rules in place with iptables-legacy: 10 rules (auto: 4 rules in legacy, 0 in nft)" {
+		t.Errorf("check in auto mode: %q, %v", rep.Summary(), err)
+	}
 }
 
 func checkChoice(t *testing.T, in Installer, want Mode, reason, errMsg string) {
