@@ -18,9 +18,11 @@ const (
 	// ModeAuto uses the back end whose tables already hold more rules
 	// (whatever else on the node installed them with), and iptables-nft
 	// when neither holds any.
-	ModeAuto   Mode = "auto"
+	ModeAuto Mode = "auto"
+	// ModeLegacy uses iptables-legacy (x_tables).
 	ModeLegacy Mode = "legacy"
-	ModeNFT    Mode = "nft"
+	// ModeNFT uses iptables-nft (nf_tables).
+	ModeNFT Mode = "nft"
 )
 
 // ParseMode reads auto, legacy or nft.
@@ -51,8 +53,8 @@ func (b Backend) program(f Family, verb string) string {
 
 // restoreArgs keep the rest of the table (--noflush), and wait up to 5
 // seconds for the xtables lock that iptables-legacy takes (iptables-nft
-// accepts and ignores it): less than the command's timeout.
-var restoreArgs = []string{"-w", "5", "--noflush"}
+// accepts and ignores it): less than the default command timeout.
+func restoreArgs() []string { return []string{"-w", "5", "--noflush"} }
 
 // Installer applies, removes and checks the rules of Options in the nat
 // table of the network namespace its commands run in. Its zero value
@@ -519,7 +521,7 @@ type familyPlan struct {
 func (fp familyPlan) step(b Backend, f Family) Step {
 	return Step{
 		Family:        f,
-		Command:       Command{Name: b.program(f, "restore"), Args: restoreArgs, Stdin: fp.input},
+		Command:       Command{Name: b.program(f, "restore"), Args: restoreArgs(), Stdin: fp.input},
 		Added:         fp.added,
 		Deleted:       fp.deleted,
 		ChainsDeleted: fp.chainsDeleted,

@@ -105,7 +105,7 @@ func testBackend(t *testing.T, mode Mode, child string) {
 		return stripSaveComments(out)
 	}
 	// Another tool's rules, which must stay as they are.
-	if _, err := runner.Run(ctx, Command{Name: b.program(IPv4, "restore"), Args: restoreArgs, Stdin: []byte(foreign)}); err != nil {
+	if _, err := runner.Run(ctx, Command{Name: b.program(IPv4, "restore"), Args: restoreArgs(), Stdin: []byte(foreign)}); err != nil {
 		t.Fatal(err)
 	}
 	before := save(IPv4)
