@@ -22,6 +22,10 @@ const (
 // configuration request (it answers at once; this is a safety net).
 const requestTimeout = 5 * time.Second
 
+// maxBatch bounds the packets one Receive call hands over, so a flood
+// cannot keep the caller from releasing the packets it holds.
+const maxBatch = 256
+
 // maxVerdictsPerSend bounds one sendto: 1024 verdicts are 32 KiB.
 const maxVerdictsPerSend = 1024
 

@@ -50,7 +50,7 @@ const (
 
 	subsysQueue = 3 // NFNL_SUBSYS_QUEUE
 
-	msgPacket  = subsysQueue<<8 | 0 // NFQNL_MSG_PACKET
+	msgPacket  = subsysQueue << 8   // NFQNL_MSG_PACKET (0)
 	msgVerdict = subsysQueue<<8 | 1 // NFQNL_MSG_VERDICT
 	msgConfig  = subsysQueue<<8 | 2 // NFQNL_MSG_CONFIG
 
@@ -88,10 +88,6 @@ const (
 	// thousand packet messages of DefaultCopyRange bytes.
 	DefaultReadBuffer = 4 << 20
 )
-
-// maxBatch bounds the packets one Receive call hands over, so a flood
-// cannot keep the caller from releasing the packets it holds.
-const maxBatch = 256
 
 // Config sets up a queue. The zero value works: the defaults above,
 // packets dropped when the queue is full.
