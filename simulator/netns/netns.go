@@ -158,6 +158,7 @@ func New(ctx context.Context, cfg Config) (*Net, error) {
 	n.gw = n.subnet.Addr().Next()
 	n.st.Subnet = n.subnet.String()
 	n.st.Namespaces = []string{n.sw}
+	n.st.Links = []string{n.bridge}
 	if err := writeState(&n.st); err != nil {
 		return fail(fmt.Errorf("netns: %w", err))
 	}
@@ -268,6 +269,7 @@ func (n *Net) AddPod(ctx context.Context, name string) (*Pod, error) {
 	n.next++
 	n.byNS[ns] = true
 	n.st.Namespaces = append(n.st.Namespaces, ns)
+	n.st.Links = append(n.st.Links, p.veth)
 	if err := writeState(&n.st); err != nil {
 		return nil, fmt.Errorf("netns: add pod %s: %w", name, err)
 	}

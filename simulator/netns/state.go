@@ -63,21 +63,32 @@ type state struct {
 	// a reused PID is not taken for the owner.
 	PIDStart uint64 `json:"pid_start"`
 	Subnet   string `json:"subnet"`
-	// Namespaces: the switch first, then the pods.
-	Namespaces []string  `json:"namespaces"`
-	Created    time.Time `json:"created"`
+	// Namespaces: the switch first, then the pods. Deleting them deletes
+	// everything else the run made.
+	Namespaces []string `json:"namespaces"`
+	// Links, for the record: the bridge and the veths' switch ends, all
+	// inside the switch namespace (the pods' ends are PodInterface).
+	Links   []string  `json:"links"`
+	Created time.Time `json:"created"`
 }
 
 func statePath(id string) string { return filepath.Join(StateDir, id+".json") }
 
 // claimState creates the run's state file, failing if one exists: one
-// live run per id.
+// live run per id. The file appears whole (written aside, then hard-linked
+// into place, which fails if the name exists), so a Sweep never reads a
+// half-written one.
 func claimState(st *state) error {
 	if err := os.MkdirAll(StateDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	path := statePath(st.ID)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	tmp, err := writeTemp(st)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	err = os.Link(tmp, path)
 	if errors.Is(err, fs.ErrExist) {
 		old, rerr := readState(path)
 		if rerr == nil && ownerAlive(old) {
@@ -88,22 +99,37 @@ func claimState(st *state) error {
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)
 	}
-	f.Close()
-	return writeState(st)
+	return nil
+}
+
+// writeTemp writes st to a temporary file beside its state file.
+func writeTemp(st *state) (string, error) {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(StateDir, st.ID+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("state file: %w", err)
+	}
+	_, err = f.Write(append(b, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("state file: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // writeState replaces the state file atomically.
 func writeState(st *state) error {
-	b, err := json.MarshalIndent(st, "", "  ")
+	tmp, err := writeTemp(st)
 	if err != nil {
 		return err
 	}
-	path := statePath(st.ID)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("state file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := os.Rename(tmp, statePath(st.ID)); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("state file: %w", err)
 	}
@@ -358,6 +384,9 @@ func Sweep(ctx context.Context, logger *slog.Logger) ([]string, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue // closed meanwhile
 			}
+			// Unreadable: its owner is unknown, so its namespaces are
+			// not orphans either; leave them to a person.
+			known[strings.TrimSuffix(filepath.Base(path), ".json")] = true
 			errs = append(errs, fmt.Errorf("sweep: %w", err))
 			continue
 		}
