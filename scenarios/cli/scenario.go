@@ -84,6 +84,9 @@ assertions decide"), 1 when the run itself could not happen.`,
 				Scenario: sc, Env: env, Quick: quick, Seed: seed, OutDir: out, Bin: bin,
 				Revision: gitRevision(), Progress: o.Stdout, TTY: isTerminal(o.Stdout), Logger: log,
 			})
+			if errors.Is(err, runner.ErrUnavailable) {
+				return &meshcli.ExitError{Code: 2, Msg: "skiff: " + err.Error()}
+			}
 			if err != nil && res == nil {
 				return err
 			}

@@ -156,7 +156,11 @@ func runScenario(t *testing.T, sc *spec.Scenario, bins local.Binaries, defect st
 	// a planted defect is far beyond its bound, and the release build is
 	// allowed an inconclusive verdict here (make ci-gate judges it with
 	// more trials).
-	res, err := runner.Run(context.Background(), runner.Options{Scenario: sc, Quick: true, OutDir: out, Bin: bins, MaxTrials: 6})
+	env := runner.EnvLocal
+	if len(sc.Environments) > 0 {
+		env = sc.Environments[0] // where the scenario says it runs
+	}
+	res, err := runner.Run(context.Background(), runner.Options{Scenario: sc, Env: env, Quick: true, OutDir: out, Bin: bins, MaxTrials: 6})
 	if err != nil {
 		t.Fatalf("the run could not happen: %v", err)
 	}

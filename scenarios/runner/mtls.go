@@ -50,7 +50,7 @@ func (r *run) gatherMTLS(ctx context.Context) *mtlsEvidence {
 	var all, withID float64
 	for _, svc := range env.Services() {
 		for _, p := range env.Pods(svc.Name) {
-			a, w := inboundTLS(ctx, p.AdminAddr())
+			a, w := inboundTLS(ctx, env.Dial, p.AdminAddr())
 			all, withID = all+a, withID+w
 		}
 	}
@@ -72,31 +72,36 @@ func (r *run) gatherMTLS(ctx context.Context) *mtlsEvidence {
 			ev.probes[name] = 1
 		}
 	}
-	refused, err := plaintextRefused(target)
+	refused, err := plaintextRefused(ctx, env.Dial, target)
 	probe("plaintext_refused", refused, err)
 	cert, err := foreignCert()
 	if err == nil {
-		refused, err = tlsRefused(target, cert)
+		refused, err = tlsRefused(ctx, env.Dial, target, cert)
 	}
 	probe("foreign_root_refused", refused, err)
 	cert, err = expiredCert(env.IdentityDir())
 	if err == nil {
-		refused, err = tlsRefused(target, cert)
+		refused, err = tlsRefused(ctx, env.Dial, target, cert)
 	}
 	probe("expired_cert_refused", refused, err)
 	return ev
 }
 
+// dialFunc connects the harness to a pod's address (local.Env.Dial).
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // inboundTLS sums a sidecar's inbound request_total: all of them, and
 // those over mutual TLS with a client identity.
-func inboundTLS(ctx context.Context, admin string) (all, withID float64) {
+func inboundTLS(ctx context.Context, dial dialFunc, admin string) (all, withID float64) {
 	if admin == "" {
 		return 0, 0
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	tr := &http.Transport{DialContext: dial, Proxy: nil}
+	defer tr.CloseIdleConnections()
+	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		return 0, 0
 	}
@@ -121,8 +126,10 @@ func inboundTLS(ctx context.Context, admin string) (all, withID float64) {
 }
 
 // plaintextRefused sends a plaintext request; refused when nothing answers.
-func plaintextRefused(addr string) (bool, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+func plaintextRefused(ctx context.Context, dial dialFunc, addr string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return false, err
 	}
@@ -135,8 +142,10 @@ func plaintextRefused(addr string) (bool, error) {
 
 // tlsRefused offers cert in a TLS 1.3 handshake; refused when the server
 // aborts it (in TLS 1.3 the verdict may come with the first read).
-func tlsRefused(addr string, cert tls.Certificate) (bool, error) {
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+func tlsRefused(ctx context.Context, dial dialFunc, addr string, cert tls.Certificate) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return false, err
 	}

@@ -1,45 +1,99 @@
 package runner
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
+	"net/netip"
+
+	"github.com/skiff-mesh/skiff/faultinject"
+	"github.com/skiff-mesh/skiff/simulator/local"
+	"github.com/skiff-mesh/skiff/simulator/netns"
 )
 
-// netnsUnavailable is the error of --env netns. The environment is not
-// built (issue 13: a network namespace per pod, the iptables rules of
-// proxy-init), whatever the machine has; the message says so first, then
-// names exactly what of its prerequisites this machine lacks, so that
-// nobody installs packages to fix an environment that does not exist.
-func netnsUnavailable() error {
-	return netnsError(netnsMissing(runtime.GOOS, os.Geteuid(), exec.LookPath))
+// ErrUnavailable marks an environment this machine cannot run (not root,
+// no iptables, no Docker): the command line exits 2 on it, after one line
+// that names what is missing.
+var ErrUnavailable = errors.New("environment unavailable")
+
+// unavailable wraps the one-line reason an environment cannot run.
+func unavailable(env string, why error) error {
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, env, why)
 }
 
-func netnsError(missing []string) error {
-	msg := "environment netns: not implemented yet (issue 13: a network namespace per pod with proxy-init's iptables rules); use --env local"
-	if len(missing) == 0 {
-		return fmt.Errorf("%s. This machine already has what it will need (Linux, root, iproute2, iptables): nothing to install", msg)
+// netnsNetwork gives the local simulator's pods each a network namespace
+// on a bridge (simulator/netns): the netns environment.
+type netnsNetwork struct{ n *netns.Net }
+
+func newNetnsNetwork(ctx context.Context, r *run) (*netnsNetwork, error) {
+	if err := netns.Available(); err != nil {
+		return nil, unavailable(EnvNetns, err)
 	}
-	return fmt.Errorf("%s. It will also need what this machine lacks: %s", msg, strings.Join(missing, "; "))
+	n, err := netns.New(ctx, netns.Config{Logger: r.log.With("component", "netns")})
+	if err != nil {
+		return nil, fmt.Errorf("environment netns: %w", err)
+	}
+	r.log.Info("network of pods", "subnet", n.Subnet().String(), "run", n.ID())
+	return &netnsNetwork{n: n}, nil
 }
 
-// netnsMissing lists the netns environment's prerequisites that are
-// missing: Linux, root (to create namespaces and rules), iproute2's ip and
-// iptables on PATH.
-func netnsMissing(goos string, euid int, lookPath func(string) (string, error)) []string {
-	var missing []string
-	if goos != "linux" {
-		missing = append(missing, "Linux (this is "+goos+")")
+func (w *netnsNetwork) AddPod(ctx context.Context, name string) (local.PodNetwork, error) {
+	p, err := w.n.AddPod(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	if euid != 0 {
-		missing = append(missing, fmt.Sprintf("root (running as uid %d)", euid))
-	}
-	for _, c := range []struct{ pkg, bin string }{{"iproute2", "ip"}, {"iptables", "iptables"}} {
-		if _, err := lookPath(c.bin); err != nil {
-			missing = append(missing, fmt.Sprintf("%s (no %s on PATH)", c.pkg, c.bin))
+	return netnsPod{Pod: p, n: w.n}, nil
+}
+
+func (w *netnsNetwork) Close() error { return w.n.Close() }
+
+// netnsPod is one pod's namespace.
+type netnsPod struct {
+	*netns.Pod
+	n *netns.Net
+}
+
+func (p netnsPod) Partition(ctx context.Context, from []netip.Addr) (func(context.Context) error, error) {
+	var undos []netns.Undo
+	undo := func(ctx context.Context) error {
+		var errs []error
+		for _, u := range undos {
+			errs = append(errs, u(ctx))
 		}
+		return errors.Join(errs...)
 	}
-	return missing
+	for _, a := range from {
+		if a == p.Addr() {
+			continue // a pod is not cut off from itself
+		}
+		u, err := p.n.PartitionAddr(ctx, p.Pod, netip.PrefixFrom(a, 32))
+		if err != nil {
+			undo(ctx)
+			return nil, err
+		}
+		undos = append(undos, u)
+	}
+	return undo, nil
+}
+
+func (p netnsPod) LinkDown(ctx context.Context) (func(context.Context) error, error) {
+	u, err := p.n.LinkDown(ctx, p.Pod)
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (p netnsPod) Impair(ctx context.Context, im faultinject.Impairment, seed uint64) (func(context.Context) error, error) {
+	l, err := p.n.Impair(ctx, p.Pod, netns.Impairment{Latency: im.Latency, Jitter: im.Jitter, Loss: im.Loss, Seed: seed})
+	if err != nil {
+		return nil, err
+	}
+	return l.Clear, nil
+}
+
+// Wrap runs argv inside the pod's namespace with ip netns exec, which
+// execs it: the process keeps its PID.
+func (p netnsPod) Wrap(argv []string) []string {
+	return append([]string{"ip", "netns", "exec", p.Namespace()}, argv...)
 }

@@ -2,70 +2,74 @@ package runner
 
 import (
 	"context"
+	"errors"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/skiff-mesh/skiff/results"
 	"github.com/skiff-mesh/skiff/scenarios/catalog"
+	"github.com/skiff-mesh/skiff/simulator/netns"
 )
 
-// TestNetnsMessage: --env netns says the environment is not built, and
-// lists exactly the prerequisites the machine lacks, none it has.
-func TestNetnsMessage(t *testing.T) {
-	all := func(string) (string, error) { return "/usr/sbin/x", nil }
-	noIptables := func(bin string) (string, error) {
-		if bin == "iptables" {
-			return "", exec.ErrNotFound
-		}
-		return "/usr/sbin/" + bin, nil
-	}
-	none := func(string) (string, error) { return "", exec.ErrNotFound }
-	for _, tc := range []struct {
-		name     string
-		goos     string
-		euid     int
-		look     func(string) (string, error)
-		want     []string
-		wantNot  []string
-		complete bool
-	}{
-		{name: "everything", goos: "linux", euid: 0, look: all, complete: true,
-			wantNot: []string{"lacks", "root (", "iptables (no"}},
-		{name: "no iptables", goos: "linux", euid: 0, look: noIptables,
-			want: []string{"lacks: iptables (no iptables on PATH)"}, wantNot: []string{"root (", "Linux (", "iproute2 ("}},
-		{name: "nothing", goos: "darwin", euid: 501, look: none,
-			want: []string{"Linux (this is darwin)", "root (running as uid 501)", "iproute2 (no ip on PATH)", "iptables (no iptables on PATH)"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			msg := netnsError(netnsMissing(tc.goos, tc.euid, tc.look)).Error()
-			if !strings.Contains(msg, "not implemented yet (issue 13") || !strings.Contains(msg, "use --env local") {
-				t.Errorf("%q does not say the environment is not built yet", msg)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(msg, w) {
-					t.Errorf("%q lacks %q", msg, w)
-				}
-			}
-			for _, w := range tc.wantNot {
-				if strings.Contains(msg, w) {
-					t.Errorf("%q names %q, which the machine has", msg, w)
-				}
-			}
-			if got := strings.Contains(msg, "nothing to install"); got != tc.complete {
-				t.Errorf("%q: says nothing to install: %v, want %v", msg, got, tc.complete)
-			}
-		})
-	}
-}
-
-// TestNetnsEnvironment: the runner returns that message.
-func TestNetnsEnvironment(t *testing.T) {
+// TestUnavailableEnvironments: kind and kube (no Docker, no cluster here)
+// fail at once with ErrUnavailable, which the command line turns into
+// exit 2 and one line.
+func TestUnavailableEnvironments(t *testing.T) {
 	sc, err := catalog.Load("smoke")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Env: EnvNetns})
-	if want := netnsUnavailable(); err == nil || err.Error() != want.Error() {
-		t.Errorf("env netns: %v, want %v", err, want)
+	for _, env := range []string{EnvKind, EnvKube} {
+		_, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Env: env})
+		if !errors.Is(err, ErrUnavailable) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("env %s: %v, want one line wrapping ErrUnavailable", env, err)
+		}
 	}
+}
+
+// TestNetnsSmoke runs the smoke scenario on the netns environment, where
+// the machine can (root, iproute2, iptables): every pod in its own network
+// namespace, intercepted by skiff-proxy init's rules. It must pass, record
+// its environment, and leave no namespace behind.
+func TestNetnsSmoke(t *testing.T) {
+	if err := netns.Available(); err != nil {
+		t.Skipf("netns environment unavailable here: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("-short: the netns smoke run builds the binaries and starts real processes")
+	}
+	needBins(t)
+	before := namespaces(t)
+	sc, err := catalog.Load("smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Options{Scenario: sc, OutDir: t.TempDir(), Env: EnvNetns, Quick: true, Bin: bins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verdict != results.Pass || res.Environment != EnvNetns {
+		t.Errorf("verdict %s on %q, want pass on netns; failures: %v; error: %s", res.Verdict, res.Environment, res.Failures(), res.Err)
+	}
+	if left := slices.DeleteFunc(namespaces(t), func(ns string) bool { return slices.Contains(before, ns) }); len(left) > 0 {
+		t.Errorf("namespaces left behind: %v", left)
+	}
+}
+
+// namespaces lists the named network namespaces.
+func namespaces(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatalf("ip netns list: %v", err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
 }

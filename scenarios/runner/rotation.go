@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -118,8 +117,9 @@ func (rp *rotationProber) probe(ctx context.Context, p *local.Pod) (*x509.Certif
 	}
 	want := spiffe.MustNew(local.TrustDomain, local.Namespace, p.Service())
 	var leaf *x509.Certificate
-	d := net.Dialer{Timeout: 2 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", p.InboundAddr())
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := rp.env.Dial(dctx, "tcp", p.InboundAddr())
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/skiff-mesh/skiff/scenarios/spec"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 	"github.com/skiff-mesh/skiff/simulator/local"
+	"github.com/skiff-mesh/skiff/simulator/netns"
 )
 
 // Environments a scenario may name. Only local runs here; the others say
@@ -83,13 +84,18 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 	switch o.Env {
 	case EnvLocal:
 	case EnvNetns:
-		return nil, netnsUnavailable()
+		if err := netns.Available(); err != nil {
+			return nil, unavailable(EnvNetns, err)
+		}
 	case EnvKind:
-		return nil, errors.New("environment kind: needs a Docker engine and the Kubernetes support of a later release (use --env local)")
+		return nil, unavailable(EnvKind, errors.New("needs a Docker engine and the Kubernetes support of a later release (use --env local or netns)"))
 	case EnvKube:
-		return nil, errors.New("environment kube: needs a cluster (KUBECONFIG) and the Kubernetes support of a later release (use --env local)")
+		return nil, unavailable(EnvKube, errors.New("needs a cluster (KUBECONFIG) and the Kubernetes support of a later release (use --env local or netns)"))
 	default:
 		return nil, fmt.Errorf("environment %q: want local, netns, kind or kube", o.Env)
+	}
+	if !o.Scenario.RunsOn(o.Env) {
+		return nil, unavailable(o.Env, fmt.Errorf("scenario %s runs on %s only: run it with --env %s", o.Scenario.Name, strings.Join(o.Scenario.Environments, ", "), o.Scenario.Environments[0]))
 	}
 	sc := o.Scenario.Clone()
 	sc.Normalize()
@@ -240,7 +246,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	if needsMarker(sc) {
 		lc.Marker = []byte(Marker)
 	}
-	env, err := r.newEnvironment(lc)
+	env, err := r.newEnvironment(ctx, lc)
 	if err != nil {
 		return err
 	}
@@ -674,9 +680,19 @@ func (r *run) targetPods(target string) ([]faultinject.Pod, error) {
 var _ faultinject.DrainPod = (*local.Pod)(nil)
 
 // newEnvironment makes the environment the run names (Options.Env).
-func (r *run) newEnvironment(lc local.Config) (scenarios.Environment, error) {
+func (r *run) newEnvironment(ctx context.Context, lc local.Config) (scenarios.Environment, error) {
+	if r.o.Env == EnvNetns {
+		n, err := newNetnsNetwork(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		lc.Network = n
+	}
 	env, err := local.New(lc)
 	if err != nil {
+		if lc.Network != nil {
+			lc.Network.Close()
+		}
 		return nil, err
 	}
 	r.local = env

@@ -82,8 +82,16 @@ func markControl(mark int) func(network, address string, c syscall.RawConn) erro
 	}
 }
 
-// dialer is the harness's dialer for the pods' addresses: on a Network,
-// a connection to a pod's address is opened from inside that pod.
+// Dial connects the harness to a pod's address (its sidecar's inbound or
+// admin listener, its workload): on loopback directly; on a Network from
+// inside that pod, with the mark its rules let pass, as a kubelet's
+// probes reach a pod.
+func (e *Env) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return e.dial(ctx, network, addr)
+}
+
+// dial is the harness's dialer for the pods' addresses: on a Network, a
+// connection to a pod's address is opened from inside that pod.
 func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if e.cfg.Network == nil {
 		return (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
