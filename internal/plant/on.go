@@ -37,4 +37,7 @@ var Catalogue = []Info{
 	{PolicyUpdatesIgnored, "the proxy keeps the first policy of each authority"},
 	{SheddingOff, "the proxy queues requests beyond its in-flight bound"},
 	{FailureBiasOff, "the balancer judges endpoints by latency alone"},
+	{DetectNoTimeout, "protocol detection never falls back to opaque TCP: a server-speaks-first protocol stalls"},
+	{TCPNoFailover, "the proxy gives up on an opaque TCP connection when its first endpoint fails"},
+	{ConnLeak, "the proxy keeps a goroutine and 4 KiB for every client connection it closes"},
 }

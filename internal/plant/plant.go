@@ -58,6 +58,17 @@ const (
 	// FailureBiasOff makes the balancer judge endpoints by latency alone,
 	// so that one failing fast attracts traffic.
 	FailureBiasOff Defect = "failure-bias-off"
+	// DetectNoTimeout makes protocol detection wait for a client's first
+	// bytes for as long as the client waits: no fallback to opaque TCP,
+	// so a server-speaks-first protocol stalls.
+	DetectNoTimeout Defect = "detect-no-timeout"
+	// TCPNoFailover makes the proxy dial the endpoint its balancer picks
+	// for an opaque TCP connection and give up when that fails, instead of
+	// trying another endpoint.
+	TCPNoFailover Defect = "tcp-no-failover"
+	// ConnLeak makes the proxy keep a goroutine and 4 KiB for every client
+	// connection it closes: a slow leak only a long run shows.
+	ConnLeak Defect = "conn-leak"
 )
 
 // Info is a defect with what it breaks, for listings.
