@@ -15,6 +15,7 @@ import (
 	"io"
 
 	"github.com/skiff-mesh/skiff/internal/procfs"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -266,6 +267,10 @@ func (r *Registry) WriteTo(w io.Writer) (int64, error) {
 	cw.sample("process_resident_memory_bytes", "", float64(rss))
 	cw.line("# TYPE process_start_time_seconds gauge")
 	cw.sample("process_start_time_seconds", "", float64(r.start.UnixNano())/1e9)
+	// Named as Prometheus' Go collector names it. Read here, at scrape
+	// time: nothing on the request path counts goroutines.
+	cw.line("# TYPE go_goroutines gauge")
+	cw.sample("go_goroutines", "", float64(runtime.NumGoroutine()))
 	if err := bw.Flush(); err != nil {
 		return cw.n, err
 	}
