@@ -47,6 +47,15 @@ func (w *netnsNetwork) AddPod(ctx context.Context, name string) (local.PodNetwor
 
 func (w *netnsNetwork) Close() error { return w.n.Close() }
 
+// WatchMarker watches the switch between the pods for the marker.
+func (w *netnsNetwork) WatchMarker(marker []byte) (func() uint64, func(), error) {
+	s, err := w.n.Sniff(marker)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.Hits, func() { s.Close() }, nil
+}
+
 // netnsPod is one pod's namespace.
 type netnsPod struct {
 	*netns.Pod

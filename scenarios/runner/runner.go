@@ -214,7 +214,7 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 		return r.executeScale(ctx, res)
 	}
 	sc := r.sc
-	specs, err := serviceSpecs(sc)
+	specs, err := serviceSpecs(sc, r.o.Env == EnvLocal)
 	if err != nil {
 		return err
 	}
@@ -412,11 +412,12 @@ func proxyArgs(balancer string) []string {
 	return nil
 }
 
-func serviceSpecs(sc *spec.Scenario) ([]local.ServiceSpec, error) {
+func serviceSpecs(sc *spec.Scenario, loopback bool) ([]local.ServiceSpec, error) {
 	// Services a timeline targets with chaos get a chaos link per pod, and
-	// every service does when the plaintext marker is watched.
+	// on loopback every service does when the plaintext marker is watched
+	// (on a network of pods, the switch is watched instead).
 	chaotic := map[string]bool{}
-	if needsMarker(sc) {
+	if needsMarker(sc) && loopback {
 		for _, s := range sc.Topology.Services {
 			chaotic[s.Name] = true
 		}

@@ -109,6 +109,8 @@ type Env struct {
 	idDir     string         // token key, tokens, trust anchors
 	pki       pki            // the trust anchors and the issuer, for rotations
 	direct    PodNetwork     // with Config.Network: the unmeshed client's network (Entry direct)
+	wireHits  func() uint64  // with Config.Network and Marker: frames on the wire carrying it
+	wireStop  func()
 	upCalled  bool
 	stopAfter func() bool
 
@@ -499,6 +501,9 @@ func (e *Env) Close() error {
 		<-e.spawnDone
 		e.httpc.CloseIdleConnections()
 		e.closeLinks()
+		if e.wireStop != nil {
+			e.wireStop()
+		}
 		if e.cfg.Network != nil {
 			if err := e.cfg.Network.Close(); err != nil {
 				e.closeErr = fmt.Errorf("local: removing the pods' networks: %w", err)
@@ -784,9 +789,13 @@ func (e *Env) ControlAddr() string {
 }
 
 // MarkerHits is how often Config.Marker crossed a chaos link, in either
-// direction: bytes between sidecars, seen from outside their processes.
+// direction, or on a Network the switch between the pods (frames carrying
+// it): bytes between sidecars, seen from outside their processes.
 func (e *Env) MarkerHits() uint64 {
 	var n uint64
+	if e.wireHits != nil {
+		n += e.wireHits()
+	}
 	for _, s := range e.services {
 		for _, p := range s.pods {
 			if p.link != nil {

@@ -55,6 +55,14 @@ type PodNetwork interface {
 	Impair(ctx context.Context, im faultinject.Impairment, seed uint64) (func(context.Context) error, error)
 }
 
+// MarkerWatcher is a Network that can watch the wire between its pods for
+// Config.Marker, as the chaos links do on loopback.
+type MarkerWatcher interface {
+	// WatchMarker starts counting the frames between pods that carry
+	// marker; stop ends it.
+	WatchMarker(marker []byte) (hits func() uint64, stop func(), err error)
+}
+
 // Marks and ports of the netns mode's interception (skiff-proxy init).
 const (
 	// ProxyMark is the SO_MARK of every sidecar's upstream sockets, and
@@ -156,6 +164,17 @@ func (e *Env) placePods() error {
 		return fmt.Errorf("the direct client: %w", err)
 	}
 	e.direct = direct
+	if e.cfg.Marker != nil {
+		mw, ok := e.cfg.Network.(MarkerWatcher)
+		if !ok {
+			return errors.New("this network cannot watch the wire for the plaintext marker")
+		}
+		hits, stop, err := mw.WatchMarker(e.cfg.Marker)
+		if err != nil {
+			return fmt.Errorf("watching the wire for the marker: %w", err)
+		}
+		e.wireHits, e.wireStop = hits, stop
+	}
 	// The client sidecar's TCP routes listen on its loopback, where the
 	// harness connects from inside the client pod.
 	routes := 0

@@ -938,3 +938,49 @@ func TestSweepAfterKill(t *testing.T) {
 	}
 	assertNoLeftovers(t, id)
 }
+
+// TestSniffSeesTheWire: bytes one pod sends another cross the switch,
+// where the sniffer counts the frames that carry the marker, once each;
+// bytes without it are seen as frames but not as hits.
+func TestSniffSeesTheWire(t *testing.T) {
+	needNet(t)
+	n, ps := newNet(t, "a", "b")
+	echoServer(t, ps[1], 7000)
+	mustReach(t, ps[0], ps[1], 7000)
+	s, err := n.Sniff([]byte("SKIFF-MARKER-7f3a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	send := func(payload string) {
+		t.Helper()
+		c, err := dial(ps[0], ps[1], 7000, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(payload))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("nothing to see here")
+	testwait.For(t, "the sniffer to see frames", func() (bool, error) { return s.Frames() > 0, nil })
+	if h := s.Hits(); h != 0 {
+		t.Fatalf("%d hits before the marker was sent", h)
+	}
+	send("body SKIFF-MARKER-7f3a body")
+	// The request and its echo: two frames with the marker, each
+	// counted once although it crosses two ports of the switch.
+	testwait.For(t, "two hits", func() (bool, error) { return s.Hits() >= 2, nil })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.Hits(); h != 2 {
+		t.Errorf("%d hits, want 2 (one frame each way, counted once)", h)
+	}
+}
