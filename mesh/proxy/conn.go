@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
 
@@ -236,7 +238,25 @@ func (c *conn) Close() error {
 	if c.onClose != nil {
 		c.onClose()
 	}
+	if plant.On(plant.ConnLeak) {
+		leakConn()
+	}
 	return err
+}
+
+// leakConn is the planted defect conn-leak (a test build only): a
+// goroutine that never ends, holding 4 KiB written to so that its pages
+// are resident, for each client connection closed.
+func leakConn() {
+	held := make([]byte, 4<<10)
+	for i := range held {
+		held[i] = byte(i)
+	}
+	go func() {
+		var never chan struct{}
+		<-never // a nil channel: blocks for good
+		runtime.KeepAlive(held)
+	}()
 }
 
 // upstreamConn is a dialled connection, counted as peer="dst".
