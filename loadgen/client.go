@@ -76,6 +76,10 @@ type httpClient struct {
 	sent       atomic.Uint64 // requests with a body, for chunked
 	transports []*http.Transport
 	next       atomic.Uint64
+	// closeEvery is Options.RequestsPerConnection: one request in
+	// closeEvery asks to close its connection; calls counts them.
+	closeEvery uint64
+	calls      atomic.Uint64
 }
 
 func newHTTPClient(o *Options, payload []byte) (*httpClient, error) {
@@ -108,7 +112,7 @@ func newHTTPClient(o *Options, payload []byte) (*httpClient, error) {
 		sum := sha256.Sum256(payload)
 		tmpl.Header.Set(DigestHeader, hex.EncodeToString(sum[:]))
 	}
-	c := &httpClient{tmpl: tmpl, payload: payload, chunked: t.Chunked}
+	c := &httpClient{tmpl: tmpl, payload: payload, chunked: t.Chunked, closeEvery: uint64(o.RequestsPerConnection)}
 	var protocols http.Protocols
 	n := 1
 	if t.Protocol == ProtocolH2C {
@@ -148,6 +152,9 @@ func (c *httpClient) call(ctx context.Context) outcome {
 		if c.chunked && c.sent.Add(1)%2 == 0 {
 			req.ContentLength = -1 // unknown: chunked on HTTP/1.1
 		}
+	}
+	if c.closeEvery > 0 && c.calls.Add(1)%c.closeEvery == 0 {
+		req.Close = true // the transport closes the connection after the answer
 	}
 	tr := c.transports[0]
 	if len(c.transports) > 1 {

@@ -10,6 +10,7 @@ import (
 	"github.com/skiff-mesh/skiff/internal/leakcheck"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -579,6 +580,7 @@ func TestNormalize(t *testing.T) {
 		"shape":           {Target: loadgen.Target{URL: "http://x:1"}, Rate: loadgen.Rate{Shape: "sine"}},
 		"empty steps":     {Target: loadgen.Target{URL: "http://x:1"}, Rate: loadgen.Rate{Shape: loadgen.ShapeSteps}},
 		"negative":        {Target: loadgen.Target{URL: "http://x:1"}, MaxInFlight: -1},
+		"churn on h2c":    {Target: loadgen.Target{Protocol: loadgen.ProtocolH2C, URL: "http://x:1"}, RequestsPerConnection: 5},
 	} {
 		if err := o.Normalize(); err == nil {
 			t.Errorf("%s: Normalize accepted %+v", name, o)
@@ -730,5 +732,50 @@ func TestDigestAndChunked(t *testing.T) {
 	}
 	if chunked+fixed != 99 || chunked < 49 || fixed < 49 {
 		t.Errorf("%d chunked and %d with a length, want about half each of 99", chunked, fixed)
+	}
+}
+
+// TestRequestsPerConnection: with RequestsPerConnection, one request in N
+// closes its connection and the pool dials another, so the server sees
+// about one connection per N requests; without it, the pool's few
+// connections carry the whole run.
+func TestRequestsPerConnection(t *testing.T) {
+	leakcheck.Check(t)
+	for _, perConn := range []int{5, 0} {
+		var opened, closes atomic.Int64
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Close {
+				closes.Add(1)
+			}
+		}))
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				opened.Add(1)
+			}
+		}
+		srv.Start()
+		res := run(t, loadgen.Options{
+			Target:                loadgen.Target{URL: srv.URL},
+			Pacer:                 loadgen.Constant(200),
+			Duration:              500 * time.Millisecond,
+			Connections:           2,
+			RequestsPerConnection: perConn,
+		})
+		srv.Close()
+		if res.Requests < 90 || res.Success != res.Requests {
+			t.Fatalf("%d per connection: %d of %d requests succeeded", perConn, res.Success, res.Requests)
+		}
+		// Every Nth request asks to close; each such connection closes
+		// after its answer, and up to 2 more are open at the end.
+		var wantCloses int64
+		if perConn > 0 {
+			wantCloses = res.Requests / int64(perConn)
+		}
+		if closes.Load() != wantCloses {
+			t.Errorf("%d per connection: %d requests asked to close, want %d", perConn, closes.Load(), wantCloses)
+		}
+		if n := opened.Load(); n < max(wantCloses, 1) || n > wantCloses+2 {
+			t.Errorf("%d per connection: the server saw %d connections, want %d..%d", perConn, n, max(wantCloses, 1), wantCloses+2)
+		}
 	}
 }

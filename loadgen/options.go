@@ -175,6 +175,14 @@ type Options struct {
 	// are spread over round-robin. Zero means DefaultConnections for
 	// HTTP/1.1 and 1 for h2c and gRPC.
 	Connections int
+	// RequestsPerConnection, for HTTP/1.1, makes connections open and
+	// close through the run: one request in RequestsPerConnection is
+	// sent with "Connection: close", so the connection it goes over
+	// closes after its answer and the pool dials a new one. Connections
+	// then carry that many requests on average. Zero keeps each
+	// connection open for the run (keep-alive); other protocols must
+	// leave it zero.
+	RequestsPerConnection int
 	// Dial, when set, opens every connection to the target instead of the
 	// harness's own network stack: for example from inside a pod's network
 	// namespace, where its sidecar's interception rules apply. Nil means a
@@ -277,8 +285,11 @@ func (o *Options) Normalize() error {
 		}
 	}
 
-	if o.Duration < 0 || o.WarmUp < 0 || o.Timeout < 0 || o.Connections < 0 || o.MaxInFlight < 0 || o.MaxErrorKinds < 0 {
+	if o.Duration < 0 || o.WarmUp < 0 || o.Timeout < 0 || o.Connections < 0 || o.MaxInFlight < 0 || o.MaxErrorKinds < 0 || o.RequestsPerConnection < 0 {
 		return errors.New("loadgen: durations and counts in Options must not be negative")
+	}
+	if o.RequestsPerConnection > 0 && (len(o.Mix) > 0 || t.Protocol != ProtocolHTTP1) {
+		return errors.New("loadgen: RequestsPerConnection closes HTTP/1.1 connections (Connection: close), and this run is not HTTP/1.1: leave it zero")
 	}
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
