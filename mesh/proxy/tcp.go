@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/skiff-mesh/skiff/internal/plant"
 	"github.com/skiff-mesh/skiff/mesh/proxy/balance"
 	"github.com/skiff-mesh/skiff/mesh/proxy/telemetry"
 )
@@ -218,6 +219,9 @@ func (l *listener) dialOpaque(c *conn) (net.Conn, string, error) {
 				return up, nil
 			}
 			lastErr = err
+			if plant.On(plant.TCPNoFailover) {
+				break
+			}
 			tried = append(tried, n)
 			p.connectRetries.Add(1)
 		}
