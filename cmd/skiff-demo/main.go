@@ -1,9 +1,11 @@
 // Command skiff-demo runs the demo workload that skiff scenarios drive: an
 // HTTP/1.1 + h2c + gRPC echo backend with per-request fault controls, an
-// optional native gRPC listener and an optional TCP echo listener. See
+// optional native gRPC listener, and optional TCP echo, TLS echo and
+// server-speaks-first banner listeners. See
 // package github.com/skiff-mesh/skiff/simulator/demo for the endpoints.
 //
 //	skiff-demo --addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:9090 --tcp-addr 127.0.0.1:7070 \
+//	    --tls-addr 127.0.0.1:8443 --banner-addr 127.0.0.1:2525 \
 //	    --name echo-1 --latency 1ms:50,10ms:1 --error-rate 0.01 --error-status 503 --max-concurrent 8
 //
 // It stops gracefully on SIGINT or SIGTERM.
@@ -37,6 +39,7 @@ func main() {
 // options holds the command line.
 type options struct {
 	addr, grpcAddr, tcpAddr, name string
+	tlsAddr, bannerAddr           string
 	latency                       demo.Delays
 	latencyJitter                 time.Duration
 	errorRate, resetRate          float64
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address for HTTP/1.1, h2c, gRPC over h2c and the /_demo admin API")
 	fs.StringVar(&o.grpcAddr, "grpc-addr", "", "listen address for the native gRPC server (empty: none)")
 	fs.StringVar(&o.tcpAddr, "tcp-addr", "", "listen address for the opaque TCP echo (empty: none)")
+	fs.StringVar(&o.tlsAddr, "tls-addr", "", "listen address for the TLS echo, with a self-signed certificate (empty: none)")
+	fs.StringVar(&o.bannerAddr, "banner-addr", "", "listen address for the server-speaks-first banner protocol (empty: none)")
 	fs.StringVar(&o.name, "name", demo.DefaultName, "replica name, returned in bodies, the "+demo.ReplicaHeader+" header and stats")
 	fs.TextVar(&o.latency, "latency", demo.Delays(nil), "added latency: a duration (2ms) or a distribution DURATION:PERCENT,… (1ms:50,10ms:1)")
 	fs.DurationVar(&o.latencyJitter, "latency-jitter", 0, "uniform ± jitter on delayed requests")
@@ -90,10 +95,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	return demo.Serve(ctx, demo.Config{
-		Addr:     o.addr,
-		GRPCAddr: o.grpcAddr,
-		TCPAddr:  o.tcpAddr,
-		Name:     o.name,
+		Addr:       o.addr,
+		GRPCAddr:   o.grpcAddr,
+		TCPAddr:    o.tcpAddr,
+		TLSAddr:    o.tlsAddr,
+		BannerAddr: o.bannerAddr,
+		Name:       o.name,
 		Behaviour: demo.Behaviour{
 			Latency:       o.latency,
 			LatencyJitter: o.latencyJitter,

@@ -27,13 +27,14 @@ func TestRun(t *testing.T) {
 	go func() {
 		errc <- run(ctx, []string{
 			"--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0",
+			"--tls-addr", "127.0.0.1:0", "--banner-addr", "127.0.0.1:0",
 			"--name", "echo-9", "--latency", "0s", "--error-rate", "0", "--seed", "5", "--log-format", "json",
 		}, pw)
 		pw.Close()
 	}()
 
 	sc := bufio.NewScanner(pr)
-	var start struct{ Addr, GRPCAddr, TCPAddr string }
+	var start struct{ Addr, GRPCAddr, TCPAddr, TLSAddr, BannerAddr string }
 	for sc.Scan() {
 		var line map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
@@ -43,11 +44,13 @@ func TestRun(t *testing.T) {
 			start.Addr, _ = line["addr"].(string)
 			start.GRPCAddr, _ = line["grpc_addr"].(string)
 			start.TCPAddr, _ = line["tcp_addr"].(string)
+			start.TLSAddr, _ = line["tls_addr"].(string)
+			start.BannerAddr, _ = line["banner_addr"].(string)
 			break
 		}
 	}
-	if start.Addr == "" || start.GRPCAddr == "" || start.TCPAddr == "" {
-		t.Fatalf("no startup line with three addresses (scan error %v)", sc.Err())
+	if start.Addr == "" || start.GRPCAddr == "" || start.TCPAddr == "" || start.TLSAddr == "" || start.BannerAddr == "" {
+		t.Fatalf("no startup line with five addresses (scan error %v)", sc.Err())
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
 
@@ -81,6 +84,15 @@ func TestRun(t *testing.T) {
 	_ = c.(*net.TCPConn).CloseWrite()
 	if out, err := io.ReadAll(c); err != nil || string(out) != "t" {
 		t.Errorf("TCP echo = %q, %v", out, err)
+	}
+	c.Close()
+
+	c, err = d.DialContext(ctx, "tcp", start.BannerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "220 echo-9 skiff-demo banner\r\n" {
+		t.Errorf("banner = %q, %v", line, err)
 	}
 	c.Close()
 
@@ -118,7 +130,7 @@ func TestRunHelp(t *testing.T) {
 	if err := run(t.Context(), []string{"--help"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"addr", "grpc-addr", "tcp-addr", "name", "latency", "error-rate", "error-status", "seed", "log-level"} {
+	for _, flag := range []string{"addr", "grpc-addr", "tcp-addr", "tls-addr", "banner-addr", "name", "latency", "error-rate", "error-status", "seed", "log-level"} {
 		if !strings.Contains(out.String(), "-"+flag) {
 			t.Errorf("usage lacks -%s:\n%s", flag, out.String())
 		}

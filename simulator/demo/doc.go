@@ -1,6 +1,6 @@
 // Package demo is skiff-demo, the workload that scenarios drive: an
 // HTTP/1.1 + h2c + gRPC echo backend with fortio-style fault controls, a
-// TCP echo listener, and an admin API that fault injectors use to make one
+// TCP echo, a TLS echo and a banner listener, and an admin API that fault injectors use to make one
 // replica slow or failing in the middle of a run.
 //
 // # Listeners
@@ -8,8 +8,14 @@
 // One TCP port (Config.Addr) serves HTTP/1.1, h2c (prior-knowledge HTTP/2
 // over cleartext) and gRPC: HTTP/2 requests whose Content-Type starts with
 // application/grpc go to the grpc.Server, everything else to the HTTP mux.
-// Config.GRPCAddr adds a native grpc.Server listener (faster), and
-// Config.TCPAddr an opaque TCP echo listener that honours half-close.
+// Config.GRPCAddr adds a native grpc.Server listener (faster),
+// Config.TCPAddr an opaque TCP echo listener that honours half-close,
+// Config.TLSAddr the same echo over the workload's own TLS (a self-signed
+// certificate for TLSCommonName: a client recognises it, so a proxy that
+// terminated the TLS instead of passing it through is seen), and
+// Config.BannerAddr a server-speaks-first protocol (an SMTP-like banner,
+// then NOOP and QUIT), which a proxy cannot detect from the client's first
+// bytes.
 //
 // # HTTP endpoints
 //

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,9 @@ const DefaultName = "skiff-demo"
 const DefaultShutdownTimeout = 5 * time.Second
 
 // Config configures a Server. The zero value works: HTTP/1.1, h2c and gRPC
-// on a random port of 127.0.0.1, no native gRPC or TCP echo listener, a
-// healthy backend, a seed from the clock and no logging.
+// on a random port of 127.0.0.1, no native gRPC, TCP echo, TLS echo or
+// banner listener, a healthy backend, a seed from the clock and no
+// logging.
 type Config struct {
 	// Addr is the listen address for HTTP/1.1, h2c, gRPC-over-h2c and the
 	// admin endpoints; "" means "127.0.0.1:0".
@@ -37,6 +39,15 @@ type Config struct {
 	GRPCAddr string
 	// TCPAddr, if set, adds an opaque TCP echo listener; "" means none.
 	TCPAddr string
+	// TLSAddr, if set, adds a TLS echo listener: the workload's own TLS,
+	// with a self-signed certificate for TLSCommonName made at New, that
+	// echoes what the client sends until it closes its side; "" means
+	// none.
+	TLSAddr string
+	// BannerAddr, if set, adds a server-speaks-first listener: an
+	// SMTP-like banner, then replies to NOOP and QUIT (banner.go); ""
+	// means none.
+	BannerAddr string
 	// Name identifies the replica in bodies, the Skiff-Demo-Replica header
 	// and stats; "" means DefaultName.
 	Name string
@@ -64,21 +75,24 @@ type Server struct {
 	gate      gate // Behaviour.MaxConcurrent
 	ready     atomic.Bool
 
-	httpSrv *http.Server
-	grpcSrv *grpc.Server
-	health  *health.Server
+	httpSrv   *http.Server
+	grpcSrv   *grpc.Server
+	health    *health.Server
+	tlsConfig *tls.Config // the TLS echo's; nil without Config.TLSAddr
 
 	// ctx ends when shutdown gives up waiting; it bounds the delays of raw
 	// (TCP echo and upgraded) connections.
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	started bool
-	closing bool
-	httpLn  net.Listener
-	grpcLn  net.Listener
-	tcpLn   net.Listener
+	mu       sync.Mutex
+	started  bool
+	closing  bool
+	httpLn   net.Listener
+	grpcLn   net.Listener
+	tcpLn    net.Listener
+	tlsLn    net.Listener
+	bannerLn net.Listener
 	// conns maps remote addresses to the connections of the HTTP and native
 	// gRPC listeners, so that a gRPC handler can close its own connection.
 	conns map[string]net.Conn
@@ -119,7 +133,14 @@ func New(cfg Config) (*Server, error) {
 		log:   log.With("component", "skiff-demo", "replica", cfg.Name),
 		conns: map[string]net.Conn{},
 		raw:   map[net.Conn]struct{}{},
-		errc:  make(chan error, 3),
+		errc:  make(chan error, 5),
+	}
+	if cfg.TLSAddr != "" {
+		cert, err := selfSigned(cfg.Name)
+		if err != nil {
+			return nil, err
+		}
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rng.r = rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
@@ -186,20 +207,21 @@ func (s *Server) Start() error {
 		return err
 	}
 	lns = append(lns, httpLn)
-	var grpcLn, tcpLn net.Listener
-	if s.cfg.GRPCAddr != "" {
-		if grpcLn, err = listen(s.cfg.GRPCAddr, "gRPC"); err != nil {
+	var grpcLn, tcpLn, tlsLn, bannerLn net.Listener
+	for _, l := range []struct {
+		addr, what string
+		ln         *net.Listener
+	}{{s.cfg.GRPCAddr, "gRPC", &grpcLn}, {s.cfg.TCPAddr, "TCP echo", &tcpLn}, {s.cfg.TLSAddr, "TLS echo", &tlsLn}, {s.cfg.BannerAddr, "banner", &bannerLn}} {
+		if l.addr == "" {
+			continue
+		}
+		if *l.ln, err = listen(l.addr, l.what); err != nil {
 			return fail(err)
 		}
-		lns = append(lns, grpcLn)
-	}
-	if s.cfg.TCPAddr != "" {
-		if tcpLn, err = listen(s.cfg.TCPAddr, "TCP echo"); err != nil {
-			return fail(err)
-		}
+		lns = append(lns, *l.ln)
 	}
 	s.started = true
-	s.httpLn, s.grpcLn, s.tcpLn = httpLn, grpcLn, tcpLn
+	s.httpLn, s.grpcLn, s.tcpLn, s.tlsLn, s.bannerLn = httpLn, grpcLn, tcpLn, tlsLn, bannerLn
 	s.ready.Store(true)
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(EchoService, healthpb.HealthCheckResponse_SERVING)
@@ -216,9 +238,16 @@ func (s *Server) Start() error {
 			}
 		})
 	}
-	if tcpLn != nil {
+	for _, l := range []struct {
+		ln    net.Listener
+		what  string
+		serve func(net.Conn)
+	}{{tcpLn, "tcp echo", s.echoTCP}, {tlsLn, "tls echo", s.echoTLS}, {bannerLn, "banner", s.serveBanner}} {
+		if l.ln == nil {
+			continue
+		}
 		s.serveWG.Go(func() {
-			if err := s.serveTCP(tcpLn); err != nil {
+			if err := s.serveRaw(l.ln, l.what, l.serve); err != nil {
 				s.fail(err)
 			}
 		})
@@ -227,6 +256,8 @@ func (s *Server) Start() error {
 		"addr", httpLn.Addr().String(),
 		"grpc_addr", addrOf(grpcLn),
 		"tcp_addr", addrOf(tcpLn),
+		"tls_addr", addrOf(tlsLn),
+		"banner_addr", addrOf(bannerLn),
 		"seed", s.cfg.Seed)
 	return nil
 }
@@ -266,6 +297,20 @@ func (s *Server) TCPAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return addrOf(s.tcpLn)
+}
+
+// TLSAddr returns the bound TLS echo address, "" if none.
+func (s *Server) TLSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return addrOf(s.tlsLn)
+}
+
+// BannerAddr returns the bound banner address, "" if none.
+func (s *Server) BannerAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return addrOf(s.bannerLn)
 }
 
 // Name returns the replica name.
@@ -327,10 +372,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	s.mu.Lock()
 	s.closing = true
-	tcpLn := s.tcpLn
+	raw := []net.Listener{s.tcpLn, s.tlsLn, s.bannerLn}
 	s.mu.Unlock()
-	if tcpLn != nil {
-		_ = tcpLn.Close()
+	for _, ln := range raw {
+		if ln != nil {
+			_ = ln.Close()
+		}
 	}
 
 	var errs []error

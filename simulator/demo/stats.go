@@ -35,6 +35,11 @@ type Stats struct {
 	Cancelled int64 `json:"cancelled"`
 	// TCPConnections counts accepted TCP echo connections.
 	TCPConnections int64 `json:"tcp_connections"`
+	// TLSConnections counts accepted TLS echo connections, whether or not
+	// their handshake succeeded.
+	TLSConnections int64 `json:"tls_connections"`
+	// BannerConnections counts accepted banner connections.
+	BannerConnections int64 `json:"banner_connections"`
 	// EchoedBytes counts bytes echoed on TCP and upgraded connections.
 	EchoedBytes int64 `json:"echoed_bytes"`
 }
@@ -42,7 +47,7 @@ type Stats struct {
 // counters are the live, lock-free counters behind Stats.
 type counters struct {
 	requests, inFlight, delayed, injected, resets, cancelled atomic.Int64
-	tcpConns, echoedBytes                                    atomic.Int64
+	tcpConns, tlsConns, bannerConns, echoedBytes             atomic.Int64
 	http                                                     [600]atomic.Int64
 	grpc                                                     [17]atomic.Int64
 }
@@ -61,17 +66,19 @@ func (c *counters) grpcCode(code codes.Code) {
 
 func (c *counters) snapshot(name string) Stats {
 	s := Stats{
-		Name:           name,
-		Requests:       c.requests.Load(),
-		InFlight:       c.inFlight.Load(),
-		HTTP:           map[int]int64{},
-		GRPC:           map[string]int64{},
-		Delayed:        c.delayed.Load(),
-		Injected:       c.injected.Load(),
-		Resets:         c.resets.Load(),
-		Cancelled:      c.cancelled.Load(),
-		TCPConnections: c.tcpConns.Load(),
-		EchoedBytes:    c.echoedBytes.Load(),
+		Name:              name,
+		Requests:          c.requests.Load(),
+		InFlight:          c.inFlight.Load(),
+		HTTP:              map[int]int64{},
+		GRPC:              map[string]int64{},
+		Delayed:           c.delayed.Load(),
+		Injected:          c.injected.Load(),
+		Resets:            c.resets.Load(),
+		Cancelled:         c.cancelled.Load(),
+		TCPConnections:    c.tcpConns.Load(),
+		TLSConnections:    c.tlsConns.Load(),
+		BannerConnections: c.bannerConns.Load(),
+		EchoedBytes:       c.echoedBytes.Load(),
 	}
 	for i := range c.http {
 		if n := c.http[i].Load(); n != 0 {
@@ -90,7 +97,7 @@ func (c *counters) snapshot(name string) Stats {
 // one by one, so a request finishing meanwhile may be half counted.
 func (c *counters) reset() {
 	for _, a := range []*atomic.Int64{&c.requests, &c.delayed, &c.injected, &c.resets,
-		&c.cancelled, &c.tcpConns, &c.echoedBytes} {
+		&c.cancelled, &c.tcpConns, &c.tlsConns, &c.bannerConns, &c.echoedBytes} {
 		a.Store(0)
 	}
 	for i := range c.http {

@@ -9,8 +9,11 @@ import (
 	"time"
 )
 
-// serveTCP accepts opaque TCP echo connections until ln is closed.
-func (s *Server) serveTCP(ln net.Listener) error {
+// serveRaw accepts connections on ln until it is closed and serves each
+// with serve in a goroutine of its own, tracked for shutdown: the TCP
+// echo, the TLS echo and the banner listeners. what names the listener
+// in errors.
+func (s *Server) serveRaw(ln net.Listener, what string, serve func(net.Conn)) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -23,23 +26,22 @@ func (s *Server) serveTCP(ln net.Listener) error {
 				// Like net/http: back off on EMFILE and friends instead of
 				// spinning or giving up.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("tcp echo accept failed; retrying", "err", err, "backoff", backoff)
+				s.log.Warn(what+" accept failed; retrying", "err", err, "backoff", backoff)
 				if !sleep(s.ctx, backoff) {
 					return nil
 				}
 				continue
 			}
-			return fmt.Errorf("demo: tcp echo accept: %w", err)
+			return fmt.Errorf("demo: %s accept: %w", what, err)
 		}
 		backoff = 0
-		s.stats.tcpConns.Add(1)
 		if !s.trackRaw(c) {
 			_ = c.Close()
 			continue
 		}
 		go func() {
 			defer s.untrackRaw(c)
-			s.echoTCP(c)
+			serve(c)
 		}()
 	}
 }
@@ -52,6 +54,7 @@ func isTemporary(err error) bool {
 // echoTCP serves one TCP echo connection. With the behaviour's ResetRate it
 // is reset (RST) at once instead.
 func (s *Server) echoTCP(c net.Conn) {
+	s.stats.tcpConns.Add(1)
 	rnd := s.rng.derive()
 	if b := s.behaviour.Load(); b.ResetRate > 0 && rnd.Float64() < b.ResetRate {
 		s.stats.resets.Add(1)
