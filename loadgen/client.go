@@ -54,12 +54,18 @@ var (
 )
 
 func newClient(o *Options) (client, error) {
+	if o.mixed() {
+		return newMixClient(o)
+	}
 	payload := o.Target.Payload
 	if payload == nil {
 		payload = bytes.Repeat([]byte{'x'}, o.Target.PayloadBytes)
 	}
-	if o.isGRPC() {
+	switch {
+	case o.isGRPC():
 		return newGRPCClient(o, payload)
+	case isRaw(o.Target.Protocol):
+		return newRawClient(o, payload), nil
 	}
 	return newHTTPClient(o, payload)
 }
@@ -266,15 +272,29 @@ func grpcCycle(o *Options) []grpcCall {
 		shares = []Share{{Protocol: o.Target.Protocol, Method: o.Target.Method, Weight: 1}}
 	}
 	calls := make([]grpcCall, len(shares))
-	total := 0
 	for i, sh := range shares {
 		calls[i].method = sh.Method
 		if sh.Protocol == ProtocolGRPCStream {
 			calls[i].stream = &grpc.StreamDesc{StreamName: sh.Method[strings.LastIndexByte(sh.Method, '/')+1:], ServerStreams: true}
 		}
+	}
+	order := weightedCycle(shares)
+	cycle := make([]grpcCall, len(order))
+	for i, k := range order {
+		cycle[i] = calls[k]
+	}
+	return cycle
+}
+
+// weightedCycle lists the shares of one turn of a mix by index, each as
+// often as its weight, interleaved by smooth weighted round robin
+// (nginx's): weights 3 and 1 give 0 0 1 0, never 0 0 0 1.
+func weightedCycle(shares []Share) []int {
+	total := 0
+	for _, sh := range shares {
 		total += sh.Weight
 	}
-	cycle := make([]grpcCall, 0, total)
+	cycle := make([]int, 0, total)
 	current := make([]int, len(shares))
 	for range total {
 		best := 0
@@ -285,7 +305,7 @@ func grpcCycle(o *Options) []grpcCall {
 			}
 		}
 		current[best] -= total
-		cycle = append(cycle, calls[best])
+		cycle = append(cycle, best)
 	}
 	return cycle
 }

@@ -1,6 +1,8 @@
 // Package loadgen is skiff's open-model load generator for HTTP/1.1, h2c,
-// gRPC unary and gRPC server-streaming targets, or a mix of both kinds of
-// gRPC call (Options.Mix). It measures latency honestly, as the harness's
+// gRPC unary and gRPC server-streaming targets, for protocols whose every
+// request is a connection of its own (an opaque TCP echo, a TLS echo, a
+// server-speaks-first banner dialogue), or a mix of them (Options.Mix). It
+// measures latency honestly, as the harness's
 // "Measuring honestly" section asks: from each request's intended send time,
 // into HDR histograms with microsecond resolution.
 //

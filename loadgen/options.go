@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,25 @@ const (
 	// status in the trailers, which decides its outcome; its latency is
 	// the whole call.
 	ProtocolGRPCStream = "grpc-stream"
+	// ProtocolTCP is opaque TCP: each request opens a connection of its
+	// own, writes the payload, closes its side (half-close) and reads the
+	// echo to the end, which must be the payload again followed by the
+	// server's close (skiff-demo's TCP echo). Its latency is the whole
+	// exchange, the connection's setup included.
+	ProtocolTCP = "tcp"
+	// ProtocolTLS is ProtocolTCP's exchange over the client's own TLS:
+	// each request is a fresh connection with a full handshake (no
+	// resumption), then the echo, ended by close_notify both ways
+	// (skiff-demo's TLS echo). The server's certificate is not verified
+	// against a CA; with Target.TLSCommonName it must be for that name.
+	ProtocolTLS = "tls"
+	// ProtocolBanner is a server-speaks-first dialogue shaped as SMTP's:
+	// each request opens a connection, sends nothing until the server's
+	// greeting (a 220 reply), then says QUIT and wants a 221 reply and
+	// the server's close (skiff-demo's banner). A proxy cannot classify
+	// such a client from its first bytes: it must wait, then pass the
+	// connection through as opaque TCP.
+	ProtocolBanner = "banner"
 )
 
 // Methods of the skiff-demo echo service, the defaults of the gRPC
@@ -57,7 +77,7 @@ const MessagesMetadata = "count"
 // Mix bounds: a mixed run has at most MaxMixShares kinds of request, each
 // of weight at most MaxMixWeight.
 const (
-	MaxMixShares = 2 // the gRPC protocols
+	MaxMixShares = 7 // every protocol once
 	MaxMixWeight = 100
 )
 
@@ -78,12 +98,13 @@ const (
 // Target says where requests go and what they carry.
 type Target struct {
 	// Protocol is ProtocolHTTP1 (the default when empty), ProtocolH2C,
-	// ProtocolGRPC or ProtocolGRPCStream. It must be empty when
-	// Options.Mix is set.
+	// ProtocolGRPC, ProtocolGRPCStream, ProtocolTCP, ProtocolTLS or
+	// ProtocolBanner. It must be empty when Options.Mix is set.
 	Protocol string `json:"protocol,omitempty"`
-	// URL is the request URL for HTTP ("http://127.0.0.1:8080/echo"). For gRPC
-	// it is the server address "host:port"; a "grpc://" or "http://" prefix
-	// is accepted and dropped.
+	// URL is the request URL for HTTP ("http://127.0.0.1:8080/echo"). For
+	// the other protocols it is the server address "host:port"; a
+	// "grpc://" or "http://" prefix is accepted and dropped (with the
+	// path of an http:// URL).
 	URL string `json:"url"`
 	// Method is the HTTP method (default GET, or POST when PayloadBytes > 0),
 	// or for gRPC the full method name (default EchoMethod, and
@@ -98,8 +119,9 @@ type Target struct {
 	// as metadata.
 	Header http.Header `json:"header,omitempty"`
 	// PayloadBytes is the size of the request body (the BytesValue value
-	// for gRPC). The same bytes are reused for every request. Zero sends an
-	// empty body.
+	// for gRPC, what tcp and tls send to be echoed). The same bytes are
+	// reused for every request. Zero sends an empty body, and
+	// DefaultEchoBytes with tcp and tls.
 	PayloadBytes int `json:"payload_bytes,omitempty"`
 	// Payload, when set, is the request body as given (a marker a test
 	// looks for on the wire, say); PayloadBytes is then ignored.
@@ -118,16 +140,25 @@ type Target struct {
 	// Zero means DefaultMessages; 1..MaxMessages otherwise. Only read for
 	// streaming calls.
 	Messages int `json:"messages,omitempty"`
+	// TLSCommonName, for ProtocolTLS, is the subject common name the
+	// server's certificate must have: a request that meets another
+	// certificate (a proxy's that terminated the TLS) fails. Empty means
+	// any certificate.
+	TLSCommonName string `json:"tls_common_name,omitempty"`
 }
 
 // Share is one kind of request of a mixed run (Options.Mix).
 type Share struct {
-	// Protocol is ProtocolGRPC or ProtocolGRPCStream: the kinds of call
-	// that can share one address and its connections.
+	// Protocol is the share's protocol, any of Target.Protocol's.
 	Protocol string `json:"protocol"`
-	// Method is the full gRPC method; empty means the protocol's default
-	// (EchoMethod, StreamEchoMethod).
+	// Method is the full gRPC method of a gRPC share; empty means the
+	// protocol's default (EchoMethod, StreamEchoMethod). HTTP shares send
+	// GET (POST with a payload); other shares leave it empty.
 	Method string `json:"method,omitempty"`
+	// URL is where the share's requests go, in the form Target.URL takes
+	// for its protocol; empty means Target.URL (for a share that is not
+	// HTTP, its host and port).
+	URL string `json:"url,omitempty"`
 	// Weight is the share's part of the requests, 1..MaxMixWeight; zero
 	// means 1.
 	Weight int `json:"weight,omitempty"`
@@ -143,12 +174,16 @@ type Options struct {
 	// weights, in a fixed interleaved cycle (weights 1 and 1 alternate; 3
 	// and 1 send three of the first for each of the second, spread out),
 	// so every second of the run carries the same mix and no seed is
-	// needed. Each share is sent with Target's address, header, payload
-	// and Messages, over the same connections, and recorded in the same
+	// needed. Each share is sent with Target's header, payload and
+	// Messages, to its own URL or Target's, and recorded in the same
 	// histograms and counts (a failed streaming call's message says
-	// "stream"); Target.Protocol and Target.Method must be empty. At most
-	// MaxMixShares shares, each protocol once. Nil means every request is
-	// of Target.Protocol.
+	// "stream", a failed tcp, tls or banner exchange's starts with its
+	// protocol); Target.Protocol and Target.Method must be empty. A mix of
+	// gRPC calls to Target's address shares the same Connections; in any
+	// other mix each HTTP or gRPC share has Connections of its own, and
+	// tcp, tls and banner a connection per request. At most MaxMixShares
+	// shares, each protocol once. Nil means every request is of
+	// Target.Protocol.
 	Mix []Share
 	// Pacer schedules the requests. Nil means Rate.Pacer(Duration). Run
 	// reads the schedule with its own clock (see the package doc), so the
@@ -211,9 +246,12 @@ type Options struct {
 	Progress func(Second)
 }
 
-// DefaultSuccess reports HTTP 2xx and 3xx and gRPC OK as successes.
+// DefaultSuccess reports HTTP 2xx and 3xx, gRPC OK and a complete tcp,
+// tls or banner exchange (CodeTCPOK, CodeTLSOK, CodeBannerOK) as
+// successes.
 func DefaultSuccess(code string) bool {
-	if code == "grpc:OK" {
+	switch code {
+	case "grpc:OK", CodeTCPOK, CodeTLSOK, CodeBannerOK:
 		return true
 	}
 	n, err := strconv.Atoi(code)
@@ -233,9 +271,9 @@ func (o *Options) Normalize() error {
 		switch t.Protocol {
 		case "":
 			t.Protocol = ProtocolHTTP1
-		case ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream:
+		case ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream, ProtocolTCP, ProtocolTLS, ProtocolBanner:
 		default:
-			return fmt.Errorf("loadgen: unknown protocol %q: use %q, %q, %q or %q", t.Protocol, ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream)
+			return fmt.Errorf("loadgen: unknown protocol %q: use one of %q", t.Protocol, protocols)
 		}
 	}
 	if t.URL == "" {
@@ -244,12 +282,18 @@ func (o *Options) Normalize() error {
 	if t.PayloadBytes < 0 {
 		return fmt.Errorf("loadgen: payload is %d bytes: give a size >= 0", t.PayloadBytes)
 	}
-	if o.isGRPC() {
-		addr := strings.TrimPrefix(strings.TrimPrefix(t.URL, "grpc://"), "http://")
+	switch {
+	case o.mixed():
+		// Each share's URL is checked with its options (Normalize's end).
+	case o.isGRPC() || isRaw(t.Protocol):
+		addr := hostPort(t.URL)
 		if strings.ContainsAny(addr, "/?#") || !strings.Contains(addr, ":") {
-			return fmt.Errorf("loadgen: gRPC target %q is not host:port", t.URL)
+			return fmt.Errorf("loadgen: %s target %q is not host:port", t.Protocol, t.URL)
 		}
 		t.URL = addr
+	}
+	switch {
+	case o.isGRPC():
 		if len(o.Mix) == 0 {
 			t.Method = grpcMethod(t.Protocol, t.Method)
 			if err := checkGRPCMethod(t.Method); err != nil {
@@ -264,7 +308,13 @@ func (o *Options) Normalize() error {
 				return fmt.Errorf("loadgen: %d messages per streaming call: give 1..%d", t.Messages, MaxMessages)
 			}
 		}
-	} else {
+	case o.mixed():
+		// Each share is checked with its own options (below).
+	case isRaw(t.Protocol):
+		if t.Method != "" {
+			return fmt.Errorf("loadgen: a %s target takes no method (%q)", t.Protocol, t.Method)
+		}
+	default:
 		u, err := url.Parse(t.URL)
 		if err != nil {
 			return fmt.Errorf("loadgen: target URL: %w", err)
@@ -331,7 +381,64 @@ func (o *Options) Normalize() error {
 	if o.MaxErrorKinds == 0 {
 		o.MaxErrorKinds = DefaultMaxErrorKinds
 	}
+	if o.mixed() {
+		for i := range o.Mix {
+			so := o.shareOptions(i)
+			if err := so.Normalize(); err != nil {
+				return fmt.Errorf("loadgen: mix share %d (%s): %w", i, o.Mix[i].Protocol, err)
+			}
+		}
+	}
 	return nil
+}
+
+// protocols are every protocol Target.Protocol and Share.Protocol take.
+var protocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream, ProtocolTCP, ProtocolTLS, ProtocolBanner}
+
+// isRaw reports whether each request of protocol p is a connection of its
+// own (raw.go).
+func isRaw(p string) bool {
+	return p == ProtocolTCP || p == ProtocolTLS || p == ProtocolBanner
+}
+
+// hostPort is the host:port of a server address given as host:port, as a
+// grpc:// address or as an http:// URL (whose path is dropped).
+func hostPort(u string) string {
+	if rest, ok := strings.CutPrefix(u, "grpc://"); ok {
+		return rest
+	}
+	if rest, ok := strings.CutPrefix(u, "http://"); ok {
+		host, _, _ := strings.Cut(rest, "/")
+		return host
+	}
+	return u
+}
+
+// mixed reports whether o is a mix that is not only gRPC calls to
+// Target's address: each share then has a client of its own (mixClient).
+func (o *Options) mixed() bool {
+	return len(o.Mix) > 0 && slices.ContainsFunc(o.Mix, func(s Share) bool {
+		return (s.Protocol != ProtocolGRPC && s.Protocol != ProtocolGRPCStream) || s.URL != ""
+	})
+}
+
+// shareOptions are the options of share i of a mixed run: o's, for
+// requests of the share's protocol, method and URL alone.
+func (o *Options) shareOptions(i int) Options {
+	sh := o.Mix[i]
+	so := *o
+	so.Mix = nil
+	so.Target.Protocol, so.Target.Method = sh.Protocol, sh.Method
+	so.Target.URL = cmp.Or(sh.URL, o.Target.URL)
+	switch {
+	case sh.Protocol == ProtocolHTTP1 || sh.Protocol == ProtocolH2C:
+		if !strings.Contains(so.Target.URL, "://") {
+			so.Target.URL = "http://" + so.Target.URL + "/"
+		}
+	default:
+		so.Target.URL = hostPort(so.Target.URL)
+	}
+	return so
 }
 
 // normalizeMix checks the shares of a mixed run and fills their defaults.
@@ -341,15 +448,13 @@ func (o *Options) normalizeMix() error {
 		return fmt.Errorf("loadgen: a mixed run takes its protocols and methods from Mix: leave Target.Protocol (%q) and Target.Method (%q) empty", t.Protocol, t.Method)
 	}
 	if len(o.Mix) > MaxMixShares {
-		return fmt.Errorf("loadgen: %d shares in the mix: at most %d (%q and %q)", len(o.Mix), MaxMixShares, ProtocolGRPC, ProtocolGRPCStream)
+		return fmt.Errorf("loadgen: %d shares in the mix: at most %d, each protocol once", len(o.Mix), MaxMixShares)
 	}
 	o.Mix = slices.Clone(o.Mix) // the caller's slice stays as it was
 	for i := range o.Mix {
 		sh := &o.Mix[i]
-		switch sh.Protocol {
-		case ProtocolGRPC, ProtocolGRPCStream:
-		default:
-			return fmt.Errorf("loadgen: mix share %d: protocol %q cannot be mixed: use %q or %q", i, sh.Protocol, ProtocolGRPC, ProtocolGRPCStream)
+		if !slices.Contains(protocols, sh.Protocol) {
+			return fmt.Errorf("loadgen: mix share %d: unknown protocol %q: use one of %q", i, sh.Protocol, protocols)
 		}
 		for _, prev := range o.Mix[:i] {
 			if prev.Protocol == sh.Protocol {
@@ -362,6 +467,12 @@ func (o *Options) normalizeMix() error {
 		if sh.Weight < 0 || sh.Weight > MaxMixWeight {
 			return fmt.Errorf("loadgen: mix share %d: weight %d is outside 1..%d", i, sh.Weight, MaxMixWeight)
 		}
+		if sh.Protocol != ProtocolGRPC && sh.Protocol != ProtocolGRPCStream {
+			if sh.Method != "" {
+				return fmt.Errorf("loadgen: mix share %d: a %s share takes no method (%q)", i, sh.Protocol, sh.Method)
+			}
+			continue
+		}
 		sh.Method = grpcMethod(sh.Protocol, sh.Method)
 		if err := checkGRPCMethod(sh.Method); err != nil {
 			return err
@@ -370,9 +481,13 @@ func (o *Options) normalizeMix() error {
 	return nil
 }
 
-// isGRPC reports whether the run's requests are gRPC calls.
+// isGRPC reports whether the run's requests are gRPC calls over the same
+// connections (one client, grpcClient).
 func (o *Options) isGRPC() bool {
-	return len(o.Mix) > 0 || o.Target.Protocol == ProtocolGRPC || o.Target.Protocol == ProtocolGRPCStream
+	if len(o.Mix) > 0 {
+		return !o.mixed()
+	}
+	return o.Target.Protocol == ProtocolGRPC || o.Target.Protocol == ProtocolGRPCStream
 }
 
 // streams reports whether some of the run's requests are streaming calls.
