@@ -72,7 +72,11 @@ type Pod interface {
 	// served since it started.
 	Requests(ctx context.Context) (int64, error)
 	// Sums returns, for each metric name, the sum over its series of the
-	// pod's sidecar's counter or gauge (zero for an absent name).
+	// pod's sidecar's counter or gauge (zero for an absent name). A name
+	// may carry label matchers, as ParseSeries reads them
+	// (`protocol_detect_total{protocol="tls"}`): only the series whose
+	// labels include them all are summed. A name that does not parse is an
+	// error.
 	Sums(ctx context.Context, names ...string) ([]float64, error)
 }
 
@@ -86,6 +90,14 @@ type Entry struct {
 	// TCPAddr is where the client's sidecar takes opaque TCP for a tcp
 	// service; empty otherwise.
 	TCPAddr string
+	// TLSAddr and BannerAddr are where the load reaches the TLS echo and
+	// the server-speaks-first banner of the service's first replica
+	// through the client's sidecar, which must detect the protocol of
+	// each connection (an application's TLS; a client that waits for the
+	// server) and pass it through untouched. Empty when the environment
+	// offers no such path (without transparent interception a sidecar
+	// sees only what is sent to it explicitly).
+	TLSAddr, BannerAddr string
 	// Dial, when not nil, opens the load's connections (for example from
 	// inside the client pod's network namespace, where its sidecar's
 	// interception rules apply). Nil means the harness's own network.
