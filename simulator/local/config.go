@@ -93,13 +93,18 @@ type Ports struct {
 	// TCPRouteBase is the first port of the client sidecar's TCP route
 	// listeners, one per tcp service in spec order; default 15000.
 	TCPRouteBase int
+	// AppTLS and AppBanner are skiff-demo's TLS echo and its
+	// server-speaks-first banner; defaults 8443 and 2525 (not among the
+	// sidecars' default opaque ports: a banner client is detected, which
+	// is the point).
+	AppTLS, AppBanner int
 }
 
 func (p *Ports) normalize() error {
 	for _, f := range []struct {
 		v   *int
 		def int
-	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.Chaos, 4150}, {&p.Control, 8086}, {&p.CtlAdmin, 9996}, {&p.TCPRouteBase, 15000}} {
+	}{{&p.App, 8080}, {&p.AppTCP, 9000}, {&p.AppTLS, 8443}, {&p.AppBanner, 2525}, {&p.Inbound, 4143}, {&p.Outbound, 4140}, {&p.Admin, 4191}, {&p.Chaos, 4150}, {&p.Control, 8086}, {&p.CtlAdmin, 9996}, {&p.TCPRouteBase, 15000}} {
 		if *f.v == 0 {
 			*f.v = f.def
 		}
@@ -108,7 +113,7 @@ func (p *Ports) normalize() error {
 		}
 	}
 	seen := map[int]bool{}
-	for _, v := range []int{p.App, p.AppTCP, p.Inbound, p.Outbound, p.Admin, p.Chaos} {
+	for _, v := range []int{p.App, p.AppTCP, p.AppTLS, p.AppBanner, p.Inbound, p.Outbound, p.Admin, p.Chaos} {
 		if seen[v] {
 			return fmt.Errorf("ports %+v: port %d is used twice", *p, v)
 		}

@@ -17,7 +17,8 @@
 //	service k, replica i     127.X.(k+1).(i+1)   (k, i from 0, in spec order)
 //
 // Every pod uses the same ports (Config.Ports): workload 8080 (HTTP/1.1,
-// h2c, gRPC) and 9000 (TCP echo), sidecar inbound 4143, outbound 4140,
+// h2c, gRPC), 9000 (TCP echo), 8443 (TLS echo) and 2525 (a
+// server-speaks-first banner), sidecar inbound 4143, outbound 4140,
 // admin 4191; the client sidecar's TCP routes listen on 15000, 15001, …,
 // one per tcp service. Pods are named "<service>-<i>"; authorities are
 // "<service>.default.svc:<port>". Apps reach their sidecar explicitly (no

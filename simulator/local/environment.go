@@ -83,13 +83,15 @@ func (w environment) Entry(service string, direct bool) scenarios.Entry {
 }
 
 // Requests is how many workload requests the pod's skiff-demo has served
-// since it started (its /_demo/stats).
+// since it started (its /_demo/stats): HTTP requests and gRPC calls, and
+// the connections of its TCP echo, TLS echo and banner, one exchange each
+// (the load generator's tcp, tls and banner requests).
 func (p *Pod) Requests(ctx context.Context) (int64, error) {
 	st, err := p.Stats(ctx)
 	if err != nil {
 		return 0, err
 	}
-	return st.Requests, nil
+	return st.Requests + st.TCPConnections + st.TLSConnections + st.BannerConnections, nil
 }
 
 var _ scenarios.Pod = (*Pod)(nil)

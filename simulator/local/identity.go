@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/skiff-mesh/skiff/mesh/control/identity/ca"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/certs"
 	"github.com/skiff-mesh/skiff/mesh/proxy/identity/spiffe"
+	"github.com/skiff-mesh/skiff/scenarios"
 )
 
 // AnchorPropagationTimeout bounds the wait, after a change of the trust
@@ -432,12 +434,17 @@ func (p *Pod) scanMetrics(ctx context.Context, fn func(line string)) error {
 		return err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	// A sidecar's page is a few KiB; the bound keeps a broken one from
+	// costing the harness more than this.
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, maxMetricsBytes))
 	for sc.Scan() {
 		fn(sc.Text())
 	}
 	return sc.Err()
 }
+
+// maxMetricsBytes bounds what scanMetrics reads of a sidecar's /metrics.
+const maxMetricsBytes = 8 << 20
 
 // The identity faults act on the controller pod (faultinject.Authority).
 
@@ -467,19 +474,23 @@ func (p *Pod) RetireTrustAnchors(ctx context.Context) error {
 }
 
 // Sums reads the pod's sidecar /metrics and sums, for each of names, every
-// sample of that metric whatever its labels; a metric with no sample is 0.
+// sample of that metric whatever its labels, or, for a name with label
+// matchers (scenarios.ParseSeries), every sample whose labels include
+// them; a metric with no sample is 0.
 func (p *Pod) Sums(ctx context.Context, names ...string) ([]float64, error) {
+	series := make([]scenarios.Series, len(names))
+	for i, n := range names {
+		s, err := scenarios.ParseSeries(n)
+		if err != nil {
+			return nil, fmt.Errorf("local: %s: %w", p.name, err)
+		}
+		series[i] = s
+	}
 	out := make([]float64, len(names))
 	err := p.scanMetrics(ctx, func(line string) {
-		for i, n := range names {
-			rest, ok := strings.CutPrefix(line, n)
-			if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
-				continue
-			}
-			if j := strings.LastIndexByte(rest, ' '); j >= 0 {
-				if v, err := strconv.ParseFloat(rest[j+1:], 64); err == nil {
-					out[i] += v
-				}
+		for i, s := range series {
+			if v, ok := s.Match(line); ok {
+				out[i] += v
 			}
 		}
 	})

@@ -509,6 +509,18 @@ func TestProtocolsAndUnmeshed(t *testing.T) {
 			t.Errorf("tcp echo via %s: %q, %v", addr, got, err)
 		}
 	}
+	// Each echo connection is a request of its pod, and the client
+	// sidecar's counters are summed by their labels.
+	if n, err := env.Pods("tcpecho")[0].Requests(ctx); err != nil || n < 2 {
+		t.Errorf("tcpecho-0 served %d requests (%v), want the 2 echo connections", n, err)
+	}
+	sums, err := env.Client().Sums(ctx, `tcp_open_total{direction="outbound",peer="dst"}`, `tcp_open_total{direction="nowhere"}`, "tcp_open_total")
+	if err != nil || sums[0] < 1 || sums[1] != 0 || sums[2] < sums[0]+1 {
+		t.Errorf("client sidecar's tcp_open_total: upstream %v, none %v, all %v (%v)", sums[0], sums[1], sums[2], err)
+	}
+	if _, err := env.Client().Sums(ctx, "tcp_open_total{"); err == nil {
+		t.Error("Sums took a series that does not parse")
+	}
 
 	// gRPC through the client sidecar.
 	cc, err := grpc.NewClient("passthrough:///"+env.Client().OutboundAddr(),

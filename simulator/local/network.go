@@ -249,6 +249,11 @@ func (w environment) networkEntry(service string, direct bool) scenarios.Entry {
 		return en
 	}
 	en := scenarios.Entry{Addr: e.VirtualAddr(service), Authority: e.Authority(service), TCPAddr: e.TCPAddr(service)}
+	if pods := e.Pods(service); len(pods) > 0 {
+		// The first replica's own address: to the client's sidecar an
+		// unknown destination, classified and passed through.
+		en.TLSAddr, en.BannerAddr = pods[0].AppTLSAddr(), pods[0].AppBannerAddr()
+	}
 	if c := e.Client(); c != nil && c.net != nil {
 		pn := c.net
 		en.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -110,6 +110,13 @@ func (p *Pod) AppAddr() string { return p.addr(p.env.cfg.Ports.App, p.svc != nil
 // AppTCPAddr is the workload's TCP echo address; "" for the client pod.
 func (p *Pod) AppTCPAddr() string { return p.addr(p.env.cfg.Ports.AppTCP, p.svc != nil) }
 
+// AppTLSAddr is the workload's TLS echo address; "" for the client pod.
+func (p *Pod) AppTLSAddr() string { return p.addr(p.env.cfg.Ports.AppTLS, p.svc != nil) }
+
+// AppBannerAddr is the workload's banner address (a server-speaks-first
+// protocol); "" for the client pod.
+func (p *Pod) AppBannerAddr() string { return p.addr(p.env.cfg.Ports.AppBanner, p.svc != nil) }
+
 // InboundAddr is the sidecar's inbound address; "" when unmeshed and for
 // the client pod.
 func (p *Pod) InboundAddr() string {
@@ -265,6 +272,7 @@ func (p *Pod) procSpecs() []procSpec {
 	if p.svc != nil {
 		args := []string{
 			"--addr", p.AppAddr(), "--tcp-addr", p.AppTCPAddr(), "--name", p.name,
+			"--tls-addr", p.AppTLSAddr(), "--banner-addr", p.AppBannerAddr(),
 			"--seed", strconv.FormatUint(podSeed(e.seed, p.name), 10),
 			"--shutdown-timeout", half, "--log-format", "json",
 		}
