@@ -522,7 +522,7 @@ func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Durat
 	return loadgen.Options{
 		Target: r.target(direct), Mix: mix, Rate: lr, Duration: duration + warmup, WarmUp: warmup,
 		Connections: sc.Load.Connections, Timeout: 10 * time.Second, Progress: progress,
-		Dial: r.env.Entry(sc.Load.Target, direct).Dial,
+		Dial: r.env.Entry(sc.Load.Target, direct).Dial, RequestsPerConnection: sc.Load.RequestsPerConnection,
 	}
 }
 

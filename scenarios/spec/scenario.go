@@ -118,6 +118,8 @@ const (
 	// weight in Load.Mix.
 	MaxStreamMessages = 10_000
 	MaxMixWeight      = 100
+	// MaxRequestsPerConnection bounds Load.RequestsPerConnection.
+	MaxRequestsPerConnection = 1_000_000
 )
 
 // Scenario is one scenario file. Parse and Load return it validated and
@@ -393,6 +395,13 @@ type Traffic struct {
 	// zero means DefaultConnections (10) for http1 and
 	// DefaultMuxConnections (1) for h2c and grpc.
 	Connections int `yaml:"connections,omitempty" json:"connections,omitempty"`
+	// RequestsPerConnection, for an http1 load, makes its connections
+	// open and close through the run: one request in
+	// RequestsPerConnection asks to close its connection after the answer
+	// (Connection: close), so a connection carries that many requests on
+	// average, 1..MaxRequestsPerConnection. Zero keeps the connections
+	// open for the run.
+	RequestsPerConnection int `yaml:"requests_per_connection,omitempty" json:"requests_per_connection,omitempty"`
 	// Rate is the request schedule. The zero value is a constant
 	// DefaultRPS (100) requests per second.
 	Rate Rate `yaml:"rate,omitempty" json:"rate,omitzero"`

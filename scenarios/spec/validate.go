@@ -412,6 +412,13 @@ func (v *validator) load() {
 	case l.Connections > MaxConnections:
 		v.errf("load.connections", "must be at most %d, got %d", MaxConnections, l.Connections)
 	}
+	switch {
+	case l.RequestsPerConnection == 0:
+	case l.RequestsPerConnection < 0 || l.RequestsPerConnection > MaxRequestsPerConnection:
+		v.errf("load.requests_per_connection", "must be between 1 and %d requests, got %d (0 keeps the connections open)", MaxRequestsPerConnection, l.RequestsPerConnection)
+	case len(l.Mix) > 0 || l.Protocol != ProtocolHTTP1 && slices.Contains(loadProtocols, l.Protocol):
+		v.errf("load.requests_per_connection", "only for an http1 load: h2c and gRPC multiplex their requests over a few long-lived connections")
+	}
 	v.durOK = v.positive("load.duration", l.Duration)
 	if l.Warmup < 0 || l.Warmup > MaxDuration {
 		v.errf("load.warmup", "%s is outside [0s, %s]", l.Warmup, MaxDuration)

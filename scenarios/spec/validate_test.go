@@ -195,6 +195,14 @@ topology: {services: [{name: echo}]}
 load: {connections: 0, trials: 0}
 `, `t.yaml:3:21: load.connections: must be at least 1, got 0
 t.yaml:3:32: load.trials: must be at least 1, got 0`},
+		{"requests per connection", `
+topology: {services: [{name: echo}]}
+load: {requests_per_connection: -1}
+`, `t.yaml:3:33: load.requests_per_connection: must be between 1 and 1000000 requests, got -1 (0 keeps the connections open)`},
+		{"requests per connection over gRPC", `
+topology: {services: [{name: g, protocol: grpc}]}
+load: {requests_per_connection: 20}
+`, `t.yaml:3:33: load.requests_per_connection: only for an http1 load: h2c and gRPC multiplex their requests over a few long-lived connections`},
 		{"duration zero", `
 topology: {services: [{name: echo}]}
 load: {duration: 0s}
