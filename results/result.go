@@ -351,8 +351,8 @@ type Interval struct {
 	// is one-sided at this level, for RuleInterval the interval is
 	// two-sided at (at least) this level.
 	Confidence float64 `json:"confidence"`
-	// Samples is the number of trials the interval is over; 0 for a
-	// Count.
+	// Samples is the number of trials the interval is over (for a slope,
+	// the points the line was fitted through); 0 for a Count.
 	Samples int `json:"samples,omitempty"`
 }
 

@@ -251,6 +251,7 @@ func TestCheckMeasuresMessages(t *testing.T) {
 		"success_rate": {Value: 2396.0 / 2400, Count: &results.Count{K: 2396, N: 2400}},
 		"p50_added_ms": {Value: 0.55, Interval: results.NewInterval(0.48, 0.64, 0.95, 6)},
 		"p99_added_ms": {Value: 0.3, Interval: results.NewInterval(math.Inf(-1), math.Inf(1), 0.95, 3)},
+		"rss_slope":    {Value: 0.8, Interval: results.NewInterval(0.4, 1.3, 0.95, 10), Over: "the medians of 10 stretches"},
 	}
 	for _, tc := range []struct{ src, msg string }{
 		{"success_rate >= 0.999", "INCONCLUSIVE [failover] success_rate >= 0.999: measured 0.9983 (2396 of 2400: misses 0.999, but by no more than chance allows in 2400: its one-sided 95 % upper bound is 0.9994)"},
@@ -258,6 +259,7 @@ func TestCheckMeasuresMessages(t *testing.T) {
 		{"success_rate >= 0.9995", "FAIL [failover] success_rate >= 0.9995: measured 0.9983 (2396 of 2400; even its one-sided 95 % upper bound 0.9994 misses 0.9995)"},
 		{"p50_added_ms <= 0.5", "INCONCLUSIVE [failover] p50_added_ms <= 0.5: measured 0.55 (95 % CI [0.48, 0.64] over 6 trials: straddles 0.5; more trials would tell)"},
 		{"p99_added_ms <= 1", "INCONCLUSIVE [failover] p99_added_ms <= 1: measured 0.3 (3 trials give no 95 % interval; it needs at least 6)"},
+		{"rss_slope <= 1", "INCONCLUSIVE [failover] rss_slope <= 1: measured 0.8 (95 % CI [0.4, 1.3] over the medians of 10 stretches: straddles 1; a longer run would tell)"},
 	} {
 		a := CheckMeasures(tc.src, "failover", m)
 		if a.Message != tc.msg {

@@ -39,6 +39,12 @@ type Measure struct {
 	// does, inconclusive when it straddles the threshold or is unbounded
 	// (fewer than MinTrialsFor95 trials). Interval wins over Count.
 	Interval *results.Interval
+	// Over, when set, says Interval is estimated over samples taken in
+	// the run rather than over trials, and what they are, for the message
+	// ("the medians of 10 stretches of each proxy's samples"): a longer
+	// run, not more trials, narrows it. Empty means Interval.Samples
+	// trials.
+	Over string
 	// Busy, when not empty, says the machine was busy apart from the run
 	// while the value was measured, and why ("other processes used 1.3 of
 	// 2 CPUs"). A FAIL whose evidence clears the threshold by no more than
@@ -141,7 +147,11 @@ func (e Expr) decide(m Measure) Decision {
 	case m.Interval != nil:
 		lo, hi := m.Interval.Bounds()
 		d := Decision{Rule: results.RuleInterval, Interval: m.Interval}
-		ci := fmt.Sprintf("95 %% CI [%s, %s] over %d trials", fmtBound(lo), fmtBound(hi), m.Interval.Samples)
+		over, more := fmt.Sprintf("%d trials", m.Interval.Samples), "more trials would tell"
+		if m.Over != "" {
+			over, more = m.Over, "a longer run would tell"
+		}
+		ci := fmt.Sprintf("95 %% CI [%s, %s] over %s", fmtBound(lo), fmtBound(hi), over)
 		switch {
 		case math.IsInf(lo, 0) || math.IsInf(hi, 0):
 			d.Verdict = results.Inconclusive
@@ -154,7 +164,7 @@ func (e Expr) decide(m Measure) Decision {
 			d.Why = ci + ": none of it meets " + e.bound()
 		default:
 			d.Verdict = results.Inconclusive
-			d.Why = ci + ": straddles " + e.bound() + "; more trials would tell"
+			d.Why = ci + ": straddles " + e.bound() + "; " + more
 		}
 		return d
 	case m.Count != nil && m.Count.N > 0 && m.Count.K >= 0 && m.Count.K <= m.Count.N:
