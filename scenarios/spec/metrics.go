@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/skiff-mesh/skiff/results/assert"
+	"github.com/skiff-mesh/skiff/scenarios"
 )
 
 // Metric is a name an assertion can test: a value the runner measures for
@@ -67,6 +68,12 @@ var (
 		}
 		return ""
 	}
+	needsLoad = func(s *Scenario) string {
+		if s.ControlPlaneScale != nil {
+			return "is read from the sidecars at the end of the load, and a control_plane_scale run has none"
+		}
+		return ""
+	}
 	needsMTLSProbes = func(s *Scenario) string {
 		if !s.Mesh.ControlPlane || s.ControlPlaneScale != nil {
 			return "needs mesh.control_plane: true and traffic (the runner probes the sidecars' mTLS after the load)"
@@ -99,6 +106,7 @@ var metrics = []Metric{
 	// Which pod served what.
 	{Name: "share(POD)", Doc: "share of the phase's requests the pod served, 0..1"},
 	{Name: "status_share(CODE)", Doc: "share of the run's requests answered with HTTP status CODE, 0..1 (phase whole)"},
+	{Name: "sidecar(POD:SERIES)", Doc: "sum of the samples of SERIES (a metric, perhaps with label matchers: name{label=\"value\",…}) in the sidecar /metrics of POD (client, a pod, or a service: its pods summed) at the end of the load, warm-up included (phase whole)", needs: needsLoad},
 	{Name: "recovery_s", Doc: "longest time from a restore (restart, resume, end of a kill or pause) until the restored pods served again, s"},
 	// Mutual TLS.
 	{Name: "plaintext_marker_hits", Doc: "times the payload marker crossed the network between pods in plaintext"},
@@ -235,6 +243,9 @@ func (v *validator) metricOf(p, expr string) {
 	if m.Family() == "share" {
 		v.sharePod(p, arg)
 	}
+	if m.Family() == "sidecar" {
+		v.sidecarArg(p, arg)
+	}
 	if m.Family() == "status_share" {
 		if c, err := strconv.Atoi(arg); err != nil || c < 100 || c > 599 || len(arg) != 3 {
 			v.errf(p, "status_share(%s): want an HTTP status code such as 503", arg)
@@ -244,6 +255,33 @@ func (v *validator) metricOf(p, expr string) {
 		if why := m.needs(v.s); why != "" {
 			v.errf(p, "%s %s", m.Name, why)
 		}
+	}
+}
+
+// sidecarArg checks the argument of sidecar(): "POD:SERIES", where POD
+// is the client, a meshed pod or a meshed service, and SERIES parses.
+func (v *validator) sidecarArg(p, arg string) {
+	target, series, ok := strings.Cut(arg, ":")
+	if !ok {
+		v.errf(p, "sidecar(%s): want POD:SERIES, as in sidecar(client:protocol_detect_total)", arg)
+		return
+	}
+	if _, err := scenarios.ParseSeries(series); err != nil {
+		v.errf(p, "sidecar(%s): %v", arg, err)
+	}
+	if target == "client" {
+		return
+	}
+	svc := v.s.Service(target)
+	if svc == nil {
+		var r int
+		if svc, r, ok = v.s.pod(target); !ok || r >= svc.Replicas {
+			v.errf(p, "sidecar(%s): %q is neither %q, a service nor a pod of the topology", arg, target, "client")
+			return
+		}
+	}
+	if !svc.IsMeshed() {
+		v.errf(p, "sidecar(%s): service %q is not meshed: its pods have no sidecar", arg, svc.Name)
 	}
 }
 

@@ -35,6 +35,12 @@ func TestMetricErrors(t *testing.T) {
 			`t.yaml:3:21: assertions[0].expr: column 15: expected a number, found '>' (an assertion reads like "success_rate >= 0.999")`},
 		{"measured by a scale run only", `{expr: "propagation_p99_ms < 100"}`,
 			`t.yaml:3:21: assertions[0].expr: propagation_p99_ms is measured by a control_plane_scale run only`},
+		{"sidecar without a series", `{expr: "sidecar(client) > 0"}`,
+			`t.yaml:3:21: assertions[0].expr: sidecar(client): want POD:SERIES, as in sidecar(client:protocol_detect_total)`},
+		{"sidecar of nobody", `{expr: "sidecar(echo-2:tcp_open_total) > 0"}`,
+			`t.yaml:3:21: assertions[0].expr: sidecar(echo-2:tcp_open_total): "echo-2" is neither "client", a service nor a pod of the topology`},
+		{"sidecar series", `{expr: 'sidecar(api:tcp_open_total{tls=true}) > 0'}`,
+			`t.yaml:3:21: assertions[0].expr: sidecar(api:tcp_open_total{tls=true}): series "tcp_open_total{tls=true}": label tls: the value is not double-quoted`},
 		{"needs a control plane", `{expr: "mtls_share == 1"}`,
 			`t.yaml:3:21: assertions[0].expr: mtls_share needs mesh.control_plane: true and traffic (the runner probes the sidecars' mTLS after the load)`},
 	} {
@@ -68,6 +74,8 @@ func TestMetricsValid(t *testing.T) {
 			expr = "share(echo-1) >= 0"
 		case "status_share":
 			expr = "status_share(503) >= 0"
+		case "sidecar":
+			expr = `sidecar(client:protocol_detect_total{protocol="tls"}) >= 0`
 		}
 		sc := &Scenario{Name: "t", Topology: Topology{Services: []Service{{Name: "echo", Replicas: 2}}},
 			Load:       Traffic{CompareDirect: true, Trials: 3},

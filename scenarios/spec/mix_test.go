@@ -23,6 +23,8 @@ func TestStreamAndMixDefaults(t *testing.T) {
 			ProtocolGRPCStream, DefaultGRPCStreamMethod, 7, nil, true},
 		{"mix", "topology: {services: [{name: g, protocol: grpc}]}\nload: {mix: [{protocol: grpc}, {protocol: grpc-stream, weight: 3}]}",
 			ProtocolGRPC, "", DefaultStreamMessages, []MixShare{{ProtocolGRPC, 1}, {ProtocolGRPCStream, 3}}, true},
+		{"mix across protocols", "topology: {services: [{name: g, protocol: grpc}]}\nload: {mix: [{protocol: h2c}, {protocol: grpc}, {protocol: tls}, {protocol: banner, weight: 2}]}",
+			ProtocolGRPC, "", 0, []MixShare{{ProtocolH2C, 1}, {ProtocolGRPC, 1}, {ProtocolTLS, 1}, {ProtocolBanner, 2}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Parse("t.yaml", []byte(tc.yaml))
@@ -50,13 +52,17 @@ func TestStreamAndMixErrors(t *testing.T) {
 		{"messages many", grpcSvc + "load: {protocol: grpc-stream, messages: 10001}",
 			`t.yaml:2:41: load.messages: must be between 1 and 10000 messages per call, got 10001`},
 		{"mix http", "topology: {services: [{name: echo}]}\nload: {mix: [{protocol: grpc}, {protocol: grpc-stream}]}",
-			`t.yaml:2:13: load.mix: only gRPC calls mix ("grpc" or "grpc-stream"), and service "echo" speaks http1`},
+			`t.yaml:2:13: load.mix: gRPC calls alone mix to a service that speaks grpc, and service "echo" speaks http1`},
+		{"mix tcp", "topology: {services: [{name: raw, protocol: tcp}]}\nload: {mix: [{protocol: tls}, {protocol: banner}]}",
+			`t.yaml:2:13: load.mix: service "raw" speaks tcp, whose load goes to the client sidecar's TCP route alone; the mix takes "http1", "h2c", "grpc", "grpc-stream", "tls" or "banner"`},
+		{"mix path", "topology: {services: [{name: echo}]}\nload: {path: /x, mix: [{protocol: http1}, {protocol: banner}]}",
+			`t.yaml:2:14: load.path: leave it out with load.mix: its HTTP requests GET /, its gRPC calls call their method`},
 		{"mix of one", grpcSvc + "load: {mix: [{protocol: grpc-stream}]}",
-			`t.yaml:2:13: load.mix: has 1 kind of call; a mix needs two ("grpc" or "grpc-stream"): for one, set load.protocol`},
+			`t.yaml:2:13: load.mix: has 1 kind of call; a mix needs two ("http1", "h2c", "grpc", "grpc-stream", "tls" or "banner"): for one, set load.protocol`},
 		{"mix twice", grpcSvc + "load: {mix: [{protocol: grpc}, {protocol: grpc, weight: 2}]}",
 			`t.yaml:2:43: load.mix[1].protocol: grpc is already in the mix (first at line 2); give it one share with the summed weight`},
 		{"mix unknown", grpcSvc + "load: {mix: [{protocol: grpc}, {protocol: grpc-strem}]}",
-			`t.yaml:2:43: load.mix[1].protocol: unknown protocol "grpc-strem"; want "grpc" or "grpc-stream"; did you mean "grpc-stream"?`},
+			`t.yaml:2:43: load.mix[1].protocol: unknown protocol "grpc-strem"; want "http1", "h2c", "grpc", "grpc-stream", "tls" or "banner"; did you mean "grpc-stream"?`},
 		{"mix weight", grpcSvc + "load: {mix: [{protocol: grpc, weight: 0}, {protocol: grpc-stream, weight: 101}]}",
 			"t.yaml:2:39: load.mix[0].weight: must be between 1 and 100, got 0\n" +
 				"t.yaml:2:75: load.mix[1].weight: must be between 1 and 100, got 101"},

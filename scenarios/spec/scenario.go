@@ -7,7 +7,7 @@ import (
 )
 
 // Protocols a service speaks (Service.Protocol) and the load generator sends
-// (Load.Protocol; every one but tcp, and grpc-stream besides).
+// (Load.Protocol: every one, and grpc-stream, tls and banner besides).
 const (
 	ProtocolHTTP1 = "http1" // HTTP/1.1 with keep-alive
 	ProtocolH2C   = "h2c"   // HTTP/2 over cleartext, prior knowledge
@@ -17,6 +17,15 @@ const (
 	// calls (StreamEcho) to a service that speaks grpc, each judged by the
 	// status in its trailers.
 	ProtocolGRPCStream = "grpc-stream"
+	// ProtocolTLS is a load protocol only: each request a connection of
+	// its own to skiff-demo's TLS echo, over the client's own TLS, that
+	// the mesh must classify as TLS and pass through untouched.
+	ProtocolTLS = "tls"
+	// ProtocolBanner is a load protocol only: each request a connection
+	// of its own to skiff-demo's banner, which speaks first; the client
+	// waits for it, so the mesh's protocol detection must time out and
+	// pass the connection through as opaque TCP.
+	ProtocolBanner = "banner"
 )
 
 // Balancers for Mesh.Balancer.
@@ -325,7 +334,21 @@ type Mesh struct {
 	// seconds make leaf rotation happen many times in a run. It needs
 	// ControlPlane.
 	LeafLifetime time.Duration `yaml:"leaf_lifetime,omitempty" json:"leaf_lifetime,omitempty"`
+	// DetectTimeout is every sidecar's protocol detection timeout
+	// (skiff-proxy --detect-timeout), MinDetectTimeout..MaxDetectTimeout:
+	// how long a sidecar waits for a client's first bytes before it
+	// passes the connection through as opaque TCP. Zero means the
+	// proxy's default (10s, as Linkerd).
+	DetectTimeout time.Duration `yaml:"detect_timeout,omitempty" json:"detect_timeout,omitempty"`
 }
+
+// Bounds of Mesh.DetectTimeout. A millisecond is Istio's floor for its
+// own setting; beyond an hour a server-speaks-first client would never
+// be served.
+const (
+	MinDetectTimeout = time.Millisecond
+	MaxDetectTimeout = time.Hour
+)
 
 // Bounds of Mesh.LeafLifetime. Below a few seconds a renewal (a CSR and a
 // signature) is a noticeable share of the lifetime; beyond a year is not a
@@ -354,10 +377,13 @@ type Traffic struct {
 	// Target is the service the load is sent to. Empty means the only
 	// service when the topology has one; required otherwise.
 	Target string `yaml:"target,omitempty" json:"target,omitempty"`
-	// Protocol is ProtocolHTTP1, ProtocolH2C, ProtocolGRPC or
-	// ProtocolGRPCStream; empty means the target's protocol. It must equal
-	// the target's protocol, except grpc-stream, which a grpc service
-	// takes. With Mix it is the target's protocol.
+	// Protocol is ProtocolHTTP1, ProtocolH2C, ProtocolGRPC,
+	// ProtocolGRPCStream, ProtocolTCP, ProtocolTLS or ProtocolBanner;
+	// empty means the target's protocol. It must equal the target's
+	// protocol, except grpc-stream, which a grpc service takes, and tls
+	// and banner, which every service but a tcp one takes (every pod runs
+	// skiff-demo's TLS echo and banner). With Mix it is the target's
+	// protocol.
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
 	// Path is the HTTP request path; empty means DefaultPath ("/"). Not
 	// used by gRPC, where it must be empty.
@@ -386,10 +412,13 @@ type Traffic struct {
 	// Mix, when set, shares the requests of the schedule between kinds of
 	// call to the target, in proportion to their weights, interleaved in
 	// a fixed cycle (weights 1 and 1 alternate): one open-model schedule,
-	// one set of connections, every call judged by its own status and
-	// counted in the same metrics. Only the gRPC calls mix today: grpc
-	// (unary Echo) and grpc-stream (StreamEcho), to a service that speaks
-	// grpc, each at most once. Nil means every request is of Protocol.
+	// every call judged by its own status and counted in the same
+	// metrics. grpc (unary Echo) and grpc-stream (StreamEcho) alone, to a
+	// service that speaks grpc, share one set of connections; a mix with
+	// http1, h2c, tls or banner (to a service that does not speak tcp,
+	// whose pods serve them all) gives each HTTP or gRPC kind connections
+	// of its own. Each kind at most once. Nil means every request is of
+	// Protocol.
 	Mix []MixShare `yaml:"mix,omitempty" json:"mix,omitempty"`
 	// Connections is the number of client connections, 1..MaxConnections;
 	// zero means DefaultConnections (10) for http1 and
@@ -421,7 +450,8 @@ type Traffic struct {
 
 // MixShare is one kind of call of Traffic.Mix.
 type MixShare struct {
-	// Protocol is ProtocolGRPC or ProtocolGRPCStream. Required.
+	// Protocol is ProtocolHTTP1, ProtocolH2C, ProtocolGRPC,
+	// ProtocolGRPCStream, ProtocolTLS or ProtocolBanner. Required.
 	Protocol string `yaml:"protocol" json:"protocol"`
 	// Weight is the share's part of the requests, 1..MaxMixWeight; zero
 	// means 1.

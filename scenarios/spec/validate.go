@@ -187,6 +187,9 @@ func (v *validator) run() {
 			v.errf("mesh.mtls", "needs mesh.control_plane: true (certificates come from its Identity API)")
 		}
 	}
+	if d := s.Mesh.DetectTimeout; d != 0 && (d < MinDetectTimeout || d > MaxDetectTimeout) {
+		v.errf("mesh.detect_timeout", "%s is outside %s..%s", d, MinDetectTimeout, MaxDetectTimeout)
+	}
 	if d := s.Mesh.LeafLifetime; d != 0 {
 		switch {
 		case !s.Mesh.ControlPlane:
@@ -333,14 +336,21 @@ func (v *validator) behaviour(p string, b Behaviour) {
 	}
 }
 
-var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream}
+var loadProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream, ProtocolTCP, ProtocolTLS, ProtocolBanner}
 
 // mixProtocols are the kinds of call Load.Mix can share the requests
-// between: those that go to one gRPC address over the same connections.
-var mixProtocols = []string{ProtocolGRPC, ProtocolGRPCStream}
+// between: every load protocol but tcp, whose requests go to the client
+// sidecar's TCP route of a tcp service.
+var mixProtocols = []string{ProtocolHTTP1, ProtocolH2C, ProtocolGRPC, ProtocolGRPCStream, ProtocolTLS, ProtocolBanner}
 
 // speaks reports whether a service speaking svc takes a load of protocol p.
+// Every pod runs skiff-demo's TLS echo and banner, so every service but a
+// tcp one (whose load goes to its TCP route) takes tls and banner.
 func speaks(svc, p string) bool {
+	switch {
+	case p == ProtocolTLS || p == ProtocolBanner:
+		return svc != ProtocolTCP
+	}
 	return svc == p || svc == ProtocolGRPC && p == ProtocolGRPCStream
 }
 
@@ -362,8 +372,6 @@ func (v *validator) load() {
 		// Nothing to take the protocol from: load.target is reported.
 	case target != nil && !slices.Contains(protocols, target.Protocol) && l.Protocol == target.Protocol:
 		// Taken from a service whose protocol is reported.
-	case target != nil && target.Protocol == ProtocolTCP && l.Protocol == ProtocolTCP:
-		v.errf("load.target", "service %q speaks tcp; the load generator sends %s", target.Name, quoteList(loadProtocols))
 	case !v.oneOf("load.protocol", "protocol", l.Protocol, loadProtocols):
 	case target != nil && !speaks(target.Protocol, l.Protocol):
 		v.errf("load.protocol", "%s does not match service %q, which speaks %s", l.Protocol, target.Name, target.Protocol)
@@ -439,15 +447,20 @@ func (v *validator) load() {
 // mix checks load.mix, the kinds of call sharing the requests.
 func (v *validator) mix(target *Service) {
 	l := &v.s.Load
-	if target != nil && target.Protocol != ProtocolGRPC {
-		v.errf("load.mix", "only gRPC calls mix (%s), and service %q speaks %s", quoteList(mixProtocols), target.Name, target.Protocol)
+	if target != nil && target.Protocol == ProtocolTCP {
+		v.errf("load.mix", "service %q speaks tcp, whose load goes to the client sidecar's TCP route alone; the mix takes %s", target.Name, quoteList(mixProtocols))
+		return
+	}
+	grpcOnly := !slices.ContainsFunc(l.Mix, func(m MixShare) bool { return m.Protocol != ProtocolGRPC && m.Protocol != ProtocolGRPCStream })
+	if target != nil && grpcOnly && target.Protocol != ProtocolGRPC {
+		v.errf("load.mix", "gRPC calls alone mix to a service that speaks grpc, and service %q speaks %s", target.Name, target.Protocol)
 		return
 	}
 	if len(l.Mix) < 2 {
 		v.errf("load.mix", "has %d kind of call; a mix needs two (%s): for one, set load.protocol", len(l.Mix), quoteList(mixProtocols))
 	}
 	if l.Path != "" {
-		v.errf("load.path", "only for HTTP; a gRPC load calls load.method")
+		v.errf("load.path", "leave it out with load.mix: its HTTP requests GET %s, its gRPC calls call their method", DefaultPath)
 	}
 	if l.Method != "" {
 		v.errf("load.method", "leave it out with load.mix: each kind of call has its method (%s for grpc, %s for grpc-stream)", DefaultGRPCMethod, DefaultGRPCStreamMethod)

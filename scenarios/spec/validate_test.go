@@ -169,9 +169,14 @@ topology: {services: [{name: a}, {name: b}]}
 topology: {services: [{name: echo}]}
 load: {target: ehco}
 `, `t.yaml:3:16: load.target: unknown service "ehco"; did you mean "echo"?`},
-		{"target tcp", `
+		{"tls to tcp", `
 topology: {services: [{name: raw, protocol: tcp}]}
-`, `t.yaml:2:1: load.target: service "raw" speaks tcp; the load generator sends "http1", "h2c", "grpc" or "grpc-stream"`},
+load: {protocol: tls}
+`, `t.yaml:3:18: load.protocol: tls does not match service "raw", which speaks tcp`},
+		{"detect timeout", `
+topology: {services: [{name: echo}]}
+mesh: {detect_timeout: 2h}
+`, `t.yaml:3:24: mesh.detect_timeout: 2h0m0s is outside 1ms..1h0m0s`},
 		{"protocol mismatch", `
 topology: {services: [{name: echo}]}
 load: {protocol: grpc}
