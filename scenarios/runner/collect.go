@@ -518,6 +518,7 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 			}
 		}
 	}
+	r.soakMetrics(evidence, res, ph, phase)
 	out := assert.Values(m)
 	for k, v := range evidence {
 		out[k] = v

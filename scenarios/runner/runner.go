@@ -182,6 +182,9 @@ type run struct {
 	// routedBase is the route counters at the end of the warm-up; guarded
 	// by mu.
 	routedBase map[string]float64
+	// soak is the sidecars' goroutines at the end of the warm-up and of
+	// the load, when an assertion needs them; guarded by mu.
+	soak soakReads
 }
 
 // validate checks what the spec package cannot: fault types and params
@@ -316,6 +319,9 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 			}
 			r.mu.Unlock()
 		}
+	}
+	if needsGoroutines(sc) && err == nil {
+		r.goroutinesAtEnd(ctx)
 	}
 	if sc.Mesh.ControlPlane && err == nil {
 		r.mtls = r.gatherMTLS(ctx)
@@ -535,6 +541,9 @@ func (r *run) timedLoad(ctx context.Context) (*loadResult, error) {
 	tctx, stopTimeline := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.timeline(tctx, t0) })
+	if needsGoroutines(sc) {
+		wg.Go(func() { r.goroutinesAtStart(tctx, t0) })
+	}
 	if len(sc.Resources) > 0 {
 		// The route counters at the end of the warm-up: what the measured
 		// run adds is counted from there.

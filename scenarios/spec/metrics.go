@@ -74,6 +74,12 @@ var (
 		}
 		return ""
 	}
+	needsTimedLoad = func(s *Scenario) string {
+		if s.Load.CompareDirect || s.ControlPlaneScale != nil {
+			return "is read from the sidecars at the start and the end of a timed load, which a compare_direct or control_plane_scale run does not have"
+		}
+		return ""
+	}
 	needsMTLSProbes = func(s *Scenario) string {
 		if !s.Mesh.ControlPlane || s.ControlPlaneScale != nil {
 			return "needs mesh.control_plane: true and traffic (the runner probes the sidecars' mTLS after the load)"
@@ -101,6 +107,8 @@ var metrics = []Metric{
 	{Name: "proxy_vmrss_mb", Doc: "largest VmRSS sampled of any proxy, MiB"},
 	{Name: "proxy_vmhwm_mb", Doc: "largest VmHWM (the kernel's peak RSS) of any proxy, MiB"},
 	{Name: "proxy_cpu_us_per_req", Doc: "the proxies' CPU per request, µs"},
+	{Name: "proxy_rss_slope_mb_per_min", Doc: "steepest least-squares slope of any proxy's VmRSS over the phase, MiB a minute, with its 95 % interval"},
+	{Name: "proxy_goroutine_growth", Doc: "most goroutines any sidecar gained (go_goroutines) from the end of the warm-up to the end of the load, phase whole", needs: needsTimedLoad},
 	{Name: "controller_vmrss_mb", Doc: "largest VmRSS sampled of the controller, MiB", needs: needsControlPlane},
 	{Name: "controller_vmhwm_mb", Doc: "VmHWM of the controller, MiB", needs: needsControlPlane},
 	// Which pod served what.
