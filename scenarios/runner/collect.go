@@ -489,6 +489,11 @@ func (r *run) metrics(res *results.Result, phase string) assert.Metrics {
 	for k, v := range r.rot {
 		m[k] = v
 	}
+	if phase == spec.PhaseWhole {
+		for k, v := range r.sidecars {
+			m[k] = v
+		}
+	}
 	if r.routed != nil && phase == spec.PhaseWhole {
 		for k, v := range r.routed {
 			m[k] = v

@@ -179,6 +179,9 @@ type run struct {
 	hits   *uint64            // plaintext marker sightings, when watched
 	rot    map[string]float64 // the rotation prober's metrics, when watched
 	routed map[string]float64 // the client sidecar's route counters over the measured run, with resources
+	// sidecars holds the sidecar(POD:SERIES) metrics, read at the end of
+	// the load.
+	sidecars map[string]float64
 	// routedBase is the route counters at the end of the warm-up; guarded
 	// by mu.
 	routedBase map[string]float64
@@ -223,6 +226,9 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}
 	r.progressf("scenario %s on %s (seed %d): bringing up %s", sc.Name, r.o.Env, r.seed, topologySummary(sc))
 	pargs := proxyArgs(sc.Mesh.Balancer)
+	if d := sc.Mesh.DetectTimeout; d > 0 {
+		pargs = append(pargs, "--detect-timeout", d.String())
+	}
 	var resources []byte
 	if len(sc.Resources) > 0 {
 		// With a control plane the objects go to the controller, which
@@ -261,6 +267,9 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}()
 	if err := env.Up(ctx, specs); err != nil {
 		return fmt.Errorf("bringing the topology up: %w", err)
+	}
+	if err := r.checkEntries(); err != nil {
+		return err
 	}
 	if needsRotation(sc) && r.local == nil {
 		return fmt.Errorf("scenario %s probes certificate rotation, which environment %s does not offer yet", sc.Name, env.Name())
@@ -322,6 +331,11 @@ func (r *run) execute(ctx context.Context, res *results.Result) error {
 	}
 	if needsGoroutines(sc) && err == nil {
 		r.goroutinesAtEnd(ctx)
+	}
+	if keys := sidecarKeys(sc); len(keys) > 0 && err == nil {
+		if r.sidecars, err = r.sidecarCounters(ctx, keys); err != nil {
+			err = fmt.Errorf("reading the sidecars' counters: %w", err)
+		}
 	}
 	if sc.Mesh.ControlPlane && err == nil {
 		r.mtls = r.gatherMTLS(ctx)
@@ -498,19 +512,25 @@ func (r *run) target(direct bool) loadgen.Target {
 			t.Method = http.MethodPost
 		}
 	}
-	if t.Protocol == loadgen.ProtocolGRPC || t.Protocol == loadgen.ProtocolGRPCStream {
+	t.TLSCommonName = demo.TLSCommonName // the workload's own, passed through untouched
+	switch {
+	case t.Protocol == loadgen.ProtocolGRPC || t.Protocol == loadgen.ProtocolGRPCStream:
 		t.URL = addr
 		t.Method = sc.Load.Method // not the marker's POST
 		t.Messages = sc.Load.Messages
-		if len(sc.Load.Mix) > 0 {
-			// Each kind of call of the mix has its protocol and method.
-			t.Protocol, t.Method = "", ""
-		}
-	} else {
+	case rawEntry(entry, t.Protocol, direct) != "":
+		t.URL = rawEntry(entry, t.Protocol, direct)
+	default:
 		t.URL = "http://" + addr + sc.Load.Path
 		if len(t.Payload) > 0 && sc.Load.Path == "/" {
 			t.URL = "http://" + addr + "/echo"
 		}
+	}
+	if len(sc.Load.Mix) > 0 {
+		// Each kind of call of the mix has its protocol and method; the
+		// target's address is the HTTP and gRPC kinds'.
+		t.Protocol, t.Method = "", ""
+		t.Messages = sc.Load.Messages
 	}
 	return t
 }
@@ -523,7 +543,7 @@ func (r *run) loadOptions(direct bool, duration time.Duration, warmup time.Durat
 	}
 	var mix []loadgen.Share
 	for _, m := range sc.Load.Mix {
-		mix = append(mix, loadgen.Share{Protocol: m.Protocol, Weight: m.Weight})
+		mix = append(mix, loadgen.Share{Protocol: m.Protocol, Weight: m.Weight, URL: rawEntry(r.env.Entry(sc.Load.Target, direct), m.Protocol, direct)})
 	}
 	return loadgen.Options{
 		Target: r.target(direct), Mix: mix, Rate: lr, Duration: duration + warmup, WarmUp: warmup,
