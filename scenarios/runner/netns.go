@@ -18,7 +18,7 @@ var ErrUnavailable = errors.New("environment unavailable")
 
 // unavailable wraps the one-line reason an environment cannot run.
 func unavailable(env string, why error) error {
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, env, why)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, env, why)
 }
 
 // netnsNetwork gives the local simulator's pods each a network namespace
