@@ -303,10 +303,15 @@ func (p *Pod) procSpecs() []procSpec {
 			args = append(args, "--transparent", "--socket-mark", strconv.Itoa(ProxyMark))
 		}
 		if p.svc != nil && p.net != nil {
+			// Redirected connections go to their original destination;
+			// one made to the inbound port itself (the harness's mTLS
+			// and rotation probes, from inside the pod) to the workload.
+			forward := p.AppAddr()
 			if p.svc.spec.Protocol == ProtocolTCP {
+				forward = p.AppTCPAddr()
 				args = append(args, "--opaque-ports", strconv.Itoa(e.cfg.Ports.AppTCP))
 			}
-			args = append(args, "--inbound-addr", p.InboundAddr())
+			args = append(args, "--inbound-addr", p.InboundAddr(), "--inbound-forward", forward)
 		} else if p.svc != nil {
 			forward := p.AppAddr()
 			if p.svc.spec.Protocol == ProtocolTCP {
