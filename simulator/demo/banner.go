@@ -67,14 +67,10 @@ func (s *Server) serveBanner(c net.Conn) {
 	defer func() { _ = c.Close() }()
 	s.stats.bannerConns.Add(1)
 	rnd := s.rng.derive()
-	b := s.behaviour.Load()
-	if b.ResetRate > 0 && rnd.Float64() < b.ResetRate {
-		s.stats.resets.Add(1)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
+	if s.resetAtAccept(c, rnd) {
 		return
 	}
+	b := s.behaviour.Load()
 	if d := b.PickLatency(rnd); d > 0 && !sleep(s.ctx, d) {
 		return
 	}

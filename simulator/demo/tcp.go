@@ -56,15 +56,24 @@ func isTemporary(err error) bool {
 func (s *Server) echoTCP(c net.Conn) {
 	s.stats.tcpConns.Add(1)
 	rnd := s.rng.derive()
-	if b := s.behaviour.Load(); b.ResetRate > 0 && rnd.Float64() < b.ResetRate {
-		s.stats.resets.Add(1)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = c.Close()
+	if s.resetAtAccept(c, rnd) {
 		return
 	}
 	s.echo(c, c, rnd)
+}
+
+// resetAtAccept resets c (RST) and reports true for the behaviour's
+// ResetRate share of connections, counted in the resets stat.
+func (s *Server) resetAtAccept(c net.Conn, rnd *rand.Rand) bool {
+	if b := s.behaviour.Load(); b.ResetRate == 0 || rnd.Float64() >= b.ResetRate {
+		return false
+	}
+	s.stats.resets.Add(1)
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+	return true
 }
 
 // echo copies what it reads from r (c's data, possibly buffered) back to c.

@@ -59,12 +59,7 @@ func selfSigned(name string) (tls.Certificate, error) {
 func (s *Server) echoTLS(c net.Conn) {
 	s.stats.tlsConns.Add(1)
 	rnd := s.rng.derive()
-	if b := s.behaviour.Load(); b.ResetRate > 0 && rnd.Float64() < b.ResetRate {
-		s.stats.resets.Add(1)
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = c.Close()
+	if s.resetAtAccept(c, rnd) {
 		return
 	}
 	tc := tls.Server(c, s.tlsConfig)
