@@ -182,7 +182,7 @@ func New(cfg Config) (*Env, error) {
 	}
 	e.httpc = &http.Client{Transport: &http.Transport{
 		Proxy:               nil, // never an HTTP_PROXY from the environment
-		DialContext:         e.dial,
+		DialContext:         e.Dial,
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 		DisableCompression:  true,

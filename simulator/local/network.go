@@ -71,14 +71,6 @@ const (
 	ProxyMark = 0x5c1
 )
 
-// dialPod connects from inside pod's network to addr, with ProxyMark so
-// that the pod's interception rules leave the connection alone: the
-// harness's health checks and admin calls, which reach a process where it
-// listens, as a kubelet's probes do.
-func dialPod(ctx context.Context, pn PodNetwork, network, addr string) (net.Conn, error) {
-	return dialIn(ctx, pn, network, addr, ProxyMark)
-}
-
 // markControl sets SO_MARK on a socket before it connects.
 func markControl(mark int) func(network, address string, c syscall.RawConn) error {
 	return func(_, _ string, c syscall.RawConn) error {
@@ -93,14 +85,8 @@ func markControl(mark int) func(network, address string, c syscall.RawConn) erro
 // Dial connects the harness to a pod's address (its sidecar's inbound or
 // admin listener, its workload): on loopback directly; on a Network from
 // inside that pod, with the mark its rules let pass, as a kubelet's
-// probes reach a pod.
+// probes reach a pod. It is also the harness's own HTTP client's dialer.
 func (e *Env) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	return e.dial(ctx, network, addr)
-}
-
-// dial is the harness's dialer for the pods' addresses: on a Network, a
-// connection to a pod's address is opened from inside that pod.
-func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if e.cfg.Network == nil {
 		return (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
 	}
@@ -124,7 +110,7 @@ func (e *Env) dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	if pn == nil {
 		return nil, fmt.Errorf("local: no pod has the address %s", ip)
 	}
-	return dialPod(ctx, pn, network, addr)
+	return dialIn(ctx, pn, network, addr, ProxyMark)
 }
 
 // DirectPod names the network of the unmeshed client on a Network: where
