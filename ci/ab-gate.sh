@@ -4,15 +4,15 @@
 # (skiff bench --gate --baseline-proxy-bin; docs/proxy.md, "The A/B gate").
 #
 # The base is $AB_BASE when set (any commit-ish), else the parent of the
-# newest commit that changed a file of the proxy's build closure: the
-# packages of this module that `go list -deps ./cmd/skiff-proxy` lists
-# (their own files, not their subpackages'), go.mod and go.sum. It is
-# built from a temporary git worktree, removed afterwards whatever
-# happens. Both proxies are built as the Makefile builds them
-# (CGO_ENABLED=0, -trimpath) plus -buildvcs=false, so that two builds of
-# the same source are byte-identical: such a pair (the newest commit of
-# the closure changed go.mod for the harness, or a comment) has nothing
-# to compare, and the absolute gate runs alone.
+# newest commit that changed a file of the proxy's build closure (the
+# packages of this module that `go list -deps ./cmd/skiff-proxy` lists,
+# their own files, not their subpackages'; go.mod and go.sum) and whose
+# parent builds a different proxy: both proxies are built as the Makefile
+# builds them (CGO_ENABLED=0, -trimpath) plus -buildvcs=false, so that two
+# builds of the same source are byte-identical, and a commit that changed
+# go.mod for the harness, or a comment, is walked past (up to $AB_WALK
+# commits, 4 by default). Each base is built from a temporary git
+# worktree, removed afterwards whatever happens.
 #
 # Without a base (a root commit, a shallow clone, a base that does not
 # build) it says why in one line and runs the absolute gate alone.
@@ -25,6 +25,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GO=${GO:-go}
+# How many of the closure's newest commits to walk back through while the
+# base builds the same proxy as this tree.
+AB_WALK=${AB_WALK:-4}
 SKIFF=${SKIFF:-bin/skiff}
 read -r -a bench_flags <<<"${AB_BENCH_FLAGS:---rate 500 --trials 6 --duration 5s}"
 start=$SECONDS
@@ -65,17 +68,11 @@ if [ -n "${AB_BASE:-}" ]; then
     base=""
   fi
 else
-  changed=$(git log -1 --format=%H -- "${closure[@]}")
-  if [ -z "$changed" ]; then
+  # The closure's commits, newest first: the base is the parent of the
+  # first whose parent builds a different proxy (below).
+  mapfile -t changes < <(git log --format=%H -n "$AB_WALK" -- "${closure[@]}")
+  if [ ${#changes[@]} -eq 0 ]; then
     echo "ab-gate: no commit changed the proxy's build closure; running the absolute gate alone" >&2
-  elif ! base=$(git rev-parse --verify --quiet "$changed^"); then
-    echo "ab-gate: $(git rev-parse --short "$changed") changed the proxy's build closure but has no parent here (root commit or shallow clone); running the absolute gate alone" >&2
-    base=""
-  else
-    echo "ab-gate: base $(git rev-parse --short "$base"), the parent of $(git rev-parse --short "$changed"), the newest commit that changed the proxy's build closure (${#closure[@]} pathspecs: ${closure[*]:0:4} …):"
-    git log -1 --format='  %h %s' "$changed"
-    git show --format= --name-only "$changed" -- "${closure[@]}" | sed -n '1,8s/^/    /p'
-    echo "  against this tree (HEAD $head_rev)"
   fi
 fi
 if [ -n "$(git status --porcelain --untracked-files=all -- "${closure[@]}" 2>/dev/null)" ]; then
@@ -91,27 +88,71 @@ if ! build . "$tmp/head"; then
   exit 1
 fi
 base_flags=()
-if [ -n "$base" ]; then
-  worktree="$tmp/worktree"
-  if ! git worktree add --detach --quiet "$worktree" "$base"; then
-    echo "ab-gate: could not check out $base into a worktree; running the absolute gate alone" >&2
+# try_base REV: build REV's proxy into $tmp/base; 0 when it differs from
+# this tree's, 1 when it is the same binary, 2 when it cannot be built.
+try_base() {
+  local rev=$1
+  rm -rf "$tmp/base" && mkdir -p "$tmp/base"
+  if [ -n "$worktree" ]; then
+    git worktree remove --force "$worktree" >/dev/null 2>&1 || true
     worktree=""
-  elif ! build "$worktree" "$tmp/base" >"$tmp/base-build.log" 2>&1; then
-    echo "ab-gate: the base $(git rev-parse --short "$base") does not build (below); running the absolute gate alone" >&2
-    sed -n '1,20p' "$tmp/base-build.log" >&2
-  else
-    if cmp -s "$tmp/head/skiff-proxy" "$tmp/base/skiff-proxy"; then
-      # The newest commit in the closure did not change the binary (a
-      # go.mod line for the harness, a comment): comparing a binary with
-      # itself can only raise false alarms, and its two extra paths cost
-      # CI 40 % of the bench. make ab-gate AB_BASE=... compares anything.
-      echo "ab-gate: the base and head proxies are byte-identical (built with -buildvcs=false): nothing to compare; running the absolute gate alone"
-    else
-      base_flags=(--baseline-proxy-bin "$tmp/base/skiff-proxy")
-    fi
   fi
-  echo "ab-gate: built in $((SECONDS - start)) s"
+  worktree="$tmp/worktree"
+  if ! git worktree add --detach --quiet "$worktree" "$rev"; then
+    echo "ab-gate: could not check out $(git rev-parse --short "$rev") into a worktree" >&2
+    worktree=""
+    return 2
+  fi
+  if ! build "$worktree" "$tmp/base" >"$tmp/base-build.log" 2>&1; then
+    echo "ab-gate: the base $(git rev-parse --short "$rev") does not build (below)" >&2
+    sed -n '1,20p' "$tmp/base-build.log" >&2
+    return 2
+  fi
+  if cmp -s "$tmp/head/skiff-proxy" "$tmp/base/skiff-proxy"; then
+    return 1
+  fi
+  return 0
+}
+if [ -n "$base" ]; then
+  # A base asked for is compared even when it is the same binary: an A/A
+  # run is how the gate's false-alarm rate is measured.
+  rc=0
+  try_base "$base" || rc=$?
+  if [ $rc -eq 2 ]; then
+    echo "ab-gate: running the absolute gate alone" >&2
+  else
+    base_flags=(--baseline-proxy-bin "$tmp/base/skiff-proxy")
+  fi
+else
+  for changed in "${changes[@]}"; do
+    if ! parent=$(git rev-parse --verify --quiet "$changed^"); then
+      echo "ab-gate: $(git rev-parse --short "$changed") changed the proxy's build closure but has no parent here (root commit or shallow clone); running the absolute gate alone" >&2
+      break
+    fi
+    echo "ab-gate: trying base $(git rev-parse --short "$parent"), the parent of a commit that changed the proxy's build closure:"
+    git log -1 --format='  %h %s' "$changed"
+    git show --format= --name-only "$changed" -- "${closure[@]}" | sed -n '1,8s/^/    /p'
+    rc=0
+    try_base "$parent" || rc=$?
+    if [ $rc -eq 0 ]; then
+      base=$parent
+      base_flags=(--baseline-proxy-bin "$tmp/base/skiff-proxy")
+      echo "ab-gate: base $(git rev-parse --short "$base") against this tree (HEAD $head_rev)"
+      break
+    elif [ $rc -eq 2 ]; then
+      echo "ab-gate: running the absolute gate alone" >&2
+      break
+    fi
+    # The same binary (-buildvcs=false): that commit changed go.mod for
+    # the harness, or a comment. Comparing a binary with itself can only
+    # raise false alarms and costs CI 40 % of the bench: walk back.
+    echo "ab-gate: it builds a proxy byte-identical to this tree's; walking back"
+  done
+  if [ ${#base_flags[@]} -eq 0 ] && [ ${#changes[@]} -gt 0 ]; then
+    echo "ab-gate: no base with a different proxy among the closure's newest ${#changes[@]} commits; running the absolute gate alone"
+  fi
 fi
+echo "ab-gate: bases built in $((SECONDS - start)) s"
 
 status=0
 "$SKIFF" bench --gate "${bench_flags[@]}" --proxy-bin "$tmp/head/skiff-proxy" "${base_flags[@]}" "$@" || status=$?
