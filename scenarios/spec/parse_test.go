@@ -336,6 +336,24 @@ quick:
 		t.Errorf("rate: %+v", s.Load.Rate)
 	}
 
+	// quick.leaf_lifetime replaces the mesh's; out of bounds on the quick
+	// form, it is refused there.
+	withCP := strings.Replace(in, "topology:", "mesh: {control_plane: true, leaf_lifetime: 1m}\ntopology:", 1)
+	s, err = Parse("q.yaml", []byte(strings.Replace(withCP, "  trials: 2\n", "  trials: 2\n  leaf_lifetime: 15s\n", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ApplyQuick()
+	if s.Mesh.LeafLifetime != 15*time.Second {
+		t.Errorf("leaf lifetime: %s", s.Mesh.LeafLifetime)
+	}
+	for _, bad := range []string{"1s", "0s"} {
+		_, err = Parse("q.yaml", []byte(strings.Replace(withCP, "  trials: 2\n", "  trials: 2\n  leaf_lifetime: "+bad+"\n", 1)))
+		if err == nil || !strings.Contains(err.Error(), "leaf_lifetime") {
+			t.Errorf("quick.leaf_lifetime %s: %v", bad, err)
+		}
+	}
+
 	// Without a quick section ApplyQuick only normalizes.
 	s = &Scenario{Topology: Topology{Services: []Service{{Name: "a"}}}}
 	s.ApplyQuick()

@@ -601,6 +601,9 @@ type Quick struct {
 	// control_plane_scale section that it sets (non-zero), e.g. fewer
 	// changes. Nil changes nothing.
 	ControlPlaneScale *ControlPlaneScale `yaml:"control_plane_scale,omitempty" json:"control_plane_scale,omitempty"`
+	// LeafLifetime, when set, replaces Mesh.LeafLifetime: a shorter run
+	// sees as many renewals with shorter-lived certificates.
+	LeafLifetime time.Duration `yaml:"leaf_lifetime,omitempty" json:"leaf_lifetime,omitempty"`
 }
 
 // DefaultFaults returns the fault types validation knows unless WithFaults
@@ -784,6 +787,9 @@ func (s *Scenario) ApplyQuick() {
 	}
 	if q.Trials > 0 {
 		l.Trials = q.Trials
+	}
+	if q.LeafLifetime > 0 {
+		s.Mesh.LeafLifetime = q.LeafLifetime
 	}
 	if q.Rate != nil {
 		l.Rate = q.Rate.clone()

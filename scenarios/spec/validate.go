@@ -836,6 +836,11 @@ func (v *validator) quickSection() {
 	if q.Rate != nil {
 		v.rate("quick.rate", q.Rate)
 	}
+	// Its bounds and its need of a control plane are checked on the quick
+	// form, as mesh.leaf_lifetime.
+	if v.zero("quick.leaf_lifetime") || q.LeafLifetime < 0 {
+		v.errf("quick.leaf_lifetime", "must be above 0s, got %s; leave it out to keep mesh.leaf_lifetime", q.LeafLifetime)
+	}
 	if q.ControlPlaneScale != nil && v.s.ControlPlaneScale == nil {
 		v.errf("quick.control_plane_scale", "only for a scenario with a control_plane_scale section")
 	}
