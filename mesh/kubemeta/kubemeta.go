@@ -96,6 +96,10 @@ const (
 	// AnchorsVolume mounts ConfigMap's trust anchors at AnchorsPath.
 	AnchorsVolume = "skiff-trust-anchors"
 	AnchorsPath   = "/var/run/skiff/anchors/" + TrustAnchorsKey
+	// XtablesLockVolume is an emptyDir at /run in the init container:
+	// iptables takes its lock file there, and the root filesystem is
+	// read-only.
+	XtablesLockVolume = "skiff-xtables-lock"
 )
 
 // Images. A tag is the skiff version it was built from.
