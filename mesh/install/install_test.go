@@ -2,8 +2,8 @@ package install_test
 
 import (
 	"bufio"
-	"context"
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
