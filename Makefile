@@ -39,6 +39,17 @@ test: deps ## Unit and end-to-end tests with -race (a few minutes)
 test-short: ## Tests without -race, for a quick local check
 	$(GO) test -count=1 ./...
 
+.PHONY: test-kube
+# The tests against a real control plane: kube-apiserver, etcd and
+# kube-controller-manager built from source by ci/kube/build.sh into
+# ~/.cache/skiff/k8s-<version>/bin (about 22 min of 2 cores cold, then
+# cached; docs/kube-testing.md). Elsewhere these tests skip when the
+# binaries are missing; here they must run.
+KUBE_TEST_PKGS = ./internal/kubetest ./mesh/discovery/kube ./mesh/control/identity/tokenreview ./mesh/install
+test-kube: ## Tests against a real API server, etcd and controller-manager (builds them once: ~22 min cold)
+	GO='$(GO)' ./ci/kube/build.sh
+	SKIFF_KUBE_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run '^TestAPIServer' $(KUBE_TEST_PKGS)
+
 .PHONY: lint
 lint: ## go vet, gofmt and golangci-lint (config in .golangci.yml)
 	$(GO) vet ./...
@@ -95,6 +106,20 @@ planted-update: ## As planted, and rewrite the planted-defect table of docs/scen
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf $(BIN) bin-plant bench.json bench-peers.json
+
+.PHONY: images
+images: ## Build the container images skiff-proxy, skiff-init, skiff-controller, skiff-demo (needs Docker; REGISTRY, VERSION)
+	@./ci/images.sh
+
+.PHONY: kind-up
+kind-up: build ## Create or reuse the kind cluster "skiff", build and load the images, apply skiff install (needs Docker and kubectl)
+	@$(BUILD_ENV) $(GO) build $(BUILD_FLAGS) -o $(BIN)/kind-env ./ci/kind
+	$(BIN)/kind-env up
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster "skiff"
+	@$(BUILD_ENV) $(GO) build $(BUILD_FLAGS) -o $(BIN)/kind-env ./ci/kind
+	$(BIN)/kind-env down
 
 .PHONY: scenario
 scenario: build ## Run a scenario: make scenario NAME=failover [ENV=local] [SCENARIO_FLAGS="--quick --seed 7"]

@@ -33,6 +33,7 @@ import (
 	"github.com/skiff-mesh/skiff/results"
 	"github.com/skiff-mesh/skiff/results/assert"
 	"github.com/skiff-mesh/skiff/scenarios"
+	"github.com/skiff-mesh/skiff/scenarios/kind"
 	"github.com/skiff-mesh/skiff/scenarios/spec"
 	"github.com/skiff-mesh/skiff/simulator/demo"
 	"github.com/skiff-mesh/skiff/simulator/local"
@@ -88,9 +89,14 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 			return nil, unavailable(EnvNetns, err)
 		}
 	case EnvKind:
-		return nil, unavailable(EnvKind, errors.New("needs a Docker engine and the Kubernetes support of a later release (use --env local or netns)"))
+		if err := kind.Available(ctx); err != nil {
+			return nil, unavailable(EnvKind, err)
+		}
+		// make kind-up brings the cluster, the images and the install
+		// up; deploying a scenario's topology on it is not built yet.
+		return nil, unavailable(EnvKind, errors.New("running a scenario's topology on a cluster is not built yet (issue 14); make kind-up brings the cluster up with Skiff installed (use --env local or netns)"))
 	case EnvKube:
-		return nil, unavailable(EnvKube, errors.New("needs a cluster (KUBECONFIG) and the Kubernetes support of a later release (use --env local or netns)"))
+		return nil, unavailable(EnvKube, errors.New("running a scenario's topology on a cluster is not built yet (issue 14) (use --env local or netns)"))
 	default:
 		return nil, fmt.Errorf("environment %q: want local, netns, kind or kube", o.Env)
 	}
