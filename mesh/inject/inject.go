@@ -126,6 +126,11 @@ func (r Result) Changed() bool { return len(r.Patch) > 0 }
 // control plane's (its controller must not depend on itself to start).
 var excludedNamespaces = []string{"kube-system", kubemeta.Namespace}
 
+// NeverInjected reports whether pods of namespace ns are never injected,
+// whatever they or the namespace say: kube-system and the control
+// plane's.
+func NeverInjected(ns string) bool { return slices.Contains(excludedNamespaces, ns) }
+
 // Inject returns p with the sidecar and the init step, or why it is left
 // alone. A pod Skiff injected before is injected afresh (so a new Config
 // takes effect) and unchanged when that gives the same pod. An error is
@@ -174,7 +179,7 @@ func Uninject(p Pod) Result {
 // leaveAlone says why p is not to be injected, or "", and whether that
 // is a mistake to warn of.
 func (c Config) leaveAlone(p Pod, mode Mode) (reason string, warn bool) {
-	if slices.Contains(excludedNamespaces, p.Namespace) {
+	if NeverInjected(p.Namespace) {
 		return fmt.Sprintf("namespace %s is never injected", p.Namespace), false
 	}
 	switch v := p.Meta.Annotations[kubemeta.InjectAnnotation]; v {
