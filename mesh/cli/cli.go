@@ -67,6 +67,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, more ...C
 	root.SetErr(stderr)
 	o.Log.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCmd(o))
+	root.AddCommand(newInjectCmd(o), newUninjectCmd(o))
 	for _, c := range more {
 		root.AddCommand(c(o))
 	}
