@@ -9,6 +9,10 @@
 //	skiff-controller all --discovery kube --token-verifier kube --identity-issuer-cert /var/run/skiff/issuer/tls.crt --identity-issuer-key /var/run/skiff/issuer/tls.key --trust-anchors /var/run/skiff/anchors/ca-bundle.pem
 //	skiff-controller all --plaintext ...   # for grpcurl -plaintext; proxies then need --control-plane-plaintext
 //	skiff-controller policy --resources resources.yaml --tls-cert-file ... --tls-key-file ... --trust-anchors ...
+//	skiff-controller inject --tls-cert-file /var/run/skiff/webhook/tls.crt --tls-key-file /var/run/skiff/webhook/tls.key --addr :8443
+//
+// Inject is the sidecar-injection admission webhook (mesh/control/injector,
+// docs/injection.md): HTTPS on --addr, AdmissionReview v1 at /inject.
 //
 // Policy serves the routes of --resources, a YAML stream of HTTPRoute,
 // GRPCRoute, XBackendTrafficPolicy and CircuitBreaker objects
@@ -115,6 +119,7 @@ subcommands:
   identity     serve skiff.identity.v1 (the certificate authority)
   policy       serve skiff.policy.v1 (outbound routes from --resources, else defaults)
   all          serve the three on one gRPC port
+  inject       serve the sidecar-injection admission webhook (HTTPS, docs/injection.md)
 
 Run 'skiff-controller SUBCOMMAND -h' for its flags.
 `
@@ -207,16 +212,19 @@ func (o *options) addFlags(fs *flag.FlagSet, svc services) {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stdout, usage)
-		return errors.New("no subcommand: want destination, identity, policy or all")
+		return errors.New("no subcommand: want destination, identity, policy, all or inject")
 	}
 	name := args[0]
 	if name == "-h" || name == "-help" || name == "--help" || name == "help" {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
+	if name == "inject" {
+		return runInject(ctx, args[1:], stdout)
+	}
 	svc, ok := subcommands[name]
 	if !ok {
-		return fmt.Errorf("unknown subcommand %q: want destination, identity, policy or all", name)
+		return fmt.Errorf("unknown subcommand %q: want destination, identity, policy, all or inject", name)
 	}
 	fs := flag.NewFlagSet("skiff-controller "+name, flag.ContinueOnError)
 	fs.SetOutput(stdout)
