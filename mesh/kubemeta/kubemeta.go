@@ -108,6 +108,7 @@ const (
 	// inject take --registry.
 	DefaultRegistry    = "ghcr.io/skiff-mesh"
 	ProxyImage         = "skiff-proxy"
+	InitImage          = "skiff-init" // skiff-proxy init with iptables: its entrypoint is `skiff-proxy init`
 	ControllerImage    = "skiff-controller"
 	DemoImage          = "skiff-demo"
 	DefaultTrustDomain = "cluster.local"
