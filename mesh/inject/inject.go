@@ -29,10 +29,10 @@ const DefaultTokenExpiration = 3600
 // kubemeta.DefaultTrustDomain, talking to the controller skiff install
 // deploys.
 type Config struct {
-	// Registry prefixes the proxy image's name ("" means
+	// Registry prefixes the images' names ("" means
 	// kubemeta.DefaultRegistry).
 	Registry string
-	// Version is the proxy image's tag and the value of the
+	// Version is the images' tag and the value of the
 	// skiff.dev/proxy-version annotation ("" means DefaultVersion).
 	Version string
 	// TrustDomain is the SPIFFE trust domain of the workload identities
@@ -71,10 +71,17 @@ func (c Config) Validate() error {
 	return err
 }
 
-// ProxyImage is the image of the sidecar and of the init step.
+// ProxyImage is the sidecar's image.
 func (c Config) ProxyImage() string {
 	c, _ = c.normalize()
 	return c.Registry + "/" + kubemeta.ProxyImage + ":" + c.Version
+}
+
+// InitImage is the init step's image: skiff-proxy with the iptables
+// tools, its entrypoint `skiff-proxy init` (build/Dockerfile).
+func (c Config) InitImage() string {
+	c, _ = c.normalize()
+	return c.Registry + "/" + kubemeta.InitImage + ":" + c.Version
 }
 
 // Mode says who asks for the injection.

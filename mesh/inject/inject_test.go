@@ -134,7 +134,7 @@ func TestSidecar(t *testing.T) {
 	if proxyC.RestartPolicy == nil || *proxyC.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Error("the proxy is not a native sidecar")
 	}
-	wantInit := []string{"init", "--inbound-port=4143", "--outbound-port=4140", "--proxy-uid=2102",
+	wantInit := []string{"--inbound-port=4143", "--outbound-port=4140", "--proxy-uid=2102",
 		"--skip-inbound-ports=4190,9100,4191", "--skip-outbound-ports=443,8000-8001"}
 	if !slices.Equal(initC.Args, wantInit) {
 		t.Errorf("init args %q, want %q", initC.Args, wantInit)
@@ -184,7 +184,7 @@ func TestFlagsAreReal(t *testing.T) {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	var o proxyinit.Options
 	o.AddFlags(fs)
-	if err := fs.Parse(res.Spec.InitContainers[0].Args[1:]); err != nil {
+	if err := fs.Parse(res.Spec.InitContainers[0].Args); err != nil {
 		t.Fatalf("skiff-proxy init refuses %q: %v", res.Spec.InitContainers[0].Args, err)
 	}
 	if err := o.Validate(); err != nil {

@@ -58,8 +58,9 @@ func (c Config) sidecar(meta metav1.ObjectMeta, spec corev1.PodSpec) (injection,
 	if err != nil {
 		return injection{}, err
 	}
+	// The init image's entrypoint is `skiff-proxy init`: these are its
+	// flags.
 	initArgs := []string{
-		"init",
 		"--inbound-port=" + strconv.Itoa(kubemeta.ProxyInboundPort),
 		"--outbound-port=" + strconv.Itoa(kubemeta.ProxyOutboundPort),
 		"--proxy-uid=" + strconv.Itoa(kubemeta.ProxyUID),
@@ -97,7 +98,6 @@ func (c Config) sidecar(meta metav1.ObjectMeta, spec corev1.PodSpec) (injection,
 		proxyArgs = append(proxyArgs, "--opaque-ports="+list)
 	}
 
-	image := c.ProxyImage()
 	always := corev1.ContainerRestartPolicyAlways
 	var (
 		root    int64 = 0
@@ -109,7 +109,7 @@ func (c Config) sidecar(meta metav1.ObjectMeta, spec corev1.PodSpec) (injection,
 	in := injection{
 		init: corev1.Container{
 			Name:  kubemeta.InitContainer,
-			Image: image,
+			Image: c.InitImage(),
 			Args:  initArgs,
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("10Mi")},
@@ -134,7 +134,7 @@ func (c Config) sidecar(meta metav1.ObjectMeta, spec corev1.PodSpec) (injection,
 		},
 		proxy: corev1.Container{
 			Name:          kubemeta.ProxyContainer,
-			Image:         image,
+			Image:         c.ProxyImage(),
 			RestartPolicy: &always,
 			Args:          proxyArgs,
 			Ports: []corev1.ContainerPort{
