@@ -674,7 +674,7 @@ func (ps pools) pick(req *http.Request, meshed bool) http.RoundTripper {
 	if req.ProtoMajor == 2 {
 		return ps.h2
 	}
-	return ps.h1
+	return ps.http1()
 }
 
 // inboundTransport forwards to the local application, turning requests
@@ -691,7 +691,7 @@ func (t inboundTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errNoTarget
 	}
 	req.URL.Host = target
-	rt := p.in.h1
+	rt := p.in.http1()
 	if req.Header.Get(OrigProtoHeader) != "" {
 		req.Header.Del(OrigProtoHeader)
 	} else if req.ProtoMajor == 2 && req.Header.Get("Upgrade") == "" {

@@ -181,8 +181,8 @@ func New(cfg Config) (*Proxy, error) {
 	p.metrics.Gauge("outbound_authorities", func() float64 { return float64(p.destinations.len()) })
 	p.metrics.GaugeFamily("outbound_http_balancer_endpoints", func(emit func(string, float64)) { p.endpointStates(false, emit) })
 	p.metrics.GaugeFamily("outbound_http_endpoint_state", func(emit func(string, float64)) { p.endpointStates(true, emit) })
-	p.out = pools{h1: p.newTransport(dirOutbound, false), h2: p.newTransport(dirOutbound, true)}
-	p.in = pools{h1: p.newTransport(dirInbound, false), h2: p.newTransport(dirInbound, true)}
+	p.out = p.newPools(dirOutbound)
+	p.in = p.newPools(dirInbound)
 	if cfg.Identity != nil {
 		p.tlsOut = pools{h1: p.newTLSTransport("http/1.1"), h2: p.newTLSTransport("h2")}
 		p.serverTLS = cfg.Identity.ServerTLSConfig()

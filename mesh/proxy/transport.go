@@ -16,8 +16,21 @@ import (
 // This file holds the upstream side: the connection pools of each
 // direction, plaintext and mutual TLS, and the dialers behind them.
 
-// pools are the upstream connection pools of one direction.
-type pools struct{ h1, h2 *http.Transport }
+// pools are the upstream connection pools of one direction. plain, the
+// proxy's own HTTP/1.1 client (h1client.go), serves plaintext HTTP/1.1
+// and hands what it does not handle to h1; the TLS pools have none.
+type pools struct {
+	h1, h2 *http.Transport
+	plain  *h1Transport
+}
+
+// http1 is the pool of HTTP/1.1 requests.
+func (ps pools) http1() http.RoundTripper {
+	if ps.plain != nil {
+		return ps.plain
+	}
+	return ps.h1
+}
 
 func (ps pools) closeIdle() {
 	if ps.h1 == nil {
@@ -25,6 +38,7 @@ func (ps pools) closeIdle() {
 	}
 	ps.h1.CloseIdleConnections()
 	ps.h2.CloseIdleConnections()
+	ps.plain.closeIdle(time.Time{})
 }
 
 // newTLSTransport is a pool of mutual-TLS connections to meshed peers,
@@ -94,6 +108,15 @@ func (p *Proxy) tlsLabel(ep *endpoint.Endpoint) string {
 	}
 }
 
+// newPools are the plaintext pools of one direction.
+func (p *Proxy) newPools(dir string) pools {
+	ps := pools{h1: p.newTransport(dir, false), h2: p.newTransport(dir, true)}
+	ps.plain = newH1Transport(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return p.dial(ctx, dir, network, addr)
+	}, ps.h1)
+	return ps
+}
+
 func (p *Proxy) newTransport(dir string, h2 bool) *http.Transport {
 	t := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -101,7 +124,7 @@ func (p *Proxy) newTransport(dir string, h2 bool) *http.Transport {
 		},
 		MaxIdleConns:           1024,
 		MaxIdleConnsPerHost:    maxIdlePerHost,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        upstreamIdleTimeout,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: DefaultMaxHeaderBytes,
 		ExpectContinueTimeout:  time.Second,
@@ -148,8 +171,9 @@ func h2ServerConfig(dir string) *http.HTTP2Config {
 }
 
 // closeIdle closes the HTTP/2 client connections that have had no request
-// in flight for idleTimeout (HTTP/1 ones time out in net/http), every
-// quarter of it, until ctx is done.
+// in flight for idleTimeout (HTTP/1 ones time out in net/http), and the
+// plaintext HTTP/1.1 upstream connections idle for upstreamIdleTimeout or
+// closed by their server, every quarter of idleTimeout, until ctx is done.
 func (p *Proxy) closeIdle(ctx context.Context) {
 	t := time.NewTicker(idleTimeout / 4)
 	defer t.Stop()
@@ -159,6 +183,8 @@ func (p *Proxy) closeIdle(ctx context.Context) {
 			return
 		case now := <-t.C:
 			cutoff := now.Add(-idleTimeout).UnixNano()
+			p.out.plain.closeIdle(now.Add(-upstreamIdleTimeout))
+			p.in.plain.closeIdle(now.Add(-upstreamIdleTimeout))
 			for _, l := range p.listeners {
 				for _, c := range l.table.idle(cutoff) {
 					c.Close()
