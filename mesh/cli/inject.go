@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"runtime/debug"
@@ -66,7 +65,7 @@ templates: the manifest skiff inject was given.
 // transformManifests runs f over the manifest at name ("-": stdin),
 // writing the result to stdout and a line per pod template to stderr.
 func transformManifests(cmd *cobra.Command, o *Options, name, verb string, f inject.Transform) error {
-	var r io.Reader = cmd.InOrStdin()
+	r := cmd.InOrStdin()
 	if name != "-" {
 		file, err := os.Open(name)
 		if err != nil {
