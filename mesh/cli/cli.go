@@ -68,6 +68,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, more ...C
 	o.Log.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCmd(o))
 	root.AddCommand(newInjectCmd(o), newUninjectCmd(o))
+	root.AddCommand(newInstallCmd(o), newUninstallCmd(o), newCheckCmd(o))
 	for _, c := range more {
 		root.AddCommand(c(o))
 	}
