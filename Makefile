@@ -43,9 +43,10 @@ test-short: ## Tests without -race, for a quick local check
 # The tests against a real control plane: kube-apiserver, etcd and
 # kube-controller-manager built from source by ci/kube/build.sh into
 # ~/.cache/skiff/k8s-<version>/bin (about 22 min of 2 cores cold, then
-# cached; docs/kube-testing.md). Elsewhere these tests skip when the
-# binaries are missing; here they must run.
-KUBE_TEST_PKGS = ./internal/kubetest ./mesh/discovery/kube ./mesh/control/identity/tokenreview ./mesh/install
+# cached; docs/kubernetes.md, "The test API server"). Elsewhere these
+# tests skip when the binaries are missing; here they must run.
+KUBE_TEST_PKGS = ./internal/kubetest ./mesh/discovery/kube ./mesh/control/identity/tokenreview \
+	./mesh/install ./mesh/control/injector ./mesh/cli
 test-kube: ## Tests against a real API server, etcd and controller-manager (builds them once: ~22 min cold)
 	GO='$(GO)' ./ci/kube/build.sh
 	SKIFF_KUBE_REQUIRED=1 $(GO) test -count=1 -timeout 20m -v -run '^TestAPIServer' $(KUBE_TEST_PKGS)
