@@ -77,6 +77,23 @@ func (cp *ControlPlane) Namespace(t testing.TB, name string) *corev1.Namespace {
 	return ns
 }
 
+// Bind binds the pod to node through the binding subresource, as the
+// scheduler (which does not run here) would: for pods a controller
+// creates, such as a Deployment's. A test that creates a pod itself can
+// set Spec.NodeName instead.
+func (cp *ControlPlane) Bind(t testing.TB, namespace, name, node string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+	defer cancel()
+	err := cp.Client.CoreV1().Pods(namespace).Bind(ctx, &corev1.Binding{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Target:     corev1.ObjectReference{Kind: "Node", Name: node},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("kubetest: bind pod %s/%s to node %s: %v", namespace, name, node, err)
+	}
+}
+
 // SetPodReady does, through the pod's status subresource, what a kubelet
 // does once the pod's containers run: phase Running, the pod IP ip, and
 // the conditions PodScheduled, Initialized, ContainersReady and Ready,
