@@ -470,7 +470,7 @@ func (c *checker) webhook(ctx context.Context, cat *Category) {
 func (c *checker) webhookCA(hooks []admissionv1.MutatingWebhook, sec *corev1.Secret) error {
 	certs, err := spiffe.ParseCertificatesPEM(sec.Data[corev1.TLSCertKey])
 	if err != nil {
-		return fmt.Errorf("Secret %s/%s %s: %w", kubemeta.Namespace, kubemeta.Injector, corev1.TLSCertKey, err)
+		return fmt.Errorf("the serving Secret %s/%s %s: %w", kubemeta.Namespace, kubemeta.Injector, corev1.TLSCertKey, err)
 	}
 	for _, h := range hooks {
 		roots := x509.NewCertPool()
@@ -484,7 +484,7 @@ func (c *checker) webhookCA(hooks []admissionv1.MutatingWebhook, sec *corev1.Sec
 		// At the certificate's NotBefore: its expiry is the validity
 		// lines' to report, not this one's.
 		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: webhookHost, CurrentTime: certs[0].NotBefore.Add(time.Second)}); err != nil {
-			return fmt.Errorf("webhook %s: its caBundle does not verify the certificate of Secret %s/%s for %s (%v): the API server will refuse to call the injector; re-apply skiff install, which renders both together",
+			return fmt.Errorf("webhook %s: its caBundle does not verify the certificate of Secret %s/%s for %s (%w): the API server will refuse to call the injector; re-apply skiff install, which renders both together",
 				h.Name, kubemeta.Namespace, kubemeta.Injector, webhookHost, err)
 		}
 	}
