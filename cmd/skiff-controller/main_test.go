@@ -327,7 +327,8 @@ func TestBadArguments(t *testing.T) {
 		want string
 	}{
 		{nil, "no subcommand"},
-		{[]string{"inject"}, `unknown subcommand "inject"`},
+		{[]string{"inject"}, "inject needs --tls-cert-file and --tls-key-file"},
+		{[]string{"tap"}, `unknown subcommand "tap": want destination, identity, policy, all or inject`},
 		{[]string{"destination", "extra"}, "unexpected arguments"},
 		{[]string{"destination"}, "--registry-file"},
 		{[]string{"destination", "--discovery", "consul"}, `--discovery "consul"`},
