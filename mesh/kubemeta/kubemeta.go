@@ -69,6 +69,10 @@ const (
 	PartOf      = "skiff"
 	// ControlPlaneLabel marks the control plane's pods.
 	ControlPlaneLabel = "skiff.dev/control-plane-component"
+	// ManagedByLabel, with the value Injector, marks the copies of
+	// ConfigMap the injector keeps in the namespaces of the pods it
+	// injects (mesh/control/injector).
+	ManagedByLabel = "app.kubernetes.io/managed-by"
 )
 
 // The sidecar as the injector adds it.

@@ -56,6 +56,10 @@ type Config struct {
 	// Namespaces reads namespaces' annotations; nil reads none, so only
 	// pods annotated themselves are injected.
 	Namespaces NamespaceGetter
+	// Anchors puts the trust-anchor ConfigMap in a pod's namespace before
+	// the pod is injected (an *Anchors); nil puts none there, so it must
+	// be there already.
+	Anchors AnchorsPublisher
 	// MaxBodyBytes bounds a request's body (0 means DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// Log receives a line per admission (nil: discarded).
@@ -228,11 +232,16 @@ func (h *Handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	if res.Warning != "" {
 		resp.Warnings = []string{"skiff-injector: " + res.Warning}
 	}
-	switch {
-	case res.Skipped != "":
+	if res.Skipped != "" {
 		log.Debug("pod left alone", "pod", name, "why", res.Skipped)
 		return resp, resultSkipped
-	case !res.Changed():
+	}
+	// The pod mounts the anchors ConfigMap from its namespace, injected
+	// now or before (skiff inject's output): it must be there.
+	if err := h.anchors(ctx, req, log, name); err != nil {
+		return deny(name, err)
+	}
+	if !res.Changed() {
 		log.Debug("pod already injected", "pod", name)
 		return resp, resultUnchanged
 	}
@@ -244,6 +253,24 @@ func (h *Handler) admit(ctx context.Context, req *admissionv1.AdmissionRequest) 
 	resp.Patch, resp.PatchType = patch, &pt
 	log.Info("pod injected", "pod", name, "service_account", cmp.Or(pod.Spec.ServiceAccountName, "default"))
 	return resp, resultInjected
+}
+
+// anchors ensures the trust-anchor ConfigMap in the request's namespace,
+// unless the request is a dry run (the webhook declares sideEffects:
+// NoneOnDryRun). Only a ConfigMap that may be missing is an error: the
+// pod could never start, so it is refused rather than half injected.
+// Any other failure (an update of an existing copy) is logged, counted by
+// the Anchors, and the pod injected: its copy is there, and is retried.
+func (h *Handler) anchors(ctx context.Context, req *admissionv1.AdmissionRequest, log *slog.Logger, name string) error {
+	if h.cfg.Anchors == nil || (req.DryRun != nil && *req.DryRun) {
+		return nil
+	}
+	err := h.cfg.Anchors.Ensure(ctx, req.Namespace)
+	if err == nil || errors.Is(err, ErrAnchorsMissing) {
+		return err
+	}
+	log.Warn("trust anchors not updated; the pod is injected with the copy its namespace has", "pod", name, "err", err)
+	return nil
 }
 
 // podName names a pod being created: its name, or its generateName

@@ -6,10 +6,14 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/skiff-mesh/skiff/mesh/inject"
+	"github.com/skiff-mesh/skiff/mesh/kubemeta"
 )
 
 // KubeNamespaces reads namespaces from an informer's cache, and from the
@@ -27,7 +31,10 @@ type KubeNamespaces struct {
 	synced cache.InformerSynced
 }
 
-var _ NamespaceGetter = (*KubeNamespaces)(nil)
+var (
+	_ NamespaceGetter   = (*KubeNamespaces)(nil)
+	_ EnabledNamespaces = (*KubeNamespaces)(nil)
+)
 
 // NewKubeNamespaces starts an informer on Namespaces under ctx. Its
 // HasSynced says when the cache holds them all.
@@ -52,4 +59,21 @@ func (n *KubeNamespaces) NamespaceAnnotations(ctx context.Context, name string) 
 		return nil, fmt.Errorf("namespace %q: %w", name, err)
 	}
 	return ns.Annotations, nil
+}
+
+// EnabledNamespaces implements EnabledNamespaces from the cache: the
+// namespaces annotated skiff.dev/inject: enabled, except those never
+// injected (kube-system, the control plane's).
+func (n *KubeNamespaces) EnabledNamespaces() ([]string, error) {
+	all, err := n.lister.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("namespaces: %w", err)
+	}
+	var out []string
+	for _, ns := range all {
+		if ns.Annotations[kubemeta.InjectAnnotation] == kubemeta.InjectEnabled && !inject.NeverInjected(ns.Name) {
+			out = append(out, ns.Name)
+		}
+	}
+	return out, nil
 }
