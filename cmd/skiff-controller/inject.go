@@ -31,6 +31,8 @@ type injectOptions struct {
 	tlsCertFile, tlsKeyFile string
 	kubeconfig              string
 	noNamespaces            bool
+	trustAnchors            string
+	anchorsInterval         time.Duration
 	maxBodyBytes            int64
 	shutdownGrace           time.Duration
 	inject                  inject.Config
@@ -43,6 +45,8 @@ func (o *injectOptions) addFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.tlsCertFile, "tls-cert-file", "", "PEM file: the webhook's serving certificate (then its chain), for the name the API server calls it by, re-read when it changes (required)")
 	fs.StringVar(&o.tlsKeyFile, "tls-key-file", "", "PEM file: the key of --tls-cert-file (required)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file, to read the namespaces' skiff.dev/inject annotation (empty: $KUBECONFIG, ~/.kube/config, then in-cluster)")
+	fs.StringVar(&o.trustAnchors, "trust-anchors", "", "PEM file: the trust anchors, copied as ConfigMap "+kubemeta.ConfigMap+" into the namespace of every pod injected (and every enabled namespace), re-read when it changes (empty: no copies; the ConfigMap must be there already)")
+	fs.DurationVar(&o.anchorsInterval, "trust-anchors-reload-interval", injector.DefaultAnchorsInterval, "how often --trust-anchors is re-read, so an anchor rotation reaches every copy")
 	fs.BoolVar(&o.noNamespaces, "no-namespaces", false, "read no namespace: only pods annotated skiff.dev/inject: enabled themselves are injected (no Kubernetes API needed)")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", injector.DefaultMaxBodyBytes, "largest AdmissionReview accepted")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long in-flight reviews may take")
@@ -53,7 +57,8 @@ func (o *injectOptions) addFlags(fs *flag.FlagSet) {
 }
 
 // runInject is `skiff-controller inject`: the webhook on --addr and the
-// admin server on --admin-addr, ready once the namespace cache is synced.
+// admin server on --admin-addr, ready once the namespace cache is synced;
+// with --trust-anchors, the copies of the anchors ConfigMap kept in step.
 func runInject(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("skiff-controller inject", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -90,6 +95,10 @@ func runInject(ctx context.Context, args []string, stdout io.Writer) error {
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := injector.Config{Inject: o.inject, MaxBodyBytes: o.maxBodyBytes, Log: log, Registerer: metrics}
 	synced := func() bool { return true }
+	var anchors *injector.Anchors
+	if o.noNamespaces && o.trustAnchors != "" {
+		return errors.New("--trust-anchors copies a ConfigMap through the Kubernetes API: not with --no-namespaces")
+	}
 	if !o.noNamespaces {
 		client, err := kubeClient(o.kubeconfig, log)
 		if err != nil {
@@ -97,6 +106,16 @@ func runInject(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		ns := injector.NewKubeNamespaces(ctx, client)
 		cfg.Namespaces, synced = ns, ns.HasSynced
+		if o.trustAnchors != "" {
+			anchors, err = injector.NewAnchors(injector.AnchorsConfig{
+				Client: client, File: o.trustAnchors, Namespaces: ns,
+				Interval: o.anchorsInterval, Log: log, Registerer: metrics,
+			})
+			if err != nil {
+				return fmt.Errorf("--trust-anchors: %w", err)
+			}
+			cfg.Anchors = anchors
+		}
 	}
 	h, err := injector.New(cfg)
 	if err != nil {
@@ -153,6 +172,9 @@ func runInject(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		adm.SetReady(true)
 		log.Info("ready")
+		if anchors != nil {
+			return anchors.Run(gctx) // the enabled namespaces are known now
+		}
 		return nil
 	})
 	g.Go(func() error {

@@ -151,6 +151,7 @@ func TestInjectFlags(t *testing.T) {
 		{[]string{"inject", "--tls-cert-file", missing, "--tls-key-file", missing}, "--tls-cert-file/--tls-key-file"},
 		{[]string{"inject", "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--no-namespaces", "--version", "a:b"}, `version "a:b" is not an image tag`},
 		{[]string{"inject", "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--no-namespaces", "--addr", "256.0.0.1:1"}, "--addr"},
+		{[]string{"inject", "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--no-namespaces", "--trust-anchors", certFile}, "not with --no-namespaces"},
 		{[]string{"inject", "extra"}, "unexpected arguments"},
 	} {
 		err := run(t.Context(), tc.args, os.Stderr)

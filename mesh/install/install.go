@@ -243,12 +243,14 @@ func serviceAccount() *corev1.ServiceAccount {
 
 // clusterRole grants the control plane exactly what it calls:
 // mesh/discovery/kube's informers (Services, EndpointSlices, Pods),
-// mesh/control/identity/tokenreview's TokenReviews, and the injector's
+// mesh/control/identity/tokenreview's TokenReviews, the injector's
 // namespace informer (mesh/control/injector reads their skiff.dev/inject
-// annotation). The Policy service
-// reads Gateway API objects from a file (--resources), not the API, so
-// no rule names them; the issuer and trust anchors come in as volumes,
-// so no Secret or ConfigMap is read through the API.
+// annotation), and the injector's copies of the anchors ConfigMap in the
+// namespaces it injects pods into: create (which RBAC cannot restrict by
+// name) and get and update of that one name, never list or watch. The
+// Policy service reads Gateway API objects from a file (--resources), not
+// the API, so no rule names them; the issuer and trust anchors come in as
+// volumes, so no Secret is read through the API.
 func clusterRole() *rbacv1.ClusterRole {
 	read := []string{"get", "list", "watch"}
 	return &rbacv1.ClusterRole{
@@ -257,6 +259,8 @@ func clusterRole() *rbacv1.ClusterRole {
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"namespaces", "pods", "services"}, Verbs: read},
 			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{kubemeta.ConfigMap}, Verbs: []string{"get", "update"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		},
 	}
@@ -348,7 +352,9 @@ const injectorAdminPort = 9997
 // cmd/skiff-controller defines them: it serves the webhook with the
 // serving Secret's certificate (re-read when it changes) and injects the
 // proxy image of this registry and version. It reads the namespaces'
-// annotations through the API (the ClusterRole's namespaces rule).
+// annotations through the API (the ClusterRole's namespaces rule), and
+// copies the trust anchors it mounts into the namespaces of the pods it
+// injects (the configmaps rules).
 func injectorArgs(cfg *Config) []string {
 	return []string{
 		"inject",
@@ -359,6 +365,7 @@ func injectorArgs(cfg *Config) []string {
 		"--registry=" + cfg.Registry,
 		"--version=" + cfg.Version,
 		"--trust-domain=" + cfg.TrustDomain,
+		"--trust-anchors=" + kubemeta.AnchorsPath,
 		"--log-format=json",
 	}
 }
@@ -433,7 +440,10 @@ func deployment(cfg *Config) *appsv1.Deployment {
 		LivenessProbe:   probe("/live", "injector-admin"),
 		Resources:       resources("50m", "32Mi", "128Mi"),
 		SecurityContext: containerSecurity(),
-		VolumeMounts:    []corev1.VolumeMount{{Name: "injector-tls", MountPath: injectorDir, ReadOnly: true}},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "injector-tls", MountPath: injectorDir, ReadOnly: true},
+			{Name: kubemeta.AnchorsVolume, MountPath: anchorsDir, ReadOnly: true},
+		},
 	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -505,8 +515,10 @@ func webhookConfiguration(cfg *Config, caPEM []byte) *admissionv1.MutatingWebhoo
 				{Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", kubemeta.Namespace}},
 				notDisabled,
 			}},
-			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{notDisabled}},
-			SideEffects:             ptr(admissionv1.SideEffectClassNone),
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{notDisabled}},
+			// The injector writes the anchors ConfigMap into the pod's
+			// namespace, except on a dry run.
+			SideEffects:             ptr(admissionv1.SideEffectClassNoneOnDryRun),
 			TimeoutSeconds:          ptr[int32](webhookTimeoutSeconds),
 			AdmissionReviewVersions: []string{"v1"},
 			// Another webhook that changes the pod after ours (adding a
