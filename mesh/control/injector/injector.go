@@ -9,8 +9,10 @@
 // the injector cannot handle (it does not decode, an annotation does not
 // parse, the namespace cannot be read) is refused, allowed: false with a
 // message saying why: never admitted half-injected, nor silently without
-// the sidecar it asked for. Requests for anything but a Pod's creation
-// are allowed unchanged. docs/injection.md has the whole picture.
+// the sidecar it asked for. Before a pod is injected, its namespace is
+// given a copy of the trust-anchor ConfigMap it mounts (Anchors), except
+// on a dry run. Requests for anything but a Pod's creation are allowed
+// unchanged. docs/injection.md has the whole picture.
 package injector
 
 import (
