@@ -90,8 +90,11 @@ func (o *objects) resource(obj *unstructured.Unstructured) (dynamic.ResourceInte
 // Apply applies every object of manifest (see Decode) in order with
 // server-side apply as fieldManager, as kubectl apply --server-side
 // does: a conflict with another manager's fields is an error, not
-// forced. It returns the objects as the API server stored them.
+// forced. It returns the objects as the API server stored them, or an
+// error after callTimeout if a kind is still not served.
 func (cp *ControlPlane) Apply(ctx context.Context, manifest []byte, fieldManager string) ([]*unstructured.Unstructured, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	objs, err := Decode(manifest)
 	if err != nil {
 		return nil, err
@@ -126,9 +129,16 @@ func (cp *ControlPlane) Apply(ctx context.Context, manifest []byte, fieldManager
 
 // Delete deletes every object of manifest (see Decode; only apiVersion,
 // kind, namespace and name are read) in order, as kubectl delete
-// --ignore-not-found does, and returns once none of them exists any more
-// (a namespace is gone once the controller-manager has emptied it).
+// --ignore-not-found does, and returns once none of them exists any more,
+// or with an error naming what is left after callTimeout.
+//
+// A namespace is gone once the controller-manager has emptied it. A pod
+// bound to a node stays terminating until its kubelet confirms that it
+// has stopped; there is none here, so Delete ends the terminating pods of
+// the namespaces it deletes (grace period 0), as the kubelet would.
 func (cp *ControlPlane) Delete(ctx context.Context, manifest []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	objs, err := Decode(manifest)
 	if err != nil {
 		return err
@@ -151,6 +161,13 @@ func (cp *ControlPlane) Delete(ctx context.Context, manifest []byte) error {
 	}
 	return waitFor(ctx, func(ctx context.Context) error {
 		var left []string
+		for _, obj := range objs {
+			if obj.GetAPIVersion() == "v1" && obj.GetKind() == "Namespace" {
+				if err := cp.endTerminating(ctx, obj.GetName()); err != nil {
+					return err
+				}
+			}
+		}
 		for i, obj := range objs {
 			_, err := rs[i].Get(ctx, obj.GetName(), metav1.GetOptions{})
 			switch {
@@ -166,6 +183,25 @@ func (cp *ControlPlane) Delete(ctx context.Context, manifest []byte) error {
 		}
 		return nil
 	})
+}
+
+// endTerminating deletes, with grace period 0, the pods of namespace that
+// are being deleted: the kubelet's confirmation that they have stopped.
+func (cp *ControlPlane) endTerminating(ctx context.Context, namespace string) error {
+	pods, err := cp.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			continue
+		}
+		err := cp.Client.CoreV1().Pods(namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("end terminating pod %s/%s: %w", namespace, p.Name, err)
+		}
+	}
+	return nil
 }
 
 // permanent marks an error waitFor does not retry.

@@ -32,23 +32,23 @@ func (cp *ControlPlane) Node(t testing.TB, name string, labels map[string]string
 		l = map[string]string{}
 	}
 	l[corev1.LabelHostname] = name
-	node, err := cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
+	_, err := cp.Client.CoreV1().Nodes().Create(ctx, &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l},
 	}, metav1.CreateOptions{})
 	if err := ignoreExists(err); err != nil {
 		t.Fatalf("kubetest: create node %s: %v", name, err)
 	}
-	if err != nil {
-		if node, err = cp.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{}); err != nil {
-			t.Fatalf("kubetest: get node %s: %v", name, err)
-		}
-	}
+	// A patch, not an update: the controller-manager may have written
+	// the node since it was created.
 	now := metav1.Now()
-	node.Status.Conditions = []corev1.NodeCondition{{
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.NodeCondition{{
 		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
 		Message: "kubetest stands in for the kubelet", LastHeartbeatTime: now, LastTransitionTime: now,
-	}}
-	node, err = cp.Client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := cp.Client.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
 		t.Fatalf("kubetest: node %s status: %v", name, err)
 	}
