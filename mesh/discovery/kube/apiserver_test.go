@@ -99,19 +99,21 @@ func TestAPIServerDiscovery(t *testing.T) {
 	grpc := watch(t, src, "web.shop.svc.cluster.local:9090")
 	http.until(t, "(no endpoints)")
 
+	// The API server copies the node's topology labels to the pods bound
+	// to it (the PodTopologyLabels admission plugin).
 	const (
-		web0 = "10.1.0.10:8080 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=http1 zone=zone-a pod=web-0 app:web\n"
-		web1 = "10.1.0.11:8081 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=http1 zone=zone-a pod=web-1 app:web\n"
-		web2 = "10.1.0.12:8080 proto=http1 zone=zone-a pod=web-2 app:web\n"
+		web0 = "10.1.0.10:8080 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=http1 zone=zone-a pod=web-0 app:web topology.kubernetes.io/zone:zone-a\n"
+		web1 = "10.1.0.11:8081 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=http1 zone=zone-a pod=web-1 app:web topology.kubernetes.io/zone:zone-a\n"
+		web2 = "10.1.0.12:8080 proto=http1 zone=zone-a pod=web-2 app:web topology.kubernetes.io/zone:zone-a\n"
 	)
 	cp.SetPodReady(t, ns, "web-0", "10.1.0.10", true)
 	http.until(t, web0)
 	cp.SetPodReady(t, ns, "web-1", "10.1.0.11", true)
 	cp.SetPodReady(t, ns, "web-2", "10.1.0.12", true)
 	http.until(t, web0+web1+web2)
-	grpc.until(t, `10.1.0.10:9090 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=h2c zone=zone-a pod=web-0 app:web
-10.1.0.11:9090 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=h2c zone=zone-a pod=web-1 app:web
-10.1.0.12:9090 proto=h2c zone=zone-a pod=web-2 app:web
+	grpc.until(t, `10.1.0.10:9090 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=h2c zone=zone-a pod=web-0 app:web topology.kubernetes.io/zone:zone-a
+10.1.0.11:9090 meshed id=spiffe://cluster.local/ns/shop/sa/web proto=h2c zone=zone-a pod=web-1 app:web topology.kubernetes.io/zone:zone-a
+10.1.0.12:9090 proto=h2c zone=zone-a pod=web-2 app:web topology.kubernetes.io/zone:zone-a
 `)
 
 	// Its readiness probe fails: no new traffic.
