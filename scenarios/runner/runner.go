@@ -96,7 +96,7 @@ func Run(ctx context.Context, o Options) (*results.Result, error) {
 		// up; deploying a scenario's topology on it is not built yet.
 		return nil, unavailable(EnvKind, errors.New("running a scenario's topology on a cluster is not built yet (issue 14); make kind-up brings the cluster up with Skiff installed (use --env local or netns)"))
 	case EnvKube:
-		return nil, unavailable(EnvKube, errors.New("running a scenario's topology on a cluster is not built yet (issue 14) (use --env local or netns)"))
+		return nil, unavailable(EnvKube, errors.New("running a scenario's topology on a cluster (KUBECONFIG's current context) is not built yet (issue 14) (use --env local or netns)"))
 	default:
 		return nil, fmt.Errorf("environment %q: want local, netns, kind or kube", o.Env)
 	}
