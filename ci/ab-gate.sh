@@ -7,11 +7,12 @@
 # newest commit that changed a file of the proxy's build closure (the
 # packages of this module that `go list -deps ./cmd/skiff-proxy` lists,
 # their own files, not their subpackages'; go.mod and go.sum) and whose
-# parent builds a different proxy: both proxies are built as the Makefile
+# parent builds a different proxy, walking past commits that changed only
+# comments or layout of Go files (ci/gosame): both proxies are built as the Makefile
 # builds them (CGO_ENABLED=0, -trimpath) plus -buildvcs=false, so that two
 # builds of the same source are byte-identical, and a commit that changed
 # go.mod for the harness, or a comment, is walked past (up to $AB_WALK
-# commits, 4 by default). Each base is built from a temporary git
+# commits, 8 by default). Each base is built from a temporary git
 # worktree, removed afterwards whatever happens.
 #
 # Without a base (a root commit, a shallow clone, a base that does not
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 # How many of the closure's newest commits to walk back through while the
 # base builds the same proxy as this tree.
-AB_WALK=${AB_WALK:-4}
+AB_WALK=${AB_WALK:-8}
 SKIFF=${SKIFF:-bin/skiff}
 read -r -a bench_flags <<<"${AB_BENCH_FLAGS:---rate 500 --trials 6 --duration 5s}"
 start=$SECONDS
@@ -88,6 +89,10 @@ if ! build . "$tmp/head"; then
   exit 1
 fi
 base_flags=()
+gosame=""
+if $GO build -o "$tmp/gosame" ./ci/gosame 2>/dev/null; then
+  gosame="$tmp/gosame"
+fi
 # try_base REV: build REV's proxy into $tmp/base; 0 when it differs from
 # this tree's, 1 when it is the same binary, 2 when it cannot be built.
 try_base() {
@@ -131,7 +136,14 @@ else
     fi
     echo "ab-gate: trying base $(git rev-parse --short "$parent"), the parent of a commit that changed the proxy's build closure:"
     git log -1 --format='  %h %s' "$changed"
-    git show --format= --name-only "$changed" -- "${closure[@]}" | sed -n '1,8s/^/    /p'
+    mapfile -t files < <(git show --format= --name-only "$changed" -- "${closure[@]}")
+    printf '    %s\n' "${files[@]:0:8}"
+    # A commit that changed only comments or layout of Go files changes
+    # the binary (its line table) and nothing the proxy does: walk back.
+    if [ -n "$gosame" ] && ! printf '%s\n' "${files[@]}" | grep -qv '\.go$' && "$gosame" "$changed" "${files[@]}" >/dev/null; then
+      echo "ab-gate: it changed only comments or layout (ci/gosame); walking back"
+      continue
+    fi
     rc=0
     try_base "$parent" || rc=$?
     if [ $rc -eq 0 ]; then
