@@ -158,6 +158,13 @@ func (d Decision) abUndecided() bool {
 // neighbour taking the CPUs slows the proxied paths more than the direct
 // one, and the bench cannot tell that from a slower proxy.
 //
+// A known failure (Gate.Known) is judged and reported, and its ceiling
+// decides in its place by the same rules, except after the most trials:
+// there a ceiling its interval still straddles passes (with a message
+// saying so), as the A/B gate passes a figure above its margin but not
+// significantly so. A ceiling guards against regression, and only an
+// interval wholly beyond it shows one.
+//
 // With a base build's paths in r, it also compares the builds as ABGate
 // says: CPU per request and added p50 of one-hop and two-hop are gated,
 // added p99 is only reported. Decide is the final decision; while more
@@ -195,8 +202,23 @@ func (g Gate) decide(r *Report, final bool) Decision {
 		}
 		d.Checks = append(d.Checks, a)
 		op, _, _ = strings.Cut(op, " ")
-		c := judge(subject, metric+" "+op+" "+limit(k.Ceiling), m)
-		d.Checks[len(d.Checks)-1].Message = c.Message + " (the ceiling of the known failure " + src + ")"
+		c := assert.CheckMeasures(metric+" "+op+" "+limit(k.Ceiling), subject, assert.Metrics{metric: m})
+		c.Message += " (the ceiling of the known failure " + src + ")"
+		if c.Verdict == results.Inconclusive && final {
+			// A ceiling guards a claim already known to fail against
+			// getting worse: like the A/B gate, it fails when the data
+			// show it worse (all of the interval beyond), and what the
+			// most trials could not place is no evidence of a regression.
+			c.Verdict = results.Pass
+			c.Message += " — not shown beyond its ceiling after the most trials: a ceiling fails only when all of its interval is beyond it"
+		}
+		d.Checks = append(d.Checks, c)
+		switch {
+		case c.Verdict == results.Fail || c.Verdict == results.Error:
+			d.Verdict = results.Fail
+		case c.Verdict == results.Inconclusive && d.Verdict == results.Pass:
+			d.Verdict = results.Inconclusive
+		}
 	}
 	_, busy := r.Noise.Busy()
 	added := func(e Estimate, directSpread float64) assert.Measure {

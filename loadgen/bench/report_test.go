@@ -212,9 +212,19 @@ func TestGateKnownFailure(t *testing.T) {
 	if u := d.undecided(); len(u) != 0 {
 		t.Errorf("a known failure asks for no more trials: %q", u)
 	}
+	// A ceiling the interval straddles asks for more trials, and after the
+	// most of them is no evidence of a regression; one the interval is
+	// wholly beyond fails.
 	g.Known[metric] = Known{Ceiling: 0.55, Why: "x"}
-	if d := g.Decide(r); d.Verdict == results.Pass {
-		t.Errorf("over the ceiling: %s\n%s", d.Verdict, messages(d))
+	if d := g.decide(r, false); d.Verdict != results.Inconclusive {
+		t.Errorf("straddling the ceiling, more trials to come: %s\n%s", d.Verdict, messages(d))
+	}
+	if d := g.Decide(r); d.Verdict != results.Pass || !strings.Contains(messages(d), "not shown beyond its ceiling after the most trials") {
+		t.Errorf("straddling the ceiling after the most trials: %s\n%s", d.Verdict, messages(d))
+	}
+	g.Known[metric] = Known{Ceiling: 0.52, Why: "x"}
+	if d := g.Decide(r); d.Verdict != results.Fail {
+		t.Errorf("wholly over the ceiling: %s\n%s", d.Verdict, messages(d))
 	}
 	for _, bad := range []string{"added_p50_ms<=0.4: tighter", "added_p50_ms<=0.75", "added_p50_ms>=0.75: wrong way", "p50<=1: what", "vmhwm_mb<=x: nan", "success_rate>=0.9999: tighter"} {
 		if _, _, err := DefaultGate.ParseKnown(bad); err == nil {
