@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-mesh/skiff/internal/yamlstream"
 )
 
 // Bounds on a manifest stream: Manifests refuses more, saying which.
@@ -117,7 +119,7 @@ func (t *transformer) yaml(data []byte, out *bytes.Buffer) error {
 	start := 0
 	flush := func(end int) error {
 		chunk := data[start:end]
-		if blankYAML(chunk) {
+		if yamlstream.Blank(chunk) {
 			out.Write(chunk)
 			return nil
 		}
@@ -134,7 +136,7 @@ func (t *transformer) yaml(data []byte, out *bytes.Buffer) error {
 		if i := bytes.IndexByte(data[off:], '\n'); i >= 0 {
 			next = off + i + 1
 		}
-		if separator(data[off:next]) {
+		if yamlstream.Separator(data[off:next]) {
 			if err := flush(off); err != nil {
 				return err
 			}
@@ -144,27 +146,6 @@ func (t *transformer) yaml(data []byte, out *bytes.Buffer) error {
 		off = next
 	}
 	return flush(len(data))
-}
-
-func separator(line []byte) bool {
-	rest, ok := bytes.CutPrefix(line, []byte("---"))
-	if !ok {
-		return false
-	}
-	rest = bytes.TrimSpace(rest)
-	return len(rest) == 0 || rest[0] == '#'
-}
-
-// blankYAML reports whether a document holds only blank lines and
-// comments.
-func blankYAML(d []byte) bool {
-	for line := range bytes.Lines(d) {
-		l := bytes.TrimSpace(line)
-		if len(l) > 0 && l[0] != '#' {
-			return false
-		}
-	}
-	return true
 }
 
 func (t *transformer) yamlDocument(chunk []byte) ([]byte, error) {

@@ -16,6 +16,8 @@ import (
 	gatewayxv1alpha1 "sigs.k8s.io/gateway-api/apisx/v1alpha1"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/skiff-mesh/skiff/internal/yamlstream"
 )
 
 // Bounds of a stream Parse reads.
@@ -132,7 +134,7 @@ func splitDocuments(data []byte) ([]document, error) {
 	var docs []document
 	start, startLine, line := 0, 1, 1
 	flush := func(end int) error {
-		if d := data[start:end]; !blank(d) {
+		if d := data[start:end]; !yamlstream.Blank(d) {
 			if len(docs) == MaxDocuments {
 				return fmt.Errorf("more than %d documents: a stream may hold at most %d", MaxDocuments, MaxDocuments)
 			}
@@ -146,7 +148,7 @@ func splitDocuments(data []byte) ([]document, error) {
 		if end >= 0 {
 			next = off + end + 1
 		}
-		if separator(data[off:next]) {
+		if yamlstream.Separator(data[off:next]) {
 			if err := flush(off); err != nil {
 				return nil, err
 			}
@@ -158,31 +160,6 @@ func splitDocuments(data []byte) ([]document, error) {
 		return nil, err
 	}
 	return docs, nil
-}
-
-func separator(line []byte) bool {
-	rest, ok := bytes.CutPrefix(line, []byte("---"))
-	if !ok {
-		return false
-	}
-	rest = bytes.TrimSpace(rest)
-	return len(rest) == 0 || rest[0] == '#'
-}
-
-// blank reports whether a document holds only blank lines and comments.
-func blank(d []byte) bool {
-	for len(d) > 0 {
-		line := d
-		if i := bytes.IndexByte(d, '\n'); i >= 0 {
-			line, d = d[:i], d[i+1:]
-		} else {
-			d = nil
-		}
-		if l := bytes.TrimSpace(line); len(l) > 0 && l[0] != '#' {
-			return false
-		}
-	}
-	return true
 }
 
 // head is what a document says about itself, read leniently so that an
